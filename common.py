@@ -311,8 +311,7 @@ class Data:
 
     def describe(self):
         return {"name": self.name, "source": self.source, "synthetic": self.synthetic,
-                "note": self.note, "train_examples": len(self.x_train),
-                "test_examples": len(self.x_test)}
+                "sample": self.name == "mnist-sample", "note": self.note}
 
 
 def check_images(x, y, where):
@@ -836,6 +835,7 @@ def train(model, data, args, out, start_epoch, rows, writes_files):
     keeper = KeepProgress(out, batches, rows, writes_files)
     model.fit(batches, validation_data=validation, validation_batch_size=EVAL_BATCH_SIZE,
               epochs=args.epochs, initial_epoch=start_epoch, callbacks=[keeper],
+              shuffle=False,  # ShuffledBatches shuffles; Keras would reorder its batches
               verbose=fit_verbosity())
     return len(x_train)
 
@@ -900,6 +900,7 @@ def summarise(args, data, rows, test, model, run_info):
         "dataset": data.describe(),
         "train_examples": run_info["train_examples"],
         "validation_examples": len(data.x_train) - run_info["train_examples"],
+        "test_examples": len(data.x_test),
         "backend": keras.backend.backend(), "device": run_info["device"],
         "replicas": run_info["replicas"],
         "reloaded_model_max_difference": run_info["reload_difference"],
