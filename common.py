@@ -56,7 +56,7 @@ def _prepare_environment(argv):
     if cpu_devices and os.environ.get("KERAS_BACKEND") == "jax":
         flag = f"--xla_force_host_platform_device_count={int(cpu_devices)}"
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
-    if quiet and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+    if quiet:  # on JAX and torch too: Keras imports TensorFlow (when present) to save files
         _import_tensorflow_quietly()
 
 
@@ -146,6 +146,15 @@ def seed_value(text):
     return value
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the script's docstring as written and shows defaults that mean something."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS):
+            return action.help
+        return f"{action.help} (default: %(default)s)"
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad value is reported in one line (and still exits with code 2)."""
 
@@ -157,7 +166,7 @@ def build_parser(prog, description, defaults, task):
     parser = OneLineParser(
         prog=prog,
         description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add = parser.add_argument
     add("--epochs", type=positive_int, default=defaults["epochs"], help="training epochs")
@@ -568,6 +577,9 @@ def setup_devices(args):
     keras.utils.set_random_seed(args.seed)
     if args.mixed_precision != "off":
         keras.mixed_precision.set_global_policy(f"mixed_{args.mixed_precision}")
+    if args.use_cudnn == "true" and not gpu_names(backend):
+        raise UserError("--use-cudnn true needs an NVIDIA GPU with cuDNN and this run sees "
+                        f"none ({backend} backend on the CPU); use --use-cudnn auto")
     return describe_devices(backend)
 
 
@@ -590,6 +602,14 @@ def configure_tensorflow(args):
 
 
 def describe_devices(backend):
+    names = gpu_names(backend)
+    if not names:
+        return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+    return f"{len(names)} GPU: " + ", ".join(sorted(set(names)))
+
+
+def gpu_names(backend):
+    """The names of the GPUs the backend sees (empty on a CPU-only machine)."""
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -604,9 +624,7 @@ def describe_devices(backend):
         import torch
 
         names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    if not names:
-        return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
-    return f"{len(names)} GPU: " + ", ".join(sorted(set(names)))
+    return names
 
 
 def backend_version(backend):
@@ -627,48 +645,78 @@ class SingleDevice:
 
 
 class TensorFlowStrategy:
-    def __init__(self, kind):
+    """tf.distribute.MirroredStrategy over the local GPUs (or the logical CPUs that
+    RNN_SCRIPTS_CPU_DEVICES makes): each batch is split over the replicas, gradients summed.
+    A last batch that does not split evenly is fine here. Only one process: it is the chief."""
+
+    def __init__(self):
         import tensorflow as tf
 
-        if kind == "multi-worker":
-            if "TF_CONFIG" not in os.environ:
-                raise UserError("--distribute multi-worker needs TF_CONFIG describing the "
-                                "cluster (see README, 'More than one device')")
-            self.strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        else:
-            devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-            if not devices:
-                devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-            self.strategy = tf.distribute.MirroredStrategy(devices)
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        if not devices:
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        self.strategy = tf.distribute.MirroredStrategy(devices)
         self.replicas = self.strategy.num_replicas_in_sync
-        resolver = self.strategy.cluster_resolver
-        task = (resolver.task_type, resolver.task_id) if resolver else (None, None)
-        self.is_chief = task[0] in (None, "chief") or (task == ("worker", 0) and
-                                                      "chief" not in resolver.cluster_spec().jobs)
 
     def scope(self):
         return self.strategy.scope()
 
 
 class JaxDataParallel(SingleDevice):
-    def __init__(self):
+    """keras.distribution.DataParallel over every JAX device: weights replicated, each batch
+    sharded along its first axis, so every batch must split evenly (see even_rows)."""
+
+    def __init__(self, args):
         import jax
 
         devices = jax.devices()
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         self.replicas = len(devices)
+        sizes = (("--batch-size", args.batch_size), ("evaluation batch", EVAL_BATCH_SIZE))
+        for flag, size in sizes:
+            if size % self.replicas:
+                raise UserError(f"--distribute mirrored on JAX splits every batch over "
+                                f"{self.replicas} devices, but the {flag} {size} does not "
+                                f"divide by {self.replicas}; choose a multiple of "
+                                f"{self.replicas} (or fewer devices)")
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+
+
+def replica_multiple():
+    """How many rows every batch must be a multiple of: the JAX data-parallel device count."""
+    if keras.backend.backend() != "jax":
+        return 1  # tf.distribute copes with an uneven last batch; one device needs nothing
+    distribution = keras.distribution.distribution()
+    return 1 if distribution is None else int(distribution.device_mesh.devices.size)
+
+
+def even_rows(x, y):
+    """Drop the last len(x) % devices rows (at most devices - 1) under JAX data parallelism,
+    where a batch that does not split evenly over the devices is an error; else unchanged."""
+    keep = len(x) - len(x) % replica_multiple()
+    return (x, y) if keep == len(x) else (x[:keep], y[:keep])
+
+
+MULTI_WORKER_BROKEN = (
+    "--distribute multi-worker is not supported: with Keras 3 (here {keras}) and TensorFlow "
+    "{tf}, MultiWorkerMirroredStrategy fails in model.fit with \"ValueError: Attempt to convert "
+    "a value (PerReplica:{{...}}) with an unsupported type (<class 'tensorflow.python."
+    "distribute.values.PerReplica'>) to a Tensor\" (keras-team/keras#20585); use --distribute "
+    "mirrored for the GPUs of one machine")
 
 
 def choose_distribution(args):
     backend = keras.backend.backend()
     if args.distribute == "none":
         return SingleDevice()
+    if args.distribute == "multi-worker":
+        tf_version = backend_version("tensorflow") if backend == "tensorflow" else "any"
+        raise UserError(MULTI_WORKER_BROKEN.format(keras=keras.__version__, tf=tf_version))
     if backend == "tensorflow":
-        return TensorFlowStrategy(args.distribute)
-    if backend == "jax" and args.distribute == "mirrored":
-        return JaxDataParallel()
+        return TensorFlowStrategy()
+    if backend == "jax":
+        return JaxDataParallel(args)
     raise UserError(f"--distribute {args.distribute} is not available on the {backend} "
-                    "backend; use --backend tensorflow (mirrored, multi-worker) or jax (mirrored)")
+                    "backend; use --backend tensorflow or --backend jax")
 
 
 # --------------------------------------------------------------------------------------------
@@ -751,7 +799,7 @@ class ShuffledBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return self.x[rows], self.y[rows]
+        return even_rows(self.x[rows], self.y[rows])
 
 
 def is_better(value, best):
@@ -831,6 +879,7 @@ def fit_verbosity():
 def train(model, data, args, out, start_epoch, rows, writes_files):
     (x_train, y_train), validation = split_validation(
         data.x_train, data.y_train, args.validation_split, args.seed)
+    validation = even_rows(*validation) if validation else None
     batches = ShuffledBatches(x_train, y_train, args.batch_size, args.seed)
     keeper = KeepProgress(out, batches, rows, writes_files)
     model.fit(batches, validation_data=validation, validation_batch_size=EVAL_BATCH_SIZE,
@@ -967,6 +1016,7 @@ def pipeline(build_model, args, task):
     model.summary()
     train_examples = train(model, data, args, args.output_dir, start_epoch, rows,
                            distribution.is_chief)
+    data.x_test, data.y_test = even_rows(data.x_test, data.y_test)
     test = model.evaluate(data.x_test, data.y_test, batch_size=EVAL_BATCH_SIZE, verbose=0,
                           return_dict=True)
     run_info = {"start_epoch": start_epoch, "train_examples": train_examples,
@@ -1021,6 +1071,12 @@ def run(build_model, task="mnist", epochs=10, units=256, description=None):
         fail(f"{stop}; {resume_hint(args, script)}", stop.exit_code)
     except KeyboardInterrupt:
         fail(f"interrupted (Ctrl-C); {resume_hint(args, script)}", EXIT_SIGINT)
+    except ValueError as error:  # Keras refuses use_cudnn=True for this model and backend
+        if "use_cudnn=True" not in str(error):
+            raise
+        fail(f"error: --use-cudnn true: Keras has no cuDNN kernel for this model on the "
+             f"{keras.backend.backend()} backend (masked or unsupported layer); "
+             "use --use-cudnn auto", EXIT_FAILED)
     except Exception as error:
         if not is_out_of_memory(error):
             raise
