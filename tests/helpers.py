@@ -1,0 +1,70 @@
+"""Shared test helpers: run a training script as a subprocess, read what it wrote."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ("train_simplernn.py", "train_gru.py", "train_lstm.py", "train_bilstm.py",
+           "train_imdb_bilstm.py")
+MNIST_SCRIPTS = SCRIPTS[:4]
+_KERAS_HOME = tempfile.mkdtemp(prefix="rnn-scripts-keras-home-")
+
+
+def script_env(env=None, **overrides):
+    """os.environ plus `env`: KERAS_HOME in a temp dir (no download cache), no TF_CONFIG,
+    no KERAS_BACKEND and no CPU split unless the caller sets them."""
+    merged = dict(os.environ)
+    for name in ("TF_CONFIG", "KERAS_BACKEND", "RNN_SCRIPTS_CPU_DEVICES", "XLA_FLAGS"):
+        merged.pop(name, None)
+    merged["KERAS_HOME"] = _KERAS_HOME
+    merged.update(env or {})
+    merged.update(overrides)
+    return merged
+
+
+def run_script(name, *args, env=None, cwd=None, timeout=600):
+    """Run scripts/<name> (e.g. "train_lstm.py") with `args` under sys.executable.
+
+    Returns the subprocess.CompletedProcess with text stdout and stderr. `env` adds to (and
+    overrides) the environment built by script_env(); cwd defaults to a fresh temp dir.
+    """
+    cwd = cwd or tempfile.mkdtemp(prefix="rnn-scripts-cwd-")
+    command = [sys.executable, str(ROOT / name), *(str(a) for a in args)]
+    return subprocess.run(command, cwd=cwd, env=script_env(env), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_script(name, *args, env=None, cwd=None):
+    """Like run_script, but returns the running subprocess.Popen (text pipes)."""
+    cwd = cwd or tempfile.mkdtemp(prefix="rnn-scripts-cwd-")
+    command = [sys.executable, str(ROOT / name), *(str(a) for a in args)]
+    return subprocess.Popen(command, cwd=cwd, env=script_env(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def explain(result):
+    """The tail of a finished run's output, for assertion messages."""
+    return (f"exit {result.returncode}\n--- stdout ---\n{result.stdout[-3000:]}"
+            f"\n--- stderr ---\n{result.stderr[-3000:]}")
+
+
+def read_metrics(out):
+    return json.loads((Path(out) / "metrics.json").read_text())
+
+
+def read_history(out):
+    with open(Path(out) / "history.csv", newline="") as stream:
+        return [{k: (float(v) if v else None) for k, v in row.items()}
+                for row in csv.DictReader(stream)]
+
+
+def importable(module):
+    """True when `module` can be imported (checked without importing it here)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
