@@ -644,12 +644,24 @@ class SingleDevice:
         return contextlib.nullcontext()
 
 
-class TensorFlowStrategy:
+def split_evenly(replicas, args):
+    """Every batch is split over the replicas and must split evenly (see even_rows)."""
+    global BATCH_MULTIPLE
+    sizes = (("--batch-size", args.batch_size), ("evaluation batch", EVAL_BATCH_SIZE))
+    for flag, size in sizes:
+        if size % replicas:
+            raise UserError(f"--distribute {args.distribute} splits every batch over "
+                            f"{replicas} devices, but the {flag} {size} does not divide by "
+                            f"{replicas}; choose a multiple of {replicas} (or fewer devices)")
+    BATCH_MULTIPLE = replicas
+
+
+class TensorFlowStrategy(SingleDevice):
     """tf.distribute.MirroredStrategy over the local GPUs (or the logical CPUs that
     RNN_SCRIPTS_CPU_DEVICES makes): each batch is split over the replicas, gradients summed.
-    A last batch that does not split evenly is fine here. Only one process: it is the chief."""
+    Only one process: it is the chief."""
 
-    def __init__(self):
+    def __init__(self, args):
         import tensorflow as tf
 
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
@@ -657,6 +669,7 @@ class TensorFlowStrategy:
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         self.strategy = tf.distribute.MirroredStrategy(devices)
         self.replicas = self.strategy.num_replicas_in_sync
+        split_evenly(self.replicas, args)
 
     def scope(self):
         return self.strategy.scope()
@@ -664,35 +677,25 @@ class TensorFlowStrategy:
 
 class JaxDataParallel(SingleDevice):
     """keras.distribution.DataParallel over every JAX device: weights replicated, each batch
-    sharded along its first axis, so every batch must split evenly (see even_rows)."""
+    sharded along its first axis."""
 
     def __init__(self, args):
         import jax
 
         devices = jax.devices()
         self.replicas = len(devices)
-        sizes = (("--batch-size", args.batch_size), ("evaluation batch", EVAL_BATCH_SIZE))
-        for flag, size in sizes:
-            if size % self.replicas:
-                raise UserError(f"--distribute mirrored on JAX splits every batch over "
-                                f"{self.replicas} devices, but the {flag} {size} does not "
-                                f"divide by {self.replicas}; choose a multiple of "
-                                f"{self.replicas} (or fewer devices)")
+        split_evenly(self.replicas, args)
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
 
 
-def replica_multiple():
-    """How many rows every batch must be a multiple of: the JAX data-parallel device count."""
-    if keras.backend.backend() != "jax":
-        return 1  # tf.distribute copes with an uneven last batch; one device needs nothing
-    distribution = keras.distribution.distribution()
-    return 1 if distribution is None else int(distribution.device_mesh.devices.size)
+BATCH_MULTIPLE = 1  # every batch's size must be a multiple of this: the replica count
 
 
 def even_rows(x, y):
-    """Drop the last len(x) % devices rows (at most devices - 1) under JAX data parallelism,
-    where a batch that does not split evenly over the devices is an error; else unchanged."""
-    keep = len(x) - len(x) % replica_multiple()
+    """Drop the last len(x) % replicas rows (at most replicas - 1) when training on several
+    devices, where a batch that does not split evenly fails: JAX cannot shard it, and
+    Keras' MirroredStrategy step fails on unequal replica inputs (AddN). Else unchanged."""
+    keep = len(x) - len(x) % BATCH_MULTIPLE
     return (x, y) if keep == len(x) else (x[:keep], y[:keep])
 
 
@@ -712,7 +715,7 @@ def choose_distribution(args):
         tf_version = backend_version("tensorflow") if backend == "tensorflow" else "any"
         raise UserError(MULTI_WORKER_BROKEN.format(keras=keras.__version__, tf=tf_version))
     if backend == "tensorflow":
-        return TensorFlowStrategy()
+        return TensorFlowStrategy(args)
     if backend == "jax":
         return JaxDataParallel(args)
     raise UserError(f"--distribute {args.distribute} is not available on the {backend} "
@@ -744,7 +747,7 @@ def build_and_compile(build_model, args, task):
 
 
 def latest_state(out):
-    states = sorted((out / STATE_DIR).glob("epoch-*.keras"))
+    states = sorted((out / STATE_DIR).glob("epoch-[0-9][0-9][0-9][0-9].keras"))
     return states[-1] if states else None
 
 
@@ -822,7 +825,11 @@ class KeepProgress(keras.callbacks.Callback):
         self.batches.start_epoch(epoch)
         self.started = time.perf_counter()
 
+    def on_test_batch_end(self, batch, logs=None):
+        Interrupts.raise_if_pending()
+
     def on_train_batch_end(self, batch, logs=None):
+        Interrupts.raise_if_pending()
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
             raise TrainingStopped(
@@ -836,18 +843,21 @@ class KeepProgress(keras.callbacks.Callback):
         self.rows.append(row)
         if not self.writes_files:
             return
+        # History first: a row without its state is dropped on resume; the reverse would
+        # leave a finished epoch out of history.csv.
+        write_history(self.out / "history.csv", self.rows)
         self.save_state(epoch + 1)
         score = row["val_accuracy"] if row["val_accuracy"] is not None else row["accuracy"]
         if is_better(score, self.best):
             self.best = score
             save_model_atomically(self.model, self.out / "best.keras")
-        write_history(self.out / "history.csv", self.rows)
+        Interrupts.raise_if_pending()  # this epoch is kept; stop before the next
 
     def save_state(self, finished_epochs):
         state_dir = self.out / STATE_DIR
         state_dir.mkdir(exist_ok=True)
         save_model_atomically(self.model, state_dir / f"epoch-{finished_epochs:04d}.keras")
-        for older in state_dir.glob("epoch-*.keras"):
+        for older in state_dir.glob("epoch-[0-9][0-9][0-9][0-9].keras"):
             if older.name != f"epoch-{finished_epochs:04d}.keras":
                 older.unlink()
 
@@ -882,10 +892,14 @@ def train(model, data, args, out, start_epoch, rows, writes_files):
     validation = even_rows(*validation) if validation else None
     batches = ShuffledBatches(x_train, y_train, args.batch_size, args.seed)
     keeper = KeepProgress(out, batches, rows, writes_files)
-    model.fit(batches, validation_data=validation, validation_batch_size=EVAL_BATCH_SIZE,
-              epochs=args.epochs, initial_epoch=start_epoch, callbacks=[keeper],
-              shuffle=False,  # ShuffledBatches shuffles; Keras would reorder its batches
-              verbose=fit_verbosity())
+    Interrupts.deferred = True
+    try:
+        model.fit(batches, validation_data=validation, validation_batch_size=EVAL_BATCH_SIZE,
+                  epochs=args.epochs, initial_epoch=start_epoch, callbacks=[keeper],
+                  shuffle=False,  # ShuffledBatches shuffles; Keras would reorder batches
+                  verbose=fit_verbosity())
+    finally:
+        Interrupts.deferred = False
     return len(x_train)
 
 
@@ -1030,8 +1044,31 @@ def pipeline(build_model, args, task):
           f"-> {args.output_dir}")
 
 
-def stop_on_sigterm(signum, frame):
-    raise TrainingStopped("terminated (SIGTERM)", EXIT_SIGTERM)
+class Interrupts:
+    """Ctrl-C (SIGINT) and SIGTERM end the run cleanly. While training, the handler only
+    records the signal and KeepProgress stops at the next batch: an exception raised inside
+    a signal handler can land in a library's gc hook and be swallowed there."""
+
+    MEANING = {signal.SIGINT: ("interrupted (Ctrl-C)", EXIT_SIGINT),
+               signal.SIGTERM: ("terminated (SIGTERM)", EXIT_SIGTERM)}
+    pending, deferred = None, False
+
+    @classmethod
+    def install(cls):
+        for signum in cls.MEANING:  # SIGINT too, even if the parent shell ignores it
+            signal.signal(signum, cls.handle)
+
+    @classmethod
+    def handle(cls, signum, frame):
+        if cls.deferred and cls.pending is None:
+            cls.pending = signum
+            return
+        raise TrainingStopped(*cls.MEANING[signum])
+
+    @classmethod
+    def raise_if_pending(cls):
+        if cls.pending is not None:
+            raise TrainingStopped(*cls.MEANING[cls.pending])
 
 
 def resume_hint(args, script):
@@ -1058,7 +1095,7 @@ def run(build_model, task="mnist", epochs=10, units=256, description=None):
     script, argv = Path(sys.argv[0]).stem, sys.argv[1:]
     defaults = {"epochs": epochs, "units": units}
     args = parse_arguments(f"{script}.py", description, defaults, task, argv)
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    Interrupts.install()
     try:
         if is_chief_by_tf_config():
             prepare_output_dir(args, script, argv)
