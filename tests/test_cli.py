@@ -52,7 +52,7 @@ def test_help_lists_every_flag_with_its_default(script, tmp_path):
 def readme_flags():
     text = (ROOT / "README.md").read_text()
     section = text.split("## Every flag", 1)[1].split("\n## ", 1)[0]
-    return dict(re.findall(r"^\| `(--[a-z-]+)[^`]*` \| ([^|]*) \|", section, re.MULTILINE))
+    return dict(re.findall(r"^\| `(--[a-z-]+)[^`]*` \|([^|]*)\|", section, re.MULTILINE))
 
 
 def test_readme_flag_table_matches_the_parser():
@@ -63,6 +63,8 @@ def test_readme_flag_table_matches_the_parser():
         actual.pop("--help")
         for flag, action in actual.items():
             assert flag in documented, f"{flag} missing from README"
+            if action.default not in (None, False):
+                assert str(action.default) in documented[flag], f"{flag} default differs"
         assert set(documented) >= set(actual)
     all_flags = set(common.build_parser("t", None, {"epochs": 1, "units": 1}, "imdb")
                     ._option_string_actions)
