@@ -108,3 +108,16 @@ def test_use_cudnn_passes_through_to_every_layer(setting):
 def test_simplernn_is_relu_as_the_published_recipe():
     layers = list(recurrent_layers(build("train_simplernn")))
     assert [keras.activations.serialize(l.cell.activation) for l in layers] == ["relu"] * 2
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_computes_in_16_bits_but_keeps_float32_logits(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        for script in MNIST_MODELS + ("train_imdb_bilstm",):
+            model = build(script, units=8)
+            assert model.layers[0].compute_dtype == policy.split("_")[1]
+            assert model.layers[-1].compute_dtype == "float32"
+            assert model.layers[-1].variable_dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
