@@ -413,7 +413,7 @@ def download_mnist_like(name):
     try:
         (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception as error:  # no network, proxy, bad cache: Keras raises many kinds
-        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         if name != "mnist":
             raise UserError(f"could not download {name} ({reason}); "
                             "pass --data-dir with its four .gz files, or use --synthetic")
@@ -439,7 +439,7 @@ def load_imdb(args):
         (x_train, y_train), (x_test, y_test) = keras.datasets.imdb.load_data(
             num_words=args.vocab_size)
     except Exception as error:  # no network, proxy, bad cache
-        reason = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         raise UserError(f"could not download IMDB ({reason}); put imdb.npz in a folder and "
                         "pass --data-dir FOLDER, or use --synthetic to run without it")
     return Data(x_train, y_train, x_test, y_test, "imdb", "keras.datasets (download cache)")
