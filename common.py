@@ -90,6 +90,12 @@ class UserError(Exception):
     """A problem the user can fix (a bad file, a bad directory); printed as one line."""
 
 
+def first_line(error, limit=200):
+    """A library's error, cut to one line for our one-line messages."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 class TrainingStopped(Exception):
     """Training ended early on purpose; carries the exit code and the message."""
 
@@ -413,7 +419,7 @@ def download_mnist_like(name):
     try:
         (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception as error:  # no network, proxy, bad cache: Keras raises many kinds
-        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        reason = first_line(error)
         if name != "mnist":
             raise UserError(f"could not download {name} ({reason}); "
                             "pass --data-dir with its four .gz files, or use --synthetic")
@@ -439,7 +445,7 @@ def load_imdb(args):
         (x_train, y_train), (x_test, y_test) = keras.datasets.imdb.load_data(
             num_words=args.vocab_size)
     except Exception as error:  # no network, proxy, bad cache
-        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise UserError(f"could not download IMDB ({reason}); put imdb.npz in a folder and "
                         "pass --data-dir FOLDER, or use --synthetic to run without it")
     return Data(x_train, y_train, x_test, y_test, "imdb", "keras.datasets (download cache)")
@@ -737,8 +743,7 @@ def load_saved_model(path):
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, OSError, zip and h5 errors
-        first = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        raise UserError(f"{path}: cannot load this .keras file ({first})")
+        raise UserError(f"{path}: cannot load this .keras file ({first_line(error)})")
 
 
 def restore_state(model, path):
