@@ -400,11 +400,10 @@ class Bench:
     def common_args(self, steps_per_execution=None):
         wanted = inspect.signature(self.build_model).parameters
         defaults = {"epochs": 1, "units": wanted["units"].default}
-        parser = self.common.build_parser("benchmark", None, defaults, self.task)
         argv = ["--batch-size", str(self.args.batch_size)]
         if steps_per_execution:
             argv += ["--steps-per-execution", str(steps_per_execution)]
-        return parser.parse_args(argv)
+        return self.common.parse_arguments("benchmark", None, defaults, self.task, argv)
 
     def window_data(self, per_call):
         """Enough batches that the timed part (all calls but the first) is >= --steps."""

@@ -109,6 +109,7 @@ class TrainingStopped(Exception):
 # --------------------------------------------------------------------------------------------
 MNIST_DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
 SMOKE_LIMIT = 2000
+STEPS_PER_EXECUTION = 16  # measured faster on CPU (docs/performance.md); torch needs 1
 MIN_FREE_BYTES = 256 * 2**20
 
 
@@ -180,8 +181,9 @@ def build_parser(prog, description, defaults, task):
         help="cuDNN kernels for LSTM/GRU: true fails loudly where they cannot be used")
     add("--mixed-precision", choices=("off", "float16", "bfloat16"), default="off",
         help="compute in 16-bit floats on a GPU (weights, logits and loss stay float32)")
-    add("--steps-per-execution", type=positive_int, default=1,
-        help="training steps per compiled call (fewer Python round trips)")
+    add("--steps-per-execution", type=positive_int,
+        help=f"training steps per compiled call (default {STEPS_PER_EXECUTION}; 1 on the "
+             "torch backend and with --distribute on tensorflow, which allow no other)")
     add("--deterministic", action="store_true",
         help="TensorFlow op determinism: repeatable on any device, but slower")
     add("--backend", choices=BACKENDS, default=os.environ.get("KERAS_BACKEND", "tensorflow"),
@@ -197,6 +199,15 @@ def parse_arguments(prog, description, defaults, task, argv=None):
     args = parser.parse_args(argv)
     if args.resume is not None:
         args = arguments_of_unfinished_run(args, parser)
+    # Keras' torch trainer allows only 1; its TensorFlow trainer fails with more under a
+    # tf.distribute strategy.
+    one_step_only = args.backend == "torch" or (args.backend == "tensorflow" and
+                                                args.distribute != "none")
+    if args.steps_per_execution is None:
+        args.steps_per_execution = 1 if one_step_only else STEPS_PER_EXECUTION
+    elif args.steps_per_execution > 1 and one_step_only:
+        parser.error("argument --steps-per-execution: must be 1 on the torch backend and "
+                     "under --distribute on tensorflow")
     if args.smoke:
         args.epochs = 1
         args.limit = args.limit or SMOKE_LIMIT

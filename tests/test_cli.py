@@ -147,3 +147,11 @@ def test_invalid_value_in_a_real_run_exits_2_in_one_line_and_writes_nothing(tmp_
     assert result.stderr.count("\n") == 1 and "--batch-size" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_steps_per_execution_is_16_but_1_where_keras_allows_no_more(capsys):
+    assert parse([]).steps_per_execution == common.STEPS_PER_EXECUTION == 16
+    assert parse(["--backend", "torch"]).steps_per_execution == 1
+    assert parse(["--distribute", "mirrored"]).steps_per_execution == 1
+    assert parse(["--backend", "jax", "--distribute", "mirrored"]).steps_per_execution == 16
+    assert "torch" in rejected(["--backend", "torch", "--steps-per-execution", "4"], capsys)
