@@ -10,6 +10,7 @@ real shapes, three ways:
     python benchmark.py --quick                         # LSTM on TensorFlow, < 3 minutes
     python benchmark.py --backend tensorflow,jax --json runs/benchmark.json
     python benchmark.py --models lstm,simplernn --lever steps_per_execution
+    python benchmark.py --models imdb_bilstm --lever mask --steps 6 --rounds 3
 
 Each (backend, model) pair runs in a process of its own: common.py reads --backend before
 Keras loads, and the peak memory of a process is then that model's. Within a process the
@@ -20,6 +21,7 @@ against it compare medians of separate processes. Figures: docs/performance.md.
 """
 
 import argparse
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -45,7 +47,9 @@ MODELS = {
 BACKENDS = ("tensorflow", "jax", "torch")
 TRAIN_EXAMPLES = {"mnist": 54000, "imdb": 22500}  # after the 10% validation split
 IMDB_VOCAB, IMDB_LENGTH = 20000, 200
+IMDB_LEVERS = ("mask", "max_length")  # only with --models imdb_bilstm
 LEVERS = ("none", "steps_per_execution", "jit_compile", "eval_batch", "feed")
+LEVERS += IMDB_LEVERS
 GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
 
 
@@ -94,6 +98,8 @@ def parse_arguments(argv=None):
     add("--pytorch-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     fill_defaults(args)
+    if args.lever in IMDB_LEVERS and args.models != ["imdb_bilstm"]:
+        parser.error(f"--lever {args.lever} needs --models imdb_bilstm")
     return args
 
 
@@ -303,23 +309,26 @@ def worker(args):
     return 0
 
 
-def synthetic_data(task, count, rng):
+def synthetic_data(task, count, rng, length=IMDB_LENGTH):
+    """MNIST-shaped images, or reviews (lognormal lengths, median ~180 words like IMDB's)
+    cut to their first `length` word ids and padded with 0 at the end."""
     import numpy as np
 
     if task == "mnist":
         x = rng.random((count, 28, 28), dtype=np.float32)
         return x, rng.integers(0, 10, count).astype(np.int32)
-    lengths = np.clip(rng.lognormal(5.2, 0.6, count).astype(int), 10, IMDB_LENGTH)
-    x = rng.integers(3, IMDB_VOCAB, (count, IMDB_LENGTH)).astype(np.int32)
-    x[np.arange(IMDB_LENGTH)[None, :] >= lengths[:, None]] = 0  # right padding
+    lengths = np.clip(rng.lognormal(5.2, 0.6, count).astype(int), 10, length)
+    x = rng.integers(3, IMDB_VOCAB, (count, length)).astype(np.int32)
+    x[np.arange(length)[None, :] >= lengths[:, None]] = 0  # right padding
     return x, rng.integers(0, 2, count).astype(np.int32)
 
 
-def flops_per_sample(model, task):
-    """Forward multiply-adds x2 of the recurrent and dense layers (embedding: none)."""
+def flops_per_sample(model, task, length=None):
+    """Forward multiply-adds x2 of the recurrent and dense layers (embedding: none);
+    the recurrent layers run over all `length` (padded) steps of a review."""
     from keras import layers
 
-    steps = 28 if task == "mnist" else IMDB_LENGTH
+    steps = 28 if task == "mnist" else length or IMDB_LENGTH
     total = 0
     for layer in model.layers:
         inner = (
@@ -362,8 +371,29 @@ class StepTimer:
         return (last - first) * batch_size / (end - start)
 
 
+def unmasked(build_model):
+    """build_model with the embedding's padding mask off (mask_zero=False)."""
+    import keras
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.Embedding):
+            config["mask_zero"] = False
+        return type(layer).from_config(config)
+
+    @functools.wraps(build_model)  # keeps the signature build_and_compile reads
+    def build(**options):
+        model = build_model(**options)
+        return keras.models.clone_model(model, clone_function=clone)
+
+    return build
+
+
 class KerasVariant:
-    """One compiled Keras model and the way it is fed."""
+    """One compiled Keras model and the way it is fed; `length`: padded review length
+    (None: the task's), `eval_data` (None: the bench's)."""
+
+    length, eval_data = None, None
 
     def __init__(self, bench, model, feed, eval_batch, per_call):
         self.bench, self.model, self.feed = bench, model, feed
@@ -375,7 +405,7 @@ class KerasVariant:
         return timer.samples_per_second(self.bench.args.batch_size)
 
     def evaluate(self):
-        x, y = self.bench.eval_data
+        x, y = self.eval_data or self.bench.eval_data
         started = time.perf_counter()
         self.model.evaluate(x, y, batch_size=self.eval_batch, verbose=0)
         return len(x) / (time.perf_counter() - started)
@@ -393,9 +423,14 @@ class Bench:
             args,
         )
         self.keras, self.np = keras, np
-        rng = np.random.default_rng(1)
-        self.eval_data = synthetic_data(task, args.eval_examples, rng)
-        self.pool = synthetic_data(task, (args.steps + 16) * args.batch_size * 2, rng)
+        self.eval_data, self.pool = self.data()
+
+    def data(self, length=IMDB_LENGTH):
+        """Evaluation data and the pool that training windows are cut from."""
+        rng = self.np.random.default_rng(1)
+        count = (self.args.steps + 16) * self.args.batch_size * 2
+        evaluation = synthetic_data(self.task, self.args.eval_examples, rng, length)
+        return evaluation, synthetic_data(self.task, count, rng, length)
 
     def common_args(self, steps_per_execution=None):
         wanted = inspect.signature(self.build_model).parameters
@@ -405,11 +440,11 @@ class Bench:
             argv += ["--steps-per-execution", str(steps_per_execution)]
         return self.common.parse_arguments("benchmark", None, defaults, self.task, argv)
 
-    def window_data(self, per_call):
+    def window_data(self, per_call, pool=None):
         """Enough batches that the timed part (all calls but the first) is >= --steps."""
         calls = -(-self.args.steps // per_call) + 1
         count = calls * per_call * self.args.batch_size
-        x, y = self.pool
+        x, y = pool or self.pool
         start = self.np.random.default_rng().integers(0, len(x) - count + 1)
         return x[start : start + count], y[start : start + count]
 
@@ -426,12 +461,25 @@ class Bench:
         eval_batch = eval_batch or self.common.EVAL_BATCH_SIZE
         return KerasVariant(self, model, feed, eval_batch, per_call)
 
-    def dataset_feed(self, per_call):
+    def imdb(self, mask=True, length=IMDB_LENGTH):
+        """Ours for the IMDB model, padding masked or not, reviews cut to `length`."""
+        common_args = self.common_args()
+        build = self.build_model if mask else unmasked(self.build_model)
+        model = self.common.build_and_compile(build, common_args, self.task)
+        per_call = common_args.steps_per_execution
+        eval_data, pool = self.data(length)
+        feed = self.dataset_feed(per_call, pool)
+        variant = KerasVariant(self, model, feed, self.common.EVAL_BATCH_SIZE, per_call)
+        variant.length, variant.eval_data = length, eval_data
+        return variant
+
+    def dataset_feed(self, per_call, pool=None):
         """common.py's way: the ShuffledBatches PyDataset."""
         size = self.args.batch_size
 
         def feed(model, callback):
-            batches = self.common.ShuffledBatches(*self.window_data(per_call), size, 1)
+            x, y = self.window_data(per_call, pool)
+            batches = self.common.ShuffledBatches(x, y, size, 1)
             model.fit(batches, epochs=1, verbose=0, callbacks=[callback])
 
         return feed
@@ -487,6 +535,10 @@ class Bench:
             }
         if lever == "eval_batch":
             return {f"eval{n}": self.ours(eval_batch=n) for n in (32, 256, 1024, 4096)}
+        if lever == "mask":
+            return {"mask_zero": self.imdb(), "no_mask": self.imdb(mask=False)}
+        if lever == "max_length":  # the default first: ratios are against it
+            return {f"len{n}": self.imdb(length=n) for n in (200, 100, 400)}
         if self.args.pytorch_only:
             return {"pytorch": TorchVariant(self)}
         return {"ours": self.ours(), "baseline": self.baseline()}
@@ -512,10 +564,16 @@ class Bench:
 
     def figures(self, variants, rounds):
         peak = matmul_peak(self.keras.backend.backend())
-        flops = flops_per_sample(self.build_model(), self.task)
+        model = self.build_model()
+        flops = flops_per_sample(model, self.task)
         rows = {
-            name: self.row(name, rounds, flops, peak["peak_gflops"])
-            for name in variants
+            name: self.row(
+                name,
+                rounds,
+                flops_per_sample(model, self.task, getattr(variant, "length", None)),
+                peak["peak_gflops"],
+            )
+            for name, variant in variants.items()
         }
         return {
             "task": self.task,
