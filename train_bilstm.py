@@ -1,9 +1,9 @@
-"""Two-layer bidirectional LSTM on MNIST: each image is read as 28 steps of 28 pixels,
-forwards and backwards.
+"""Two-layer bidirectional LSTM on MNIST: each image is read as 28 steps of 28
+pixels, forwards and backwards.
 
-    python train_bilstm.py               # 10 epochs on MNIST (the 5,000-digit sample offline)
-    python train_bilstm.py --smoke       # one quick epoch on 2,000 examples
-    python train_bilstm.py --help        # every flag
+    python train_bilstm.py            # 10 epochs on MNIST (offline: the shipped sample)
+    python train_bilstm.py --smoke    # one quick epoch on 2,000 examples
+    python train_bilstm.py --help     # every flag
 """
 
 import common  # first: it picks the backend and quiets TensorFlow before Keras loads
@@ -16,9 +16,12 @@ def build_model(units=256, use_cudnn="auto"):
     return keras.Sequential(
         [
             keras.Input(shape=(None, 28)),  # (time steps, pixels per step); any length
-            layers.Bidirectional(layers.LSTM(units, return_sequences=True, use_cudnn=use_cudnn)),
+            layers.Bidirectional(
+                layers.LSTM(units, return_sequences=True, use_cudnn=use_cudnn)
+            ),
             layers.Bidirectional(layers.LSTM(units, use_cudnn=use_cudnn)),
-            layers.Dense(10, dtype="float32"),  # logits stay float32 under --mixed-precision
+            # float32 logits keep the loss exact under --mixed-precision
+            layers.Dense(10, dtype="float32"),
         ],
         name="bilstm",
     )

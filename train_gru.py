@@ -1,8 +1,8 @@
 """Two-layer GRU on MNIST: each 28x28 image is read as 28 time steps of 28 pixels.
 
-    python train_gru.py                 # 10 epochs on MNIST (the 5,000-digit sample offline)
-    python train_gru.py --smoke         # one quick epoch on 2,000 examples
-    python train_gru.py --help          # every flag
+python train_gru.py            # 10 epochs on MNIST (offline: the shipped sample)
+python train_gru.py --smoke    # one quick epoch on 2,000 examples
+python train_gru.py --help     # every flag
 """
 
 import common  # first: it picks the backend and quiets TensorFlow before Keras loads
@@ -17,7 +17,8 @@ def build_model(units=256, use_cudnn="auto"):
             keras.Input(shape=(None, 28)),  # (time steps, pixels per step); any length
             layers.GRU(units, return_sequences=True, use_cudnn=use_cudnn),
             layers.GRU(units, use_cudnn=use_cudnn),
-            layers.Dense(10, dtype="float32"),  # logits stay float32 under --mixed-precision
+            # float32 logits keep the loss exact under --mixed-precision
+            layers.Dense(10, dtype="float32"),
         ],
         name="gru",
     )

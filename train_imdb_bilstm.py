@@ -21,7 +21,7 @@ def build_model(vocab_size=20000, units=64, use_cudnn="auto"):
             layers.Embedding(vocab_size, 64, mask_zero=True),
             layers.Bidirectional(layers.LSTM(units, use_cudnn=use_cudnn)),
             layers.Dense(64, activation="relu"),
-            layers.Dense(1, dtype="float32"),  # one logit: > 0 means positive
+            layers.Dense(1, dtype="float32"),  # one logit: > 0 is positive
         ],
         name="imdb_bilstm",
     )

@@ -1,7 +1,7 @@
-"""Two-layer SimpleRNN (ReLU) on MNIST: each 28x28 image is read as 28 time steps of
-28 pixels.
+"""Two-layer SimpleRNN (ReLU) on MNIST: each 28x28 image is read as 28 time steps
+of 28 pixels.
 
-    python train_simplernn.py            # 10 epochs on MNIST (the 5,000-digit sample offline)
+    python train_simplernn.py            # 10 epochs on MNIST (offline: the shipped sample)
     python train_simplernn.py --smoke    # one quick epoch on 2,000 examples
     python train_simplernn.py --help     # every flag
 """
@@ -18,7 +18,8 @@ def build_model(units=512):
             keras.Input(shape=(None, 28)),  # (time steps, pixels per step); any length
             layers.SimpleRNN(units, activation="relu", return_sequences=True),
             layers.SimpleRNN(units, activation="relu"),
-            layers.Dense(10, dtype="float32"),  # logits stay float32 under --mixed-precision
+            # float32 logits keep the loss exact under --mixed-precision
+            layers.Dense(10, dtype="float32"),
         ],
         name="simplernn",
     )

@@ -9,8 +9,13 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ("train_simplernn.py", "train_gru.py", "train_lstm.py", "train_bilstm.py",
-           "train_imdb_bilstm.py")
+SCRIPTS = (
+    "train_simplernn.py",
+    "train_gru.py",
+    "train_lstm.py",
+    "train_bilstm.py",
+    "train_imdb_bilstm.py",
+)
 MNIST_SCRIPTS = SCRIPTS[:4]
 _KERAS_HOME = tempfile.mkdtemp(prefix="rnn-scripts-keras-home-")
 
@@ -35,22 +40,36 @@ def run_script(name, *args, env=None, cwd=None, timeout=600):
     """
     cwd = cwd or tempfile.mkdtemp(prefix="rnn-scripts-cwd-")
     command = [sys.executable, str(ROOT / name), *(str(a) for a in args)]
-    return subprocess.run(command, cwd=cwd, env=script_env(env), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env=script_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_script(name, *args, env=None, cwd=None):
     """Like run_script, but returns the running subprocess.Popen (text pipes)."""
     cwd = cwd or tempfile.mkdtemp(prefix="rnn-scripts-cwd-")
     command = [sys.executable, str(ROOT / name), *(str(a) for a in args)]
-    return subprocess.Popen(command, cwd=cwd, env=script_env(env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=script_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def explain(result):
     """The tail of a finished run's output, for assertion messages."""
-    return (f"exit {result.returncode}\n--- stdout ---\n{result.stdout[-3000:]}"
-            f"\n--- stderr ---\n{result.stderr[-3000:]}")
+    return (
+        f"exit {result.returncode}\n--- stdout ---\n{result.stdout[-3000:]}"
+        f"\n--- stderr ---\n{result.stderr[-3000:]}"
+    )
 
 
 def read_metrics(out):
@@ -59,8 +78,10 @@ def read_metrics(out):
 
 def read_history(out):
     with open(Path(out) / "history.csv", newline="") as stream:
-        return [{k: (float(v) if v else None) for k, v in row.items()}
-                for row in csv.DictReader(stream)]
+        return [
+            {k: (float(v) if v else None) for k, v in row.items()}
+            for row in csv.DictReader(stream)
+        ]
 
 
 def importable(module):

@@ -6,8 +6,7 @@ installed (pip install -r requirements-jax.txt / requirements-torch.txt), else i
 
 import pytest
 
-from helpers import (MNIST_SCRIPTS, SCRIPTS, explain, importable, read_metrics,
-                     run_script)
+from helpers import MNIST_SCRIPTS, SCRIPTS, explain, importable, read_metrics, run_script
 
 # Small enough to keep a run under ~30 s on 2 cores (torch runs each time step from Python).
 TINY = ("--smoke", "--limit", "150", "--units", "16", "--batch-size", "64")
@@ -16,12 +15,16 @@ IMDB_TINY = ("--synthetic", "--vocab-size", "2000", "--max-length", "30")
 
 def needs(backend):
     if backend != "tensorflow" and not importable(backend):
-        pytest.skip(f"the {backend} package is not installed "
-                    f"(pip install -r requirements-{backend}.txt)")
+        pytest.skip(
+            f"the {backend} package is not installed "
+            f"(pip install -r requirements-{backend}.txt)"
+        )
 
 
 def data_args(script):
-    return IMDB_TINY if script == "train_imdb_bilstm.py" else ("--dataset", "mnist-sample")
+    return (
+        IMDB_TINY if script == "train_imdb_bilstm.py" else ("--dataset", "mnist-sample")
+    )
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
@@ -29,9 +32,17 @@ def data_args(script):
 def test_smoke_run_on_backend(script, backend, tmp_path):
     needs(backend)
     out = tmp_path / "out"
-    result = run_script(script, "--backend", backend, *TINY, *data_args(script),
-                        "--output-dir", out, cwd=tmp_path,
-                        env={"KERAS_BACKEND": "tensorflow"})  # --backend must win
+    result = run_script(
+        script,
+        "--backend",
+        backend,
+        *TINY,
+        *data_args(script),
+        "--output-dir",
+        out,
+        cwd=tmp_path,
+        env={"KERAS_BACKEND": "tensorflow"},
+    )  # --backend must win
     assert result.returncode == 0, explain(result)
     assert f"backend {backend} " in result.stdout
     assert "Traceback" not in result.stderr, explain(result)
@@ -47,12 +58,24 @@ def test_smoke_run_on_backend(script, backend, tmp_path):
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_use_cudnn_true_without_gpu_is_one_line_error(backend, tmp_path):
     needs(backend)
-    result = run_script(MNIST_SCRIPTS[2], "--backend", backend, "--use-cudnn", "true",
-                        *TINY, "--dataset", "mnist-sample", "--output-dir", tmp_path / "out",
-                        cwd=tmp_path)
+    result = run_script(
+        MNIST_SCRIPTS[2],
+        "--backend",
+        backend,
+        "--use-cudnn",
+        "true",
+        *TINY,
+        "--dataset",
+        "mnist-sample",
+        "--output-dir",
+        tmp_path / "out",
+        cwd=tmp_path,
+    )
     if "GPU:" in result.stdout:  # a machine with a GPU: cuDNN may run
         pytest.skip("a GPU is present")
     assert result.returncode == 1, explain(result)
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: --use-cudnn true needs an NVIDIA GPU"), explain(result)
+    assert lines[-1].startswith("error: --use-cudnn true needs an NVIDIA GPU"), explain(
+        result
+    )
     assert "Traceback" not in result.stderr

@@ -19,9 +19,7 @@ def test_quick_benchmark_writes_positive_figures(tmp_path):
         "lstm",
     ]
     command += ["--backend", "tensorflow", "--json", str(out)]
-    done = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     figures = report["results"]["tensorflow"]["lstm"]

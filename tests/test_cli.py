@@ -14,7 +14,9 @@ IMDB_SIZE_FLAGS = ("--vocab-size", "--max-length")
 
 
 def parse(argv, task="mnist"):
-    return common.parse_arguments("train_x.py", None, {"epochs": 10, "units": 256}, task, argv)
+    return common.parse_arguments(
+        "train_x.py", None, {"epochs": 10, "units": 256}, task, argv
+    )
 
 
 def rejected(argv, capsys, task="mnist"):
@@ -35,11 +37,29 @@ def flags_in_help(text):
 def test_help_lists_every_flag_with_its_default(script, tmp_path):
     result = run_script(script, "--help", cwd=tmp_path)
     assert result.returncode == 0
-    expected = {"--epochs", "--batch-size", "--learning-rate", "--units", "--seed",
-                "--validation-split", "--dataset", "--data-dir", "--synthetic", "--limit",
-                "--smoke", "--output-dir", "--use-cudnn", "--verbose", "--resume",
-                "--overwrite", "--deterministic", "--mixed-precision", "--backend",
-                "--distribute", "--steps-per-execution"}
+    expected = {
+        "--epochs",
+        "--batch-size",
+        "--learning-rate",
+        "--units",
+        "--seed",
+        "--validation-split",
+        "--dataset",
+        "--data-dir",
+        "--synthetic",
+        "--limit",
+        "--smoke",
+        "--output-dir",
+        "--use-cudnn",
+        "--verbose",
+        "--resume",
+        "--overwrite",
+        "--deterministic",
+        "--mixed-precision",
+        "--backend",
+        "--distribute",
+        "--steps-per-execution",
+    }
     if "imdb" in script:
         expected |= {"--vocab-size", "--max-length"}
     assert flags_in_help(result.stdout) == expected
@@ -66,8 +86,11 @@ def test_readme_flag_table_matches_the_parser():
             if action.default not in (None, False):
                 assert str(action.default) in documented[flag], f"{flag} default differs"
         assert set(documented) >= set(actual)
-    all_flags = set(common.build_parser("t", None, {"epochs": 1, "units": 1}, "imdb")
-                    ._option_string_actions)
+    all_flags = set(
+        common.build_parser(
+            "t", None, {"epochs": 1, "units": 1}, "imdb"
+        )._option_string_actions
+    )
     assert set(documented) <= all_flags, "README documents a flag the code does not have"
 
 
@@ -88,10 +111,19 @@ def test_learning_rate_must_be_a_positive_number(value, capsys):
     assert "--learning-rate" in rejected(["--learning-rate", value], capsys)
 
 
-@pytest.mark.parametrize("argv", [["--dataset", "cifar10"], ["--validation-split", "1"],
-                                  ["--validation-split", "-0.1"], ["--seed", "-1"],
-                                  ["--use-cudnn", "maybe"], ["--backend", "mxnet"],
-                                  ["--limit", "5"], ["--no-such-flag"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--dataset", "cifar10"],
+        ["--validation-split", "1"],
+        ["--validation-split", "-0.1"],
+        ["--seed", "-1"],
+        ["--use-cudnn", "maybe"],
+        ["--backend", "mxnet"],
+        ["--limit", "5"],
+        ["--no-such-flag"],
+    ],
+)
 def test_other_invalid_values_are_rejected_in_one_line(argv, capsys):
     rejected(argv, capsys)
 
@@ -153,5 +185,9 @@ def test_steps_per_execution_is_16_but_1_where_keras_allows_no_more(capsys):
     assert parse([]).steps_per_execution == common.STEPS_PER_EXECUTION == 16
     assert parse(["--backend", "torch"]).steps_per_execution == 1
     assert parse(["--distribute", "mirrored"]).steps_per_execution == 1
-    assert parse(["--backend", "jax", "--distribute", "mirrored"]).steps_per_execution == 16
-    assert "torch" in rejected(["--backend", "torch", "--steps-per-execution", "4"], capsys)
+    assert (
+        parse(["--backend", "jax", "--distribute", "mirrored"]).steps_per_execution == 16
+    )
+    assert "torch" in rejected(
+        ["--backend", "torch", "--steps-per-execution", "4"], capsys
+    )

@@ -63,8 +63,9 @@ def assert_mnist_ready(data, train, test):
 
 def test_shipped_sample_holds_4000_train_and_1000_test_real_digits_balanced():
     with np.load(common.SAMPLE_FILE, allow_pickle=False) as sample:
-        x_train, y_train, x_test, y_test = (sample[k] for k in
-                                            ("x_train", "y_train", "x_test", "y_test"))
+        x_train, y_train, x_test, y_test = (
+            sample[k] for k in ("x_train", "y_train", "x_test", "y_test")
+        )
     assert x_train.shape == (4000, 28, 28) and x_test.shape == (1000, 28, 28)
     assert x_train.dtype == np.uint8
     assert np.bincount(y_train).tolist() == [400] * 10
@@ -101,19 +102,24 @@ def test_data_dir_reads_official_mnist_npz(tmp_path):
 
 def test_data_dir_reads_the_four_fashion_mnist_gz_files(tmp_path):
     arrays = write_fashion_dir(tmp_path)
-    data = common.load_data(args_for(dataset="fashion_mnist", data_dir=tmp_path), "mnist")
+    data = common.load_data(
+        args_for(dataset="fashion_mnist", data_dir=tmp_path), "mnist"
+    )
     assert_mnist_ready(data, 60, 12)
     np.testing.assert_array_equal(data.y_train, arrays["y_train"])
     assert data.name == "fashion_mnist"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"x_train": np.zeros((60, 28, 27), np.uint8)}, r"shape \(N, 28, 28\)"),
-    ({"x_train": np.zeros((60, 28, 28), np.float32)}, "uint8"),
-    ({"y_train": np.full(60, 10, np.uint8)}, r"0\.\.9"),
-    ({"y_train": np.zeros(59, np.uint8)}, "expected 60 labels"),
-    ({"y_test": np.zeros(10, np.float32)}, "integers"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"x_train": np.zeros((60, 28, 27), np.uint8)}, r"shape \(N, 28, 28\)"),
+        ({"x_train": np.zeros((60, 28, 28), np.float32)}, "uint8"),
+        ({"y_train": np.full(60, 10, np.uint8)}, r"0\.\.9"),
+        ({"y_train": np.zeros(59, np.uint8)}, "expected 60 labels"),
+        ({"y_test": np.zeros(10, np.float32)}, "integers"),
+    ],
+)
 def test_bad_mnist_npz_is_refused_naming_the_file(tmp_path, change, message):
     write_mnist_npz(tmp_path / "mnist.npz", **change)
     with pytest.raises(common.UserError, match=message) as error:
@@ -136,19 +142,27 @@ def test_mnist_npz_holding_a_pickle_is_not_unpickled(tmp_path):
     marker = tmp_path / "unpickled"
     objects = np.empty(2, dtype=object)
     objects[:] = [Marker(str(marker)), 1]
-    np.savez(tmp_path / "mnist.npz", x_train=objects, y_train=objects, x_test=objects,
-             y_test=objects)
+    np.savez(
+        tmp_path / "mnist.npz",
+        x_train=objects,
+        y_train=objects,
+        x_test=objects,
+        y_test=objects,
+    )
     with pytest.raises(common.UserError, match="plain arrays"):
         common.load_data(args_for(data_dir=tmp_path), "mnist")
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("truncate", "not a readable .gz"),
-    ("bad magic", "bad header"),
-    ("short body", "truncated or padded"),
-    ("missing", "file not found"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncate", "not a readable .gz"),
+        ("bad magic", "bad header"),
+        ("short body", "truncated or padded"),
+        ("missing", "file not found"),
+    ],
+)
 def test_bad_fashion_gz_is_refused_naming_the_file(tmp_path, damage, message):
     write_fashion_dir(tmp_path)
     target = tmp_path / common.FASHION_FILES["x_train"]
@@ -188,8 +202,10 @@ def test_synthetic_imdb_is_right_padded_varied_and_label_follows_tokens():
     lengths = (data.x_train != 0).sum(axis=1)
     assert lengths.min() < 100 and lengths.max() == 200
     # right padding: once a row has a 0, only 0s follow
-    assert all((row[n:] == 0).all() and (row[:n] != 0).all()
-               for row, n in zip(data.x_train[:500], lengths[:500]))
+    assert all(
+        (row[n:] == 0).all() and (row[:n] != 0).all()
+        for row, n in zip(data.x_train[:500], lengths[:500])
+    )
     positive = ((data.x_train >= 10) & (data.x_train < 60)).sum(axis=1)
     negative = ((data.x_train >= 60) & (data.x_train < 110)).sum(axis=1)
     agrees = np.mean((positive > negative) == (data.y_train == 1))
@@ -203,7 +219,9 @@ def test_pad_reviews_keeps_the_first_tokens_and_pads_at_the_end():
 
 def imdb_like(count, rng):
     reviews = np.empty(count, dtype=object)
-    reviews[:] = [list(rng.integers(0, 30000, rng.integers(5, 50))) for _ in range(count)]
+    reviews[:] = [
+        list(rng.integers(0, 30000, rng.integers(5, 50))) for _ in range(count)
+    ]
     return reviews
 
 
@@ -221,8 +239,13 @@ def test_imdb_file_with_wrong_hash_is_refused_before_unpickling(tmp_path):
     marker = tmp_path / "unpickled"
     hostile = np.empty(1, dtype=object)
     hostile[0] = Marker(str(marker))
-    np.savez(tmp_path / "imdb.npz", x_train=hostile, y_train=hostile, x_test=hostile,
-             y_test=hostile)
+    np.savez(
+        tmp_path / "imdb.npz",
+        x_train=hostile,
+        y_train=hostile,
+        x_test=hostile,
+        y_test=hostile,
+    )
     # the marker works: a plain unpickling does create the file
     with np.load(tmp_path / "imdb.npz", allow_pickle=True) as archive:
         archive["x_train"]
@@ -235,10 +258,17 @@ def test_imdb_file_with_wrong_hash_is_refused_before_unpickling(tmp_path):
 
 def test_imdb_file_with_published_hash_is_decoded_like_keras(tmp_path, monkeypatch):
     rng = np.random.default_rng(3)
-    np.savez(tmp_path / "imdb.npz", x_train=imdb_like(40, rng), y_train=rng.integers(0, 2, 40),
-             x_test=imdb_like(30, rng), y_test=rng.integers(0, 2, 30))
+    np.savez(
+        tmp_path / "imdb.npz",
+        x_train=imdb_like(40, rng),
+        y_train=rng.integers(0, 2, 40),
+        x_test=imdb_like(30, rng),
+        y_test=rng.integers(0, 2, 30),
+    )
     digest = hashlib.sha256((tmp_path / "imdb.npz").read_bytes()).hexdigest()
-    monkeypatch.setattr(common, "IMDB_SHA256", digest)  # stands in for the published file
+    monkeypatch.setattr(
+        common, "IMDB_SHA256", digest
+    )  # stands in for the published file
     data = common.load_data(args_for("imdb", data_dir=tmp_path, vocab_size=1000), "imdb")
     assert data.x_train.shape == (40, 200) and data.x_test.shape == (30, 200)
     assert (data.x_train[:, 0] == common.START_TOKEN).all()

@@ -1,21 +1,44 @@
 """--distribute: data parallelism over 2 logical CPU devices (RNN_SCRIPTS_CPU_DEVICES=2),
 with tf.distribute.MirroredStrategy on TensorFlow and keras.distribution.DataParallel on JAX;
-and --distribute multi-worker, which fails at once with one line (Keras 3 cannot run it)."""
+and --distribute multi-worker, which fails at once with one line (Keras 3 cannot run it).
+"""
 
 import json
 
 import pytest
 
-from helpers import MNIST_SCRIPTS, explain, importable, read_history, read_metrics, \
-    run_script
+from helpers import (
+    MNIST_SCRIPTS,
+    explain,
+    importable,
+    read_history,
+    read_metrics,
+    run_script,
+)
 
 # 307 examples: 276 train (last batch of 20 splits evenly), 31 validation and 51 test
 # (do not): both backends drop the odd row, since an uneven batch fails on either.
-SMALL = ("--dataset", "mnist-sample", "--limit", "307", "--epochs", "2", "--units", "32",
-         "--learning-rate", "0.005")
+SMALL = (
+    "--dataset",
+    "mnist-sample",
+    "--limit",
+    "307",
+    "--epochs",
+    "2",
+    "--units",
+    "32",
+    "--learning-rate",
+    "0.005",
+)
 TWO_DEVICES = {"RNN_SCRIPTS_CPU_DEVICES": "2"}
-EXPECTED_FILES = {"args.json", "model.keras", "best.keras", "history.csv", "metrics.json",
-                  "curves.png"}
+EXPECTED_FILES = {
+    "args.json",
+    "model.keras",
+    "best.keras",
+    "history.csv",
+    "metrics.json",
+    "curves.png",
+}
 
 
 def output_shape_on_one_device(model_file):
@@ -24,14 +47,25 @@ def output_shape_on_one_device(model_file):
     import numpy as np
 
     predictions = keras.saving.load_model(model_file).predict(
-        np.zeros((3, 28, 28), "float32"), verbose=0)
+        np.zeros((3, 28, 28), "float32"), verbose=0
+    )
     return predictions.shape, bool(np.isfinite(predictions).all())
 
 
 def check_mirrored_run(script, backend, tmp_path):
     out = tmp_path / "out"
-    result = run_script(script, "--backend", backend, "--distribute", "mirrored", *SMALL,
-                        "--output-dir", out, env=TWO_DEVICES, cwd=tmp_path)
+    result = run_script(
+        script,
+        "--backend",
+        backend,
+        "--distribute",
+        "mirrored",
+        *SMALL,
+        "--output-dir",
+        out,
+        env=TWO_DEVICES,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, explain(result)
     assert "2 replicas" in result.stdout, explain(result)
     assert result.stdout.count("test accuracy") == 1
@@ -57,7 +91,9 @@ def test_mirrored_tensorflow(script, tmp_path):
 @pytest.mark.parametrize("script", ["train_lstm.py"])
 def test_mirrored_jax(script, tmp_path):
     if not importable("jax"):
-        pytest.skip("the jax package is not installed (pip install -r requirements-jax.txt)")
+        pytest.skip(
+            "the jax package is not installed (pip install -r requirements-jax.txt)"
+        )
     metrics = check_mirrored_run(script, "jax", tmp_path)
     assert metrics["test_examples"] == 50
 
@@ -65,28 +101,56 @@ def test_mirrored_jax(script, tmp_path):
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_mirrored_rejects_batch_size_that_does_not_split(backend, tmp_path):
     if backend == "jax" and not importable("jax"):
-        pytest.skip("the jax package is not installed (pip install -r requirements-jax.txt)")
-    result = run_script("train_simplernn.py", "--backend", backend, "--distribute", "mirrored",
-                        *SMALL, "--batch-size", "63", "--output-dir", tmp_path / "out",
-                        env=TWO_DEVICES, cwd=tmp_path)
+        pytest.skip(
+            "the jax package is not installed (pip install -r requirements-jax.txt)"
+        )
+    result = run_script(
+        "train_simplernn.py",
+        "--backend",
+        backend,
+        "--distribute",
+        "mirrored",
+        *SMALL,
+        "--batch-size",
+        "63",
+        "--output-dir",
+        tmp_path / "out",
+        env=TWO_DEVICES,
+        cwd=tmp_path,
+    )
     assert result.returncode == 1, explain(result)
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "error: --distribute mirrored splits every batch over 2 devices"), explain(result)
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: --distribute mirrored splits every batch over 2 devices")
+    ), explain(result)
 
 
 def test_multi_worker_fails_at_once_with_one_line(tmp_path):
     """MultiWorkerMirroredStrategy breaks model.fit under Keras 3 (keras-team/keras#20585):
-    each worker stops before it would wait for the others, with one line and exit code 1."""
+    each worker stops before it would wait for the others, with one line and exit code 1.
+    """
     cluster = {"worker": ["localhost:23456", "localhost:23457"]}
     for index in (0,):  # the chief; another worker stops the same way
-        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        result = run_script("train_lstm.py", "--distribute", "multi-worker", *SMALL,
-                            "--output-dir", tmp_path / f"out{index}",
-                            env={"TF_CONFIG": config}, cwd=tmp_path, timeout=120)
+        config = json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        )
+        result = run_script(
+            "train_lstm.py",
+            "--distribute",
+            "multi-worker",
+            *SMALL,
+            "--output-dir",
+            tmp_path / f"out{index}",
+            env={"TF_CONFIG": config},
+            cwd=tmp_path,
+            timeout=120,
+        )
         assert result.returncode == 1, explain(result)
         lines = result.stderr.strip().splitlines()
         assert "Traceback" not in result.stderr, explain(result)
-        assert lines[-1].startswith("error: --distribute multi-worker is not supported"), \
-            explain(result)
+        assert lines[-1].startswith(
+            "error: --distribute multi-worker is not supported"
+        ), explain(result)
         assert "--distribute mirrored" in lines[-1]
         assert not (tmp_path / f"out{index}" / "metrics.json").exists()

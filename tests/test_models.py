@@ -58,7 +58,9 @@ def test_imdb_model_gives_one_logit_and_ignores_padding(length):
     padded = np.concatenate([words, np.zeros((2, 15), "int32")], axis=1)
     out, out_padded = model.predict(words, verbose=0), model.predict(padded, verbose=0)
     assert out.shape == (2, 1)
-    np.testing.assert_allclose(out, out_padded, atol=1e-5)  # the mask hides trailing zeros
+    np.testing.assert_allclose(
+        out, out_padded, atol=1e-5
+    )  # the mask hides trailing zeros
 
 
 def recurrent_layers(model):
@@ -84,11 +86,14 @@ def cudnn_problems(layer):
     return problems
 
 
-@pytest.mark.parametrize("script", ["train_gru", "train_lstm", "train_bilstm",
-                                    "train_imdb_bilstm"])
+@pytest.mark.parametrize(
+    "script", ["train_gru", "train_lstm", "train_bilstm", "train_imdb_bilstm"]
+)
 def test_every_gated_recurrent_layer_is_cudnn_eligible(script):
     layers = list(recurrent_layers(build(script)))
-    assert layers and all(isinstance(l, (keras.layers.LSTM, keras.layers.GRU)) for l in layers)
+    assert layers and all(
+        isinstance(l, (keras.layers.LSTM, keras.layers.GRU)) for l in layers
+    )
     for layer in layers:
         assert cudnn_problems(layer) == [], layer.name
 
@@ -107,7 +112,9 @@ def test_use_cudnn_passes_through_to_every_layer(setting):
 
 def test_simplernn_is_relu_as_the_published_recipe():
     layers = list(recurrent_layers(build("train_simplernn")))
-    assert [keras.activations.serialize(l.cell.activation) for l in layers] == ["relu"] * 2
+    assert [keras.activations.serialize(l.cell.activation) for l in layers] == [
+        "relu"
+    ] * 2
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])

@@ -11,8 +11,18 @@ import common
 from helpers import explain, read_history, read_metrics, run_script, start_script
 
 # Small enough to run in seconds, big enough for three real epochs of 9 batches each.
-TINY = ["--dataset", "mnist-sample", "--limit", "600", "--epochs", "3", "--units", "32",
-        "--seed", "7"]
+TINY = [
+    "--dataset",
+    "mnist-sample",
+    "--limit",
+    "600",
+    "--epochs",
+    "3",
+    "--units",
+    "32",
+    "--seed",
+    "7",
+]
 
 
 def wait_for_first_epoch(process, out, timeout=300):
@@ -42,7 +52,9 @@ def uninterrupted(tmp_path_factory):
     return out
 
 
-def test_sigkill_after_epoch_1_then_same_command_resumes_at_epoch_2(tmp_path, uninterrupted):
+def test_sigkill_after_epoch_1_then_same_command_resumes_at_epoch_2(
+    tmp_path, uninterrupted
+):
     out = tmp_path / "run"
     process = start_script("train_lstm.py", *TINY, "--output-dir", out)
     wait_for_first_epoch(process, out)
@@ -59,15 +71,23 @@ def test_sigkill_after_epoch_1_then_same_command_resumes_at_epoch_2(tmp_path, un
     # Same seed, same (seed, epoch)-ordered batches, weights and Adam state restored: the
     # arithmetic is the same sequence of float32 operations on this CPU, so the results
     # agree to the last bit in practice; 1e-6 leaves room only for reduction-order rounding.
-    assert without_seconds(read_history(out)) == without_seconds(read_history(uninterrupted))
+    assert without_seconds(read_history(out)) == without_seconds(
+        read_history(uninterrupted)
+    )
     for resumed, straight in zip(final_weights(out), final_weights(uninterrupted)):
         np.testing.assert_allclose(resumed, straight, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("sent, code, words", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
-                                               (signal.SIGTERM, 143, "terminated (SIGTERM)")])
-def test_sigint_and_sigterm_keep_the_last_epoch_and_say_how_to_resume(tmp_path, sent, code,
-                                                                      words):
+@pytest.mark.parametrize(
+    "sent, code, words",
+    [
+        (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+        (signal.SIGTERM, 143, "terminated (SIGTERM)"),
+    ],
+)
+def test_sigint_and_sigterm_keep_the_last_epoch_and_say_how_to_resume(
+    tmp_path, sent, code, words
+):
     out = tmp_path / "run"
     process = start_script("train_lstm.py", *TINY, "--output-dir", out)
     wait_for_first_epoch(process, out)
@@ -89,7 +109,10 @@ def test_finished_run_is_not_overwritten_without_overwrite(tmp_path, uninterrupt
     before = (uninterrupted / "metrics.json").read_text()
     result = run_script("train_lstm.py", *TINY, "--output-dir", uninterrupted)
     assert result.returncode == 1
-    assert "already holds a finished run" in result.stderr and "--overwrite" in result.stderr
+    assert (
+        "already holds a finished run" in result.stderr
+        and "--overwrite" in result.stderr
+    )
     assert (uninterrupted / "metrics.json").read_text() == before
 
 
@@ -97,14 +120,25 @@ def test_two_runs_with_the_same_seed_have_identical_histories(tmp_path, uninterr
     again = tmp_path / "again"
     result = run_script("train_lstm.py", *TINY, "--output-dir", again)
     assert result.returncode == 0, explain(result)
-    assert without_seconds(read_history(again)) == without_seconds(read_history(uninterrupted))
+    assert without_seconds(read_history(again)) == without_seconds(
+        read_history(uninterrupted)
+    )
     assert len(read_history(again)) == 3
 
 
 def test_overwrite_replaces_a_finished_run(tmp_path):
     out = tmp_path / "run"
-    tiny = ["--synthetic", "--limit", "120", "--epochs", "1", "--units", "4", "--output-dir",
-            out]
+    tiny = [
+        "--synthetic",
+        "--limit",
+        "120",
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+        "--output-dir",
+        out,
+    ]
     assert run_script("train_gru.py", *tiny).returncode == 0
     first = read_metrics(out)
     result = run_script("train_gru.py", *tiny, "--overwrite", "--seed", "3")
@@ -114,8 +148,9 @@ def test_overwrite_replaces_a_finished_run(tmp_path):
 
 def test_diverging_loss_stops_at_once_with_exit_1_and_one_line(tmp_path):
     out = tmp_path / "run"
-    result = run_script("train_simplernn.py", *TINY, "--learning-rate", "1e4",
-                        "--output-dir", out)
+    result = run_script(
+        "train_simplernn.py", *TINY, "--learning-rate", "1e4", "--output-dir", out
+    )
     assert result.returncode == 1
     message = result.stderr.strip()
     assert "\n" not in message and "Traceback" not in message
@@ -127,7 +162,9 @@ def test_diverging_loss_stops_at_once_with_exit_1_and_one_line(tmp_path):
 def test_corrupted_checkpoint_is_a_one_line_error_naming_the_file(tmp_path):
     out = tmp_path / "run"
     (out / "training-state").mkdir(parents=True)
-    (out / "args.json").write_text(json.dumps({"argv": TINY + ["--output-dir", str(out)]}))
+    (out / "args.json").write_text(
+        json.dumps({"argv": TINY + ["--output-dir", str(out)]})
+    )
     broken = out / "training-state" / "epoch-0002.keras"
     broken.write_bytes(b"PK\x03\x04 not really a zip")
     result = run_script("train_lstm.py", "--resume", out)
@@ -138,8 +175,9 @@ def test_corrupted_checkpoint_is_a_one_line_error_naming_the_file(tmp_path):
 
 def test_resume_of_a_directory_without_a_run_is_rejected(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        common.parse_arguments("t.py", None, {"epochs": 1, "units": 1}, "mnist",
-                               ["--resume", str(tmp_path)])
+        common.parse_arguments(
+            "t.py", None, {"epochs": 1, "units": 1}, "mnist", ["--resume", str(tmp_path)]
+        )
     assert exit_info.value.code == 2
     assert "no run to resume" in capsys.readouterr().err
 
@@ -147,15 +185,22 @@ def test_resume_of_a_directory_without_a_run_is_rejected(tmp_path, capsys):
 def test_bad_data_file_fails_in_one_line_and_writes_only_in_the_output_dir(tmp_path):
     data_dir, out, cwd = tmp_path / "data", tmp_path / "out", tmp_path / "cwd"
     data_dir.mkdir(), cwd.mkdir()
-    np.savez(data_dir / "mnist.npz", x_train=np.zeros((5, 28, 28), np.float64),
-             y_train=np.zeros(5, np.uint8), x_test=np.zeros((5, 28, 28), np.uint8),
-             y_test=np.zeros(5, np.uint8))
-    result = run_script("train_lstm.py", "--data-dir", data_dir, "--output-dir", out, cwd=cwd)
+    np.savez(
+        data_dir / "mnist.npz",
+        x_train=np.zeros((5, 28, 28), np.float64),
+        y_train=np.zeros(5, np.uint8),
+        x_test=np.zeros((5, 28, 28), np.uint8),
+        y_test=np.zeros(5, np.uint8),
+    )
+    result = run_script(
+        "train_lstm.py", "--data-dir", data_dir, "--output-dir", out, cwd=cwd
+    )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "mnist.npz" in result.stderr
     assert "uint8" in result.stderr and "Traceback" not in result.stderr
     assert list(cwd.iterdir()) == [] and sorted(p.name for p in data_dir.iterdir()) == [
-        "mnist.npz"]
+        "mnist.npz"
+    ]
 
 
 def test_unwritable_output_dir_fails_before_loading_data(tmp_path):
@@ -174,7 +219,9 @@ def test_too_little_free_space_is_refused(tmp_path):
 
 
 def test_out_of_memory_errors_are_recognised():
-    assert common.is_out_of_memory(RuntimeError("RESOURCE_EXHAUSTED: OOM when allocating"))
+    assert common.is_out_of_memory(
+        RuntimeError("RESOURCE_EXHAUSTED: OOM when allocating")
+    )
     assert common.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate"))
     assert not common.is_out_of_memory(ValueError("shapes do not match"))
 
@@ -189,7 +236,18 @@ def test_saved_models_load_in_safe_mode_only(tmp_path):
 
 
 def test_deterministic_flag_turns_on_op_determinism(tmp_path):
-    result = run_script("train_gru.py", "--synthetic", "--limit", "120", "--epochs", "1",
-                        "--units", "4", "--deterministic", "--output-dir", tmp_path / "r")
+    result = run_script(
+        "train_gru.py",
+        "--synthetic",
+        "--limit",
+        "120",
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+        "--deterministic",
+        "--output-dir",
+        tmp_path / "r",
+    )
     assert result.returncode == 0, explain(result)
     assert "op determinism on" in result.stdout and "slower" in result.stdout

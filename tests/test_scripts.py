@@ -53,7 +53,10 @@ def test_metrics_json_records_the_run(smoke_runs, script):
     assert metrics["test_examples"] == 333
     assert metrics["backend"] == "tensorflow" and metrics["device"].startswith("CPU")
     assert set(metrics["versions"]) >= {"python", "keras", "tensorflow", "numpy"}
-    assert metrics["arguments"]["smoke"] is True and metrics["arguments"]["batch_size"] == 64
+    assert (
+        metrics["arguments"]["smoke"] is True
+        and metrics["arguments"]["batch_size"] == 64
+    )
     assert metrics["dataset"]["synthetic"] == (script == "train_imdb_bilstm.py")
     assert metrics["dataset"]["sample"] == (script != "train_imdb_bilstm.py")
     assert f"{metrics['test_accuracy']:.4f}" in result.stdout.splitlines()[-1]
@@ -83,9 +86,13 @@ def test_saved_model_reloads_and_reproduces_the_test_accuracy(smoke_runs, script
     result, out = smoke_runs(script)
     metrics = read_metrics(out)
     assert metrics["reloaded_model_max_difference"] < 1e-5
-    args = common.parse_arguments(script, None, {"epochs": 1, "units": 1},
-                                  "imdb" if "imdb" in script else "mnist",
-                                  SMOKE_ARGS[script])
+    args = common.parse_arguments(
+        script,
+        None,
+        {"epochs": 1, "units": 1},
+        "imdb" if "imdb" in script else "mnist",
+        SMOKE_ARGS[script],
+    )
     data = common.load_data(args, "imdb" if "imdb" in script else "mnist")
     model = keras.saving.load_model(out / "model.keras", safe_mode=True)
     logits = model.predict(data.x_test, verbose=0)
@@ -93,7 +100,9 @@ def test_saved_model_reloads_and_reproduces_the_test_accuracy(smoke_runs, script
         predicted = (logits[:, 0] > 0).astype(int)
     else:
         predicted = logits.argmax(axis=1)
-    assert np.mean(predicted == data.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert np.mean(predicted == data.y_test) == pytest.approx(
+        metrics["test_accuracy"], abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("script", ["train_lstm.py", "train_gru.py"])
@@ -103,8 +112,17 @@ def test_gated_models_learn_real_digits_in_one_smoke_epoch(smoke_runs, script):
 
 
 def test_without_network_mnist_falls_back_to_the_shipped_sample(tmp_path):
-    result = run_script("train_lstm.py", "--smoke", "--limit", "300", "--units", "8",
-                        "--output-dir", tmp_path / "run", env=OFFLINE)
+    result = run_script(
+        "train_lstm.py",
+        "--smoke",
+        "--limit",
+        "300",
+        "--units",
+        "8",
+        "--output-dir",
+        tmp_path / "run",
+        env=OFFLINE,
+    )
     assert result.returncode == 0, explain(result)
     assert "could not download MNIST" in result.stdout
     assert "training on the 5,000-digit sample instead" in result.stdout
@@ -113,16 +131,24 @@ def test_without_network_mnist_falls_back_to_the_shipped_sample(tmp_path):
 
 
 def test_fashion_mnist_without_network_or_files_is_a_one_line_error(tmp_path):
-    result = run_script("train_gru.py", "--dataset", "fashion_mnist", "--smoke",
-                        "--output-dir", tmp_path / "run", env=OFFLINE)
+    result = run_script(
+        "train_gru.py",
+        "--dataset",
+        "fashion_mnist",
+        "--smoke",
+        "--output-dir",
+        tmp_path / "run",
+        env=OFFLINE,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, explain(result)
     assert "--data-dir" in result.stderr and "--synthetic" in result.stderr
 
 
 def test_imdb_without_network_or_file_says_how_to_get_the_data(tmp_path):
-    result = run_script("train_imdb_bilstm.py", "--smoke", "--output-dir", tmp_path / "run",
-                        env=OFFLINE)
+    result = run_script(
+        "train_imdb_bilstm.py", "--smoke", "--output-dir", tmp_path / "run", env=OFFLINE
+    )
     assert result.returncode == 1
     message = result.stderr.strip()
     assert "\n" not in message and "--data-dir" in message and "--synthetic" in message
@@ -131,9 +157,29 @@ def test_imdb_without_network_or_file_says_how_to_get_the_data(tmp_path):
 def test_a_script_copied_with_common_py_into_an_empty_folder_runs(tmp_path):
     shutil.copy(ROOT / "train_gru.py", tmp_path / "train_my_model.py")
     shutil.copy(ROOT / "common.py", tmp_path / "common.py")
-    result = run_script(tmp_path / "train_my_model.py", "--synthetic", "--smoke", "--limit",
-                        "300", "--units", "8", cwd=tmp_path)
+    result = run_script(
+        tmp_path / "train_my_model.py",
+        "--synthetic",
+        "--smoke",
+        "--limit",
+        "300",
+        "--units",
+        "8",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, explain(result)
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("train_my_model-")
     assert json.loads((runs[0] / "metrics.json").read_text())["dataset"]["synthetic"]
+
+
+def test_tensorflow_start_up_noise_is_hidden_unless_verbose(tmp_path):
+    tiny = ["--synthetic", "--limit", "120", "--units", "4", "--epochs", "1"]
+    quiet = run_script("train_gru.py", *tiny, "--output-dir", tmp_path / "quiet")
+    loud = run_script(
+        "train_gru.py", *tiny, "--verbose", "--output-dir", tmp_path / "loud"
+    )
+    assert quiet.returncode == loud.returncode == 0, explain(quiet) + explain(loud)
+    assert quiet.stderr.strip() == "", explain(quiet)
+    assert "I0000" in loud.stderr or "oneDNN" in loud.stderr  # the noise that was hidden
+    assert quiet.stdout.splitlines()[0].startswith("backend tensorflow ")

@@ -23,16 +23,22 @@ def split_per_class(images, labels, rng):
         rows = rng.permutation(np.flatnonzero(labels == digit))
         test.append(rows[:TEST_PER_CLASS])
         train.append(rows[TEST_PER_CLASS:])
-    train, test = rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+    train, test = rng.permutation(np.concatenate(train)), rng.permutation(
+        np.concatenate(test)
+    )
     return images[train], labels[train], images[test], labels[test]
 
 
 def main():
     pixels, labels = mnist_data()
     images = pixels.reshape(-1, 28, 28).round().astype(np.uint8)
-    x_train, y_train, x_test, y_test = split_per_class(images, labels.astype(np.uint8), np.random.default_rng(SEED))
+    x_train, y_train, x_test, y_test = split_per_class(
+        images, labels.astype(np.uint8), np.random.default_rng(SEED)
+    )
     OUTPUT.parent.mkdir(exist_ok=True)
-    np.savez_compressed(OUTPUT, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    np.savez_compressed(
+        OUTPUT, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test
+    )
     print(f"wrote {OUTPUT}: {len(x_train)} train, {len(x_test)} test digits")
 
 
