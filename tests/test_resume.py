@@ -24,6 +24,9 @@ TINY = [
     "7",
 ]
 
+# A run of a few seconds, for what does not depend on real data.
+SECONDS = ["--synthetic", "--limit", "120", "--epochs", "1", "--units", "4"]
+
 
 def wait_for_first_epoch(process, out, timeout=300):
     state = out / "training-state" / "epoch-0001.keras"
@@ -128,20 +131,11 @@ def test_two_runs_with_the_same_seed_have_identical_histories(tmp_path, uninterr
 
 def test_overwrite_replaces_a_finished_run(tmp_path):
     out = tmp_path / "run"
-    tiny = [
-        "--synthetic",
-        "--limit",
-        "120",
-        "--epochs",
-        "1",
-        "--units",
-        "4",
-        "--output-dir",
-        out,
-    ]
-    assert run_script("train_gru.py", *tiny).returncode == 0
+    assert run_script("train_gru.py", *SECONDS, "--output-dir", out).returncode == 0
     first = read_metrics(out)
-    result = run_script("train_gru.py", *tiny, "--overwrite", "--seed", "3")
+    result = run_script(
+        "train_gru.py", *SECONDS, "--output-dir", out, "--overwrite", "--seed", "3"
+    )
     assert result.returncode == 0, explain(result)
     assert read_metrics(out)["arguments"]["seed"] == 3 != first["arguments"]["seed"]
 
@@ -237,17 +231,7 @@ def test_saved_models_load_in_safe_mode_only(tmp_path):
 
 def test_deterministic_flag_turns_on_op_determinism(tmp_path):
     result = run_script(
-        "train_gru.py",
-        "--synthetic",
-        "--limit",
-        "120",
-        "--epochs",
-        "1",
-        "--units",
-        "4",
-        "--deterministic",
-        "--output-dir",
-        tmp_path / "r",
+        "train_gru.py", *SECONDS, "--deterministic", "--output-dir", tmp_path / "r"
     )
     assert result.returncode == 0, explain(result)
     assert "op determinism on" in result.stdout and "slower" in result.stdout
