@@ -112,6 +112,7 @@ class TrainingStopped(Exception):
 # --------------------------------------------------------------------------------------
 MNIST_DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
 SMOKE_LIMIT = 2000
+SINGLE_THREAD_MAX_CORES = 2  # measured there; more cores keep TensorFlow's default
 STEPS_PER_EXECUTION = 16  # measured faster on CPU (docs/performance.md); torch needs 1
 MIN_FREE_BYTES = 256 * 2**20
 
@@ -239,6 +240,12 @@ def build_parser(prog, description, defaults, task):
         type=positive_int,
         help=f"training steps per compiled call (default {STEPS_PER_EXECUTION}; 1 on the "
         "torch backend and with --distribute on tensorflow, which allow no other)",
+    )
+    add(
+        "--cpu-threads",
+        type=positive_int,
+        help="threads per TensorFlow op on the CPU (default: 1 on machines with at most "
+        f"{SINGLE_THREAD_MAX_CORES} cores, where it measured faster; else TensorFlow's own)",
     )
     add(
         "--deterministic",
@@ -743,9 +750,21 @@ def configure_tensorflow(args):
             )
     except RuntimeError as error:  # the runtime was started before us (by the caller)
         print(f"warning: could not configure devices before start-up: {error}")
+    threads = cpu_threads(args)
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
         print("op determinism on: repeatable results, slower training")
+
+
+def cpu_threads(args):
+    """Threads per TensorFlow op. A recurrent step's products are small, and on few cores
+    splitting them costs more than it saves: 1 thread measured 1.2x-2x faster on 2 cores
+    (docs/performance.md). Elsewhere TensorFlow's own choice stands (None)."""
+    if args.cpu_threads:
+        return args.cpu_threads
+    return 1 if (os.cpu_count() or 1) <= SINGLE_THREAD_MAX_CORES else None
 
 
 def describe_devices(backend):
@@ -1175,6 +1194,9 @@ def summarise(args, data, rows, test, model, run_info):
         "backend": keras.backend.backend(),
         "device": run_info["device"],
         "replicas": run_info["replicas"],
+        "cpu_threads_per_op": (
+            cpu_threads(args) if keras.backend.backend() == "tensorflow" else None
+        ),
         "reloaded_model_max_difference": run_info["reload_difference"],
         "versions": versions(),
         "arguments": {

@@ -58,6 +58,7 @@ def test_help_lists_every_flag_with_its_default(script, tmp_path):
         "--mixed-precision",
         "--backend",
         "--distribute",
+        "--cpu-threads",
         "--steps-per-execution",
     }
     if "imdb" in script:

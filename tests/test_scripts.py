@@ -1,11 +1,14 @@
 """Each script end to end, as a user runs it: a subprocess with --smoke."""
 
 import csv
+import os
 import json
 import shutil
 
 import numpy as np
 import pytest
+
+import common
 
 from helpers import MNIST_SCRIPTS, ROOT, SCRIPTS, explain, read_metrics, run_script
 
@@ -53,6 +56,8 @@ def test_metrics_json_records_the_run(smoke_runs, script):
     assert metrics["test_examples"] == 333
     assert metrics["backend"] == "tensorflow" and metrics["device"].startswith("CPU")
     assert set(metrics["versions"]) >= {"python", "keras", "tensorflow", "numpy"}
+    few_cores = os.cpu_count() <= common.SINGLE_THREAD_MAX_CORES
+    assert metrics["cpu_threads_per_op"] == (1 if few_cores else None)
     assert (
         metrics["arguments"]["smoke"] is True
         and metrics["arguments"]["batch_size"] == 64
