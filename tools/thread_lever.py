@@ -1,7 +1,9 @@
-"""Training speed with TensorFlow's default threads per op against one thread per op.
+"""Training speed of common.py's pipeline with one thread per TensorFlow op, against the
+same pipeline with TensorFlow's default threads and against the tutorial baseline
+(`model.fit(x, y, batch_size=64)` on arrays, default compile, default threads).
 
 Threads are fixed when TensorFlow starts, so each measurement is a process of its own;
-the two settings alternate (this CPU's speed drifts) and each prints the samples/s of
+the variants alternate (this CPU's speed drifts) and each reports the median samples/s of
 four windows of 32 batches of 64 after a warm-up window. Figures: docs/performance.md.
 
     python tools/thread_lever.py --rounds 2 --scripts train_lstm,train_gru
@@ -18,28 +20,43 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(script, threads):
+def measure(script, variant):
     sys.path.insert(0, str(ROOT))
     import common  # noqa: F401  (quiet TensorFlow start-up)
+    import keras
     import numpy as np
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    if variant == "one-thread":
+        tf.config.threading.set_intra_op_parallelism_threads(1)
     build_model = __import__(script).build_model
-    argv = ["--cpu-threads", str(max(threads, 1))]
     defaults = {"epochs": 1, "units": build_model.__defaults__[0]}
-    args = common.parse_arguments("t", None, defaults, "mnist", argv)
-    model = common.build_and_compile(build_model, args, "mnist")
+    args = common.parse_arguments("t", None, defaults, "mnist", [])
     rng = np.random.default_rng(0)
     x = rng.random((64 * 32, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, len(x)).astype("int32")
-    batches = common.ShuffledBatches(x, y, 64, 1)
+    if variant == "baseline":
+        model = build_model()
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"]
+        )
+        train = lambda: model.fit(x, y, batch_size=64, epochs=1, verbose=0)  # noqa: E731
+    else:
+        model = common.build_and_compile(build_model, args, "mnist")
+        batches = common.ShuffledBatches(x, y, 64, 1)
+        train = lambda: model.fit(
+            batches, epochs=1, verbose=0, shuffle=False
+        )  # noqa: E731
     rates = []
     for window in range(5):  # the first is the warm-up
         start = time.perf_counter()
-        model.fit(batches, epochs=1, verbose=0, shuffle=False)
+        train()
         rates.append(len(x) / (time.perf_counter() - start))
     print(statistics.median(rates[1:]))
+
+
+VARIANTS = ("baseline", "default-threads", "one-thread")
 
 
 def main():
@@ -51,19 +68,21 @@ def main():
     parser.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        return measure(args.measure[0], int(args.measure[1]))
+        return measure(*args.measure)
     for round_number in range(1, args.rounds + 1):
         for script in args.scripts.split(","):
             rates = {}
-            for threads in (0, 1):  # 0 = TensorFlow's default
-                command = [sys.executable, __file__, "--measure", script, str(threads)]
+            for variant in VARIANTS:
+                command = [sys.executable, __file__, "--measure", script, variant]
                 done = subprocess.run(
                     command, capture_output=True, text=True, check=True
                 )
-                rates[threads] = float(done.stdout.split()[-1])
+                rates[variant] = float(done.stdout.split()[-1])
+            figures = ", ".join(f"{v} {rates[v]:.0f}" for v in VARIANTS)
             print(
-                f"round {round_number} {script}: default {rates[0]:.0f}, one thread "
-                f"{rates[1]:.0f} samples/s, ratio {rates[1] / rates[0]:.2f}x",
+                f"round {round_number} {script}: {figures} samples/s; one thread / "
+                f"default {rates['one-thread'] / rates['default-threads']:.2f}x, ours / "
+                f"baseline {rates['one-thread'] / rates['baseline']:.2f}x",
                 flush=True,
             )
 
