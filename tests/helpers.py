@@ -33,35 +33,27 @@ def script_env(env=None, **overrides):
 
 
 def run_script(name, *args, env=None, cwd=None, timeout=600):
-    """Run scripts/<name> (e.g. "train_lstm.py") with `args` under sys.executable.
+    """Run the script `name` (e.g. "train_lstm.py") with `args` under sys.executable.
 
     Returns the subprocess.CompletedProcess with text stdout and stderr. `env` adds to (and
     overrides) the environment built by script_env(); cwd defaults to a fresh temp dir.
     """
-    cwd = cwd or tempfile.mkdtemp(prefix="rnn-scripts-cwd-")
-    command = [sys.executable, str(ROOT / name), *(str(a) for a in args)]
     return subprocess.run(
-        command,
-        cwd=cwd,
-        env=script_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        **_launch(name, args, env, cwd), capture_output=True, timeout=timeout
     )
 
 
 def start_script(name, *args, env=None, cwd=None):
     """Like run_script, but returns the running subprocess.Popen (text pipes)."""
-    cwd = cwd or tempfile.mkdtemp(prefix="rnn-scripts-cwd-")
-    command = [sys.executable, str(ROOT / name), *(str(a) for a in args)]
     return subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=script_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        **_launch(name, args, env, cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+
+
+def _launch(name, args, env, cwd):
+    command = [sys.executable, str(ROOT / name), *(str(a) for a in args)]
+    cwd = cwd or tempfile.mkdtemp(prefix="rnn-scripts-cwd-")
+    return {"args": command, "cwd": cwd, "env": script_env(env), "text": True}
 
 
 def explain(result):
