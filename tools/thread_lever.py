@@ -35,7 +35,7 @@ MAIN_VARIANTS = ("baseline", "default-threads", "one-thread")
 
 def measure(script, variant):
     sys.path.insert(0, str(ROOT))
-    import common  # noqa: F401  (quiet TensorFlow start-up)
+    import common  # first: it quiets TensorFlow start-up
     import keras
     import numpy as np
     import tensorflow as tf
