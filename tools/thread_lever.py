@@ -46,16 +46,21 @@ def measure(script, variant):
     rng = np.random.default_rng(0)
     x = rng.random((64 * 32, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, len(x)).astype("int32")
-    model = __import__(script).build_model()
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        steps_per_execution=steps_per_execution,
-    )
-    if feed == "arrays":  # shuffled by Keras, as the tutorials do
+    build_model = __import__(script).build_model
+    if feed == "arrays":  # compiled and fed the tutorial way, shuffled by Keras
+        model = build_model()
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+            steps_per_execution=steps_per_execution,
+        )
         data, options = x, {"y": y, "batch_size": 64}
-    else:
+    else:  # common.py's own build, compile and feed
+        defaults = {"epochs": 1, "units": build_model.__defaults__[0]}
+        args = common.parse_arguments("t", None, defaults, "mnist", [])
+        args.steps_per_execution = steps_per_execution
+        model = common.build_and_compile(build_model, args, "mnist")
         data, options = common.ShuffledBatches(x, y, 64, 1), {"shuffle": False}
     rates = []
     for window in range(5):  # the first is the warm-up
