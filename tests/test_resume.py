@@ -1,50 +1,62 @@
-"""Interruptions, resuming, numerical faults, bad files and reproducibility (real runs)."""
+"""Resuming: killed runs continue exactly, signals at every phase of a real run, a non-finite
+loss and how to continue after it, damaged states, changed data, arguments on resume."""
 
 import json
+import shlex
 import signal
+import subprocess
 import time
 
 import numpy as np
 import pytest
 
-import common
-from helpers import explain, read_history, read_metrics, run_script, start_script
+from files import write_sequences_npz
+from helpers import (
+    explain,
+    importable,
+    load_model,
+    read_history,
+    read_metrics,
+    run_script,
+    start_script,
+)
 
 # Small enough to run in seconds, big enough for three real epochs of 9 batches each.
-TINY = [
-    "--dataset",
-    "mnist-sample",
-    "--limit",
-    "600",
-    "--epochs",
-    "3",
-    "--units",
-    "32",
-    "--seed",
-    "7",
-]
-
+TINY = ["--dataset", "mnist-sample", "--limit", "600", "--epochs", "3", "--units", "32", "--seed", "7"]
 # A run of a few seconds, for what does not depend on real data.
 SECONDS = ["--synthetic", "--limit", "120", "--epochs", "1", "--units", "4"]
 
 
-def wait_for_first_epoch(process, out, timeout=300):
-    state = out / "training-state" / "epoch-0001.keras"
+def wait_for(path, process, timeout=300):
     deadline = time.monotonic() + timeout
-    while not state.exists():
+    while not path.exists():
         assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no epoch finished in time"
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, f"{path} did not appear in time"
+        time.sleep(0.02)
 
 
-def final_weights(out):
-    import keras
+def state(out, epoch):
+    return out / "training-state" / f"epoch-{epoch:04d}.npz"
 
-    return keras.saving.load_model(out / "model.keras", safe_mode=True).get_weights()
+
+def kill_after_epoch(script, args, out, epoch=1, env=None):
+    process = start_script(script, *args, "--output-dir", out, env=env)
+    wait_for(state(out, epoch), process)
+    process.kill()  # SIGKILL: no handler runs
+    process.wait()
+    assert not (out / "metrics.json").exists()
 
 
 def without_seconds(rows):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def assert_same_training(first, second):
+    assert without_seconds(read_history(first)) == without_seconds(read_history(second))
+    # Same seed, same (seed, epoch)-ordered batches, weights and Adam state restored: the
+    # same float32 operations on this CPU; 1e-6 leaves room for reduction-order rounding.
+    for a, b in zip(load_model(first / "model.keras").get_weights(), load_model(second / "model.keras").get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -55,183 +67,238 @@ def uninterrupted(tmp_path_factory):
     return out
 
 
-def test_sigkill_after_epoch_1_then_same_command_resumes_at_epoch_2(
-    tmp_path, uninterrupted
-):
+def test_sigkill_after_epoch_1_then_the_same_command_trains_epochs_2_and_3_exactly(tmp_path, uninterrupted):
     out = tmp_path / "run"
-    process = start_script("train_lstm.py", *TINY, "--output-dir", out)
-    wait_for_first_epoch(process, out)
-    process.kill()  # SIGKILL: no handler runs
-    process.wait()
-    assert (out / "training-state").is_dir() and not (out / "metrics.json").exists()
-
+    kill_after_epoch("train_lstm.py", TINY, out)
+    assert json.loads((out / ".lock").read_text())["pid"]  # the dead process's stale lock
+    (out / "training-state" / "epoch-0002.partial.npz").write_bytes(b"half a file")
     result = run_script("train_lstm.py", *TINY, "--output-dir", out)
     assert result.returncode == 0, explain(result)
-    assert f"resuming {out} after epoch" in result.stdout
+    assert f"resuming {out} after epoch 1" in result.stdout
+    assert result.stdout.count("Epoch ") == 2  # epochs 2 and 3 trained, not fewer
     metrics = read_metrics(out)
-    assert metrics["resumed_from_epoch"] >= 2 and metrics["epochs_run"] == 3
+    assert metrics["resumed_after_epoch"] == 1 and metrics["epochs_this_session"] == 2
+    assert metrics["epochs_run"] == 3 and len(metrics["epoch_seconds"]) == 2
     assert [r["epoch"] for r in read_history(out)] == [1, 2, 3]
-    # Same seed, same (seed, epoch)-ordered batches, weights and Adam state restored: the
-    # arithmetic is the same sequence of float32 operations on this CPU, so the results
-    # agree to the last bit in practice; 1e-6 leaves room only for reduction-order rounding.
-    assert without_seconds(read_history(out)) == without_seconds(
-        read_history(uninterrupted)
-    )
-    for resumed, straight in zip(final_weights(out), final_weights(uninterrupted)):
-        np.testing.assert_allclose(resumed, straight, rtol=0, atol=1e-6)
+    assert_same_training(out, uninterrupted)
+    assert not (out / "training-state").exists()
 
 
-@pytest.mark.parametrize(
-    "sent, code, words",
-    [
-        (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
-        (signal.SIGTERM, 143, "terminated (SIGTERM)"),
-    ],
-)
-def test_sigint_and_sigterm_keep_the_last_epoch_and_say_how_to_resume(
-    tmp_path, sent, code, words
-):
-    out = tmp_path / "run"
-    process = start_script("train_lstm.py", *TINY, "--output-dir", out)
-    wait_for_first_epoch(process, out)
-    process.send_signal(sent)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == code, stderr
-    assert stderr.strip().splitlines()[-1].startswith(words)
-    assert f"resume with: python train_lstm.py --resume {out}" in stderr
-    assert "Traceback" not in stderr
-    assert list((out / "training-state").glob("epoch-*.keras"))
-    if sent == signal.SIGTERM:  # and the printed command does resume it
-        result = run_script("train_lstm.py", "--resume", out)
-        assert result.returncode == 0, explain(result)
-        assert read_metrics(out)["epochs_run"] == 3
-        assert len(read_history(out)) == 3
+def test_best_keras_is_the_epoch_with_the_best_validation_accuracy(uninterrupted):
+    from test_data import prepared
+
+    rows = read_history(uninterrupted)
+    best = max(rows, key=lambda r: r["val_accuracy"])
+    assert read_metrics(uninterrupted)["best_epoch"] == best["epoch"]
+    data, _ = prepared(dataset="mnist-sample", limit=600, seed=7)
+    logits = load_model(uninterrupted / "best.keras").predict(data.x_val, verbose=0)
+    assert np.mean(logits.argmax(axis=1) == data.y_val) == pytest.approx(best["val_accuracy"], abs=1e-6)
 
 
-def test_finished_run_is_not_overwritten_without_overwrite(tmp_path, uninterrupted):
-    before = (uninterrupted / "metrics.json").read_text()
-    result = run_script("train_lstm.py", *TINY, "--output-dir", uninterrupted)
-    assert result.returncode == 1
-    assert (
-        "already holds a finished run" in result.stderr
-        and "--overwrite" in result.stderr
-    )
-    assert (uninterrupted / "metrics.json").read_text() == before
+def test_another_seed_changes_weights_split_and_batch_order(tmp_path, uninterrupted):
+    from rnn_scripts.training import epoch_order
+    from test_data import prepared
+
+    result = run_script("train_lstm.py", *TINY[:-1], "8", "--epochs", "1", "--output-dir", tmp_path / "r")
+    assert result.returncode == 0, explain(result)
+    first = read_history(uninterrupted)[0]
+    assert first["loss"] != read_history(tmp_path / "r")[0]["loss"]
+    assert not np.array_equal(prepared(dataset="mnist-sample", limit=600, seed=7)[0].y_val,
+                              prepared(dataset="mnist-sample", limit=600, seed=8)[0].y_val)  # fmt: skip
+    assert not np.array_equal(epoch_order(100, 7, 0), epoch_order(100, 8, 0))
+    assert not np.array_equal(epoch_order(100, 7, 0), epoch_order(100, 7, 1))
 
 
 def test_two_runs_with_the_same_seed_have_identical_histories(tmp_path, uninterrupted):
-    again = tmp_path / "again"
-    result = run_script("train_lstm.py", *TINY, "--output-dir", again)
+    result = run_script("train_lstm.py", *TINY, "--output-dir", tmp_path / "again")
     assert result.returncode == 0, explain(result)
-    assert without_seconds(read_history(again)) == without_seconds(
-        read_history(uninterrupted)
-    )
-    assert len(read_history(again)) == 3
+    assert without_seconds(read_history(tmp_path / "again")) == without_seconds(read_history(uninterrupted))
 
 
-def test_overwrite_replaces_a_finished_run(tmp_path):
+# --------------------------------------------------------------------------------------
+# Signals at each phase
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "sent, code, words",
+    [(signal.SIGINT, 130, "interrupted (Ctrl-C)"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+)
+def test_a_signal_while_training_keeps_the_last_epoch_and_says_how_to_resume(tmp_path, sent, code, words):
+    out = tmp_path / "a run; rm -rf x"  # the hint must quote it
+    process = start_script("train_lstm.py", *TINY, "--output-dir", out, cwd=tmp_path)
+    wait_for(state(out, 1), process)
+    process.send_signal(sent)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    assert stderr.strip().count("\n") == 0 and stderr.startswith(words), stderr
+    command = stderr.split("resume with: ", 1)[1].strip()
+    assert command == f"python train_lstm.py --resume {shlex.quote(str(out))}"
+    if sent == signal.SIGTERM:  # the printed command resumes it, through a shell
+        (tmp_path / "x").mkdir()
+        script = command.replace("python train_lstm.py", f"{__import__('sys').executable} {__import__('helpers').ROOT}/train_lstm.py")
+        done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "x").is_dir()  # nothing in the folder name ran
+        assert read_metrics(out)["epochs_run"] == 3
+
+
+@pytest.mark.parametrize("sent, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_keras_loads_is_one_line_and_writes_nothing(tmp_path, sent, code):
+    process = start_script("train_lstm.py", *SECONDS, "--output-dir", tmp_path / "run", cwd=tmp_path)
+    time.sleep(0.8)  # common.py has installed its handlers; Keras is loading
+    process.send_signal(sent)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    assert stderr.strip().endswith("before training started; nothing was written"), stderr
+    assert "Traceback" not in stderr and stderr.strip().count("\n") == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_while_the_data_load_stops_with_nothing_to_resume(tmp_path):
     out = tmp_path / "run"
-    assert run_script("train_gru.py", *SECONDS, "--output-dir", out).returncode == 0
-    first = read_metrics(out)
-    result = run_script(
-        "train_gru.py", *SECONDS, "--output-dir", out, "--overwrite", "--seed", "3"
-    )
+    process = start_script("train_lstm.py", "--synthetic", "--units", "4", "--output-dir", out)
+    wait_for(out / "args.json", process)  # the folder is claimed; the data are loading
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "interrupted (Ctrl-C); no epoch had finished, nothing to resume", stderr
+
+
+def test_a_signal_after_the_last_epoch_ends_finished_or_resumable_never_lost(tmp_path):
+    out = tmp_path / "run"
+    args = [*TINY[:4], "--epochs", "2", "--units", "8"]
+    process = start_script("train_lstm.py", *args, "--output-dir", out)
+    wait_for(state(out, 2), process)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    if process.returncode == 0:  # it had written every output
+        assert read_metrics(out)["epochs_run"] == 2
+        return
+    assert process.returncode == 143 and "2 finished epoch(s) kept" in stderr, stderr
+    result = run_script("train_lstm.py", "--resume", out)
     assert result.returncode == 0, explain(result)
-    assert read_metrics(out)["arguments"]["seed"] == 3 != first["arguments"]["seed"]
+    metrics = read_metrics(out)
+    assert metrics["resumed_after_epoch"] == 2 and metrics["epochs_this_session"] == 0
+    assert "no epoch left to run" in result.stdout
 
 
-def test_diverging_loss_stops_at_once_with_exit_1_and_one_line(tmp_path):
+def test_a_signal_after_the_final_line_leaves_a_finished_run(tmp_path):
+    out = tmp_path / "run"
+    process = start_script("train_gru.py", *SECONDS, "--output-dir", out)
+    for line in process.stdout:
+        if line.startswith("test accuracy"):
+            process.send_signal(signal.SIGTERM)
+            break
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert (out / "metrics.json").is_file() and "terminated" not in stderr
+
+
+# --------------------------------------------------------------------------------------
+# A non-finite loss, and continuing with the advice it gives
+# --------------------------------------------------------------------------------------
+def test_a_diverging_loss_stops_at_once_and_names_the_batch(tmp_path):
     out = tmp_path / "run"
     result = run_script(
-        "train_simplernn.py", *TINY, "--learning-rate", "1e4", "--output-dir", out
-    )
+        "train_simplernn.py", "--dataset", "mnist-sample", "--limit", "60", "--units", "32",
+        "--learning-rate", "1e4", "--epochs", "3", "--output-dir", out,
+    )  # fmt: skip
     assert result.returncode == 1
     message = result.stderr.strip()
     assert "\n" not in message and "Traceback" not in message
-    assert message.startswith("loss became nan at epoch 1, batch ")
-    assert "try a lower --learning-rate" in message
+    # one batch per epoch: the first step's loss is finite, the second's is not
+    assert message.startswith("loss became nan at epoch 2, batch 1; 1 finished epoch(s) kept"), message
+    assert message.endswith(f"--resume {out} --learning-rate 5000 --clipnorm 1.0 (a lower learning rate, clipped gradients)")
     assert not (out / "metrics.json").exists()
 
 
-def test_corrupted_checkpoint_is_a_one_line_error_naming_the_file(tmp_path):
+def test_after_a_nan_the_suggested_command_continues_from_the_last_good_epoch(tmp_path):
     out = tmp_path / "run"
-    (out / "training-state").mkdir(parents=True)
-    (out / "args.json").write_text(
-        json.dumps({"argv": TINY + ["--output-dir", str(out)]})
-    )
-    broken = out / "training-state" / "epoch-0002.keras"
-    broken.write_bytes(b"PK\x03\x04 not really a zip")
-    result = run_script("train_lstm.py", "--resume", out)
-    assert result.returncode == 1
-    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
-    assert str(broken) in result.stderr and "Traceback" not in result.stderr
-
-
-def test_resume_of_a_directory_without_a_run_is_rejected(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        common.parse_arguments(
-            "t.py", None, {"epochs": 1, "units": 1}, "mnist", ["--resume", str(tmp_path)]
-        )
-    assert exit_info.value.code == 2
-    assert "no run to resume" in capsys.readouterr().err
-
-
-def test_bad_data_file_fails_in_one_line_and_writes_only_in_the_output_dir(tmp_path):
-    data_dir, out, cwd = tmp_path / "data", tmp_path / "out", tmp_path / "cwd"
-    data_dir.mkdir(), cwd.mkdir()
-    np.savez(
-        data_dir / "mnist.npz",
-        x_train=np.zeros((5, 28, 28), np.float64),
-        y_train=np.zeros(5, np.uint8),
-        x_test=np.zeros((5, 28, 28), np.uint8),
-        y_test=np.zeros(5, np.uint8),
-    )
-    result = run_script(
-        "train_lstm.py", "--data-dir", data_dir, "--output-dir", out, cwd=cwd
-    )
-    assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and "mnist.npz" in result.stderr
-    assert "uint8" in result.stderr and "Traceback" not in result.stderr
-    assert list(cwd.iterdir()) == [] and sorted(p.name for p in data_dir.iterdir()) == [
-        "mnist.npz"
-    ]
-
-
-def test_unwritable_output_dir_fails_before_loading_data(tmp_path):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    result = run_script("train_lstm.py", "--output-dir", blocker / "run", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "cannot write to output directory" in result.stderr
-    assert "data mnist" not in result.stdout  # stopped before the data was loaded
-
-
-def test_too_little_free_space_is_refused(tmp_path):
-    with pytest.raises(common.UserError, match="MiB free"):
-        common.check_free_space(tmp_path, 10**18)
-    common.check_free_space(tmp_path, 1)
-
-
-def test_out_of_memory_errors_are_recognised():
-    assert common.is_out_of_memory(
-        RuntimeError("RESOURCE_EXHAUSTED: OOM when allocating")
-    )
-    assert common.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate"))
-    assert not common.is_out_of_memory(ValueError("shapes do not match"))
-
-
-def test_saved_models_load_in_safe_mode_only(tmp_path):
-    import keras
-
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda x: x * 2)])
-    model.save(tmp_path / "lambda.keras")
-    with pytest.raises(common.UserError, match="lambda.keras"):
-        common.load_saved_model(tmp_path / "lambda.keras")
-
-
-def test_deterministic_flag_turns_on_op_determinism(tmp_path):
-    result = run_script(
-        "train_gru.py", *SECONDS, "--deterministic", "--output-dir", tmp_path / "r"
-    )
+    kill_after_epoch("train_simplernn.py", [*TINY, "--learning-rate", "0.001"], out)
+    result = run_script("train_simplernn.py", "--resume", out, "--learning-rate", "1e4")
+    assert result.returncode == 1 and "loss became nan at epoch 2" in result.stderr, explain(result)
+    advice = result.stderr.split("resume with: python train_simplernn.py ", 1)[1].split(" (")[0]
+    assert advice == f"--resume {out} --learning-rate 5000 --clipnorm 1.0"
+    result = run_script("train_simplernn.py", "--resume", out, "--learning-rate", "0.0005", "--clipnorm", "1.0")
     assert result.returncode == 0, explain(result)
-    assert "op determinism on" in result.stdout and "slower" in result.stdout
+    assert "--learning-rate changed from 10000.0 to 0.0005" in result.stdout
+    assert [r["epoch"] for r in read_history(out)] == [1, 2, 3]
+    assert read_history(out)[-1]["learning_rate"] == pytest.approx(0.0005)
+    changes = json.loads((out / "args.json").read_text())["changes"]
+    assert changes[-1] == {"after_epoch": 1, "changed": {"learning_rate": [10000.0, 0.0005], "clipnorm": [None, 1.0]}}
+    assert read_metrics(out)["arguments"]["clipnorm"] == 1.0
+
+
+# --------------------------------------------------------------------------------------
+# What a resume reads: states, data, arguments, backend
+# --------------------------------------------------------------------------------------
+def test_two_states_are_kept_and_a_damaged_one_falls_back_to_the_one_before(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    kill_after_epoch("train_lstm.py", TINY, out, epoch=2)
+    assert sorted(p.name for p in (out / "training-state").iterdir()) == ["epoch-0001.npz", "epoch-0002.npz"]
+    state(out, 2).write_bytes(state(out, 2).read_bytes()[:2000])
+    result = run_script("train_lstm.py", "--resume", out)
+    assert result.returncode == 0, explain(result)
+    assert f"warning: {state(out, 2)} cannot be used" in result.stdout
+    assert f"resuming {out} after epoch 1" in result.stdout
+    assert_same_training(out, uninterrupted)
+
+
+def test_no_readable_state_is_one_line(tmp_path):
+    out = tmp_path / "run"
+    kill_after_epoch("train_gru.py", [*SECONDS, "--epochs", "2"], out)
+    state(out, 1).write_bytes(b"PK\x03\x04 not really a zip")
+    result = run_script("train_gru.py", "--resume", out)
+    assert result.returncode == 1, explain(result)
+    assert result.stderr.strip().endswith("start again with --overwrite")
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+
+
+def test_a_resume_on_changed_data_is_refused_unless_allowed(tmp_path):
+    data, out = tmp_path / "own.npz", tmp_path / "run"
+    write_sequences_npz(data, train=300, test=60)
+    args = ["--data", data, "--epochs", "2", "--units", "4"]
+    kill_after_epoch("train_gru.py", args, out)
+    arrays = dict(np.load(data))
+    arrays["x_train"][0] += 1.0
+    np.savez(data, **arrays)
+    result = run_script("train_gru.py", "--resume", out)
+    assert result.returncode == 1 and "--allow-data-change" in result.stderr, explain(result)
+    result = run_script("train_gru.py", "--resume", out, "--allow-data-change")
+    assert result.returncode == 0, explain(result)
+    assert read_metrics(out)["epochs_run"] == 2
+
+
+def test_other_arguments_on_an_unfinished_run_are_refused_in_one_line(tmp_path):
+    out = tmp_path / "run"
+    kill_after_epoch("train_gru.py", [*SECONDS, "--epochs", "2"], out)
+    result = run_script("train_gru.py", *SECONDS, "--epochs", "2", "--seed", "7", "--output-dir", out)
+    assert result.returncode == 2, explain(result)
+    assert "--seed was 1, now 7" in result.stderr and f"--resume {out}" in result.stderr
+    result = run_script("train_gru.py", "--resume", out, "--batch-size", "32")
+    assert result.returncode == 2 and "--batch-size was 64, now 32" in result.stderr, explain(result)
+    result = run_script("train_gru.py", *SECONDS, "--epochs", "2", "--output-dir", out, env={"KERAS_BACKEND": "jax"})
+    assert result.returncode == 2 and "--backend was tensorflow, now jax" in result.stderr, explain(result)
+    saved = json.loads((out / "args.json").read_text())
+    saved["arguments"]["colour"] = "red"
+    (out / "args.json").write_text(json.dumps(saved))
+    result = run_script("train_gru.py", "--resume", out)
+    assert result.returncode == 2 and "unknown argument 'colour'" in result.stderr, explain(result)
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.skipif(not importable("jax"), reason="jax is not installed")
+def test_a_resumed_jax_run_stays_on_jax_whatever_the_environment_says(tmp_path):
+    out = tmp_path / "run"
+    kill_after_epoch("train_gru.py", [*SECONDS, "--epochs", "2", "--backend", "jax"], out)
+    result = run_script("train_gru.py", "--resume", out, env={"KERAS_BACKEND": "torch"})
+    assert result.returncode == 0, explain(result)
+    assert result.stdout.startswith("backend jax ")
+    assert read_metrics(out)["backend"] == "jax" == read_metrics(out)["arguments"]["backend"]
+
+
+def test_the_last_backend_flag_is_the_one_used_and_recorded(tmp_path):
+    result = run_script("train_gru.py", *SECONDS, "--backend", "jax", "--backend", "tensorflow", "--output-dir", tmp_path / "r")
+    assert result.returncode == 0, explain(result)
+    assert result.stdout.startswith("backend tensorflow ")
+    assert read_metrics(tmp_path / "r")["backend"] == "tensorflow"

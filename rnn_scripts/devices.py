@@ -1,0 +1,217 @@
+"""Devices: set up before any layer exists, described in one line, and the distributions
+(one device; mirrored over this machine's devices; several processes on JAX)."""
+
+import contextlib
+import os
+import platform
+
+import keras
+
+from .cli import SINGLE_THREAD_MAX_CORES
+from .environment import CPU_DEVICES_ENV
+from .errors import UserError
+
+EVAL_BATCH_SIZE = 1024  # measured 1.7x faster evaluation than Keras' 32 (docs/performance.md)
+
+
+def setup_devices(args):
+    """Call before any layer exists: GPU memory growth must be set before the runtime starts."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        configure_tensorflow(args)
+    elif backend == "torch":
+        configure_torch(args)
+    keras.utils.set_random_seed(args.seed)
+    if args.mixed_precision != "off":
+        keras.mixed_precision.set_global_policy(f"mixed_{args.mixed_precision}")
+    if args.use_cudnn == "true" and not gpu_names(backend):
+        raise UserError(
+            "--use-cudnn true needs an NVIDIA GPU with cuDNN and this run sees "
+            f"none ({backend} backend on the CPU); use --use-cudnn auto"
+        )
+    return describe_devices(backend)
+
+
+def configure_tensorflow(args):
+    import tensorflow as tf
+
+    cpu_devices = int(os.environ.get(CPU_DEVICES_ENV, "0") or 0)
+    try:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+        if cpu_devices > 1:
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices
+            )
+        threads = cpu_threads(args.cpu_threads)
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError as error:  # the runtime was started before us (by the caller)
+        print(f"warning: could not configure devices before start-up: {error}")
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def configure_torch(args):
+    import torch
+
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+
+
+def cpu_threads(requested):
+    """Threads per TensorFlow op. A recurrent step's products are small, and on few cores
+    splitting them costs more than it saves: 1 thread measured 1.1x-1.9x faster on 2 cores
+    (docs/performance.md). Elsewhere TensorFlow's own choice stands (None)."""
+    if requested:
+        return requested
+    return 1 if (os.cpu_count() or 1) <= SINGLE_THREAD_MAX_CORES else None
+
+
+def determinism():
+    """What the backend says about repeatable results, for metrics.json."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        from tensorflow.python.framework import config
+
+        return {"tensorflow_op_determinism": config.is_op_determinism_enabled()}
+    if backend == "torch":
+        import torch
+
+        return {"torch_deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
+    flags = os.environ.get("XLA_FLAGS", "")
+    return {
+        "xla_gpu_deterministic_ops": "--xla_gpu_deterministic_ops=true" in flags,
+        "jax_gpu_preallocation": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE") != "false",
+    }
+
+
+def describe_devices(backend):
+    names = gpu_names(backend)
+    if not names:
+        return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
+    return f"{len(names)} GPU: " + ", ".join(sorted(set(names)))
+
+
+def gpu_names(backend):
+    """The names of the GPUs the backend sees (empty on a CPU-only machine)."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return [
+            tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in gpus
+        ]
+    if backend == "jax":
+        import jax
+
+        return [d.device_kind for d in jax.devices() if d.platform != "cpu"]
+    import torch
+
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def backend_version(backend):
+    return __import__(backend).__version__
+
+
+# --------------------------------------------------------------------------------------
+# Distributions: how many replicas share each batch, and which process writes
+# --------------------------------------------------------------------------------------
+class SingleDevice:
+    replicas, process_index, process_count = 1, 0, 1
+
+    @property
+    def is_writer(self):
+        return self.process_index == 0
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+    def local_rows(self, x, y):
+        """This process's share of arrays that all processes evaluate together."""
+        share = len(x) // self.process_count
+        rows = slice(self.process_index * share, (self.process_index + 1) * share)
+        return x[rows], y[rows]
+
+    def check_batches(self, batch_size, flag="--batch-size"):
+        """Every batch is split over the replicas and must split evenly."""
+        for name, size in ((flag, batch_size), ("evaluation batch", EVAL_BATCH_SIZE)):
+            if size % self.replicas:
+                raise UserError(
+                    f"the {name} {size} does not split evenly over {self.replicas} "
+                    f"devices; choose a multiple of {self.replicas}"
+                )
+
+
+class TensorFlowMirrored(SingleDevice):
+    """tf.distribute.MirroredStrategy over the local GPUs (or the logical CPUs that
+    RNN_SCRIPTS_CPU_DEVICES makes): each batch is split over the replicas, gradients summed."""
+
+    def __init__(self):
+        import tensorflow as tf
+
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        if not devices:
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        self.strategy = tf.distribute.MirroredStrategy(devices)
+        self.replicas = self.strategy.num_replicas_in_sync
+
+    def scope(self):
+        return self.strategy.scope()
+
+
+class JaxDataParallel(SingleDevice):
+    """keras.distribution.DataParallel over every JAX device: weights replicated, each
+    batch sharded along its first axis."""
+
+    def __init__(self):
+        import jax
+
+        devices = jax.devices()
+        self.replicas = len(devices)
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+
+
+@contextlib.contextmanager
+def without_distribution():
+    """Work on this process alone (save, predict a copy): under a JAX distribution every
+    variable creation is checked across processes, so a save by one process would wait
+    for the others forever."""
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    current = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
+
+
+MULTI_WORKER_ON_TENSORFLOW = (
+    "--distribute multi-worker runs on the JAX backend: TensorFlow's "
+    "MultiWorkerMirroredStrategy fails inside model.fit with Keras 3 (keras-team/keras#20585); "
+    "use --backend jax --distribute multi-worker"
+)
+
+
+def choose_distribution(args):
+    backend = keras.backend.backend()
+    if args.distribute == "none":
+        distribution = SingleDevice()
+    elif args.distribute == "multi-worker" and backend != "jax":
+        raise UserError(MULTI_WORKER_ON_TENSORFLOW)
+    elif backend == "tensorflow":
+        distribution = TensorFlowMirrored()
+    elif backend == "jax":
+        distribution = JaxDataParallel()
+    else:
+        raise UserError(
+            f"--distribute {args.distribute} is not available on the {backend} "
+            "backend; use --backend tensorflow or --backend jax"
+        )
+    distribution.check_batches(args.batch_size)
+    return distribution

@@ -1,0 +1,490 @@
+"""Training and evaluation speed of each script's default model on generated data of the
+real shapes: the scripts' pipeline against the tutorial recipe and native PyTorch.
+
+Variants, each in a process of its own (TensorFlow's threads are fixed when it starts, and
+two libraries in one process slow each other down):
+  ours      the scripts' pipeline: rnn_scripts.devices.setup_devices (one thread per op on
+            small CPUs, torch's fused CPU kernels), training.build and compile_model
+            (16 steps per call where allowed), training_feed, the evaluation batch of 1,024
+  baseline  the tutorial way: model.fit(x, y, batch_size=64) on arrays, shuffled by Keras,
+            one step per call, the backend's own threads; evaluate with Keras' batch of 32
+  pytorch   the same network in native PyTorch (torch.nn, torch.optim.Adam)
+  ours:KEY=VALUE+KEY=VALUE  ours with levers changed: spe=N, threads=N, feed=pydataset,
+            fused=off (torch), eval_batch=N, mask=off and max_length=N (IMDB)
+
+Rounds alternate between the processes (ours, baseline, PyTorch, ours, ...), so each ratio
+compares the same minutes of this machine; a ratio is the median of the per-round ratios,
+with their range. Figures: docs/performance.md.
+
+    python tools/benchmark.py --quick                    # LSTM on TensorFlow, ~1 minute
+    python tools/benchmark.py --backend tensorflow,jax,torch --rounds 5 --json runs/b.json
+    python tools/benchmark.py --models lstm --backend torch --variants ours,ours:fused=off
+"""
+
+import argparse
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the scripts and the rnn_scripts package
+MODELS = {
+    "lstm": "train_lstm",
+    "gru": "train_gru",
+    "bilstm": "train_bilstm",
+    "simplernn": "train_simplernn",
+    "imdb_bilstm": "train_imdb_bilstm",
+}
+GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
+TRAIN_EXAMPLES = {False: 54000, True: 22500}  # MNIST, IMDB after the validation split
+
+
+def parse_arguments(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add("--models", default=None, help="comma-separated (default: all; lstm if --quick)")
+    add("--backend", default="tensorflow", help="comma-separated Keras backends")
+    add("--variants", default="ours,baseline", help="comma-separated Keras variants")
+    add("--no-pytorch", action="store_true", help="leave out native PyTorch")
+    add("--batch-size", type=int, default=64, help="training batch size")
+    add("--steps", type=int, help="timed training steps per round (default 24, quick 4)")
+    add("--rounds", type=int, help="rounds per variant (default 5, quick 2)")
+    add("--eval-examples", type=int, help="examples per evaluation (default 2048)")
+    add("--json", type=Path, help="write every figure, the hardware and versions here")
+    add("--quick", action="store_true", help="a small run (about a minute)")
+    add("--worker", nargs=3, metavar=("BACKEND", "MODEL", "VARIANT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.models = (args.models or ("lstm" if args.quick else ",".join(MODELS))).split(",")
+    args.backend, args.variants = args.backend.split(","), args.variants.split(",")
+    args.steps = args.steps or (4 if args.quick else 24)
+    args.rounds = args.rounds or (2 if args.quick else 5)
+    args.eval_examples = args.eval_examples or (256 if args.quick else 2048)
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]}; choose from {', '.join(MODELS)}")
+    return args
+
+
+# --------------------------------------------------------------------------------------
+# Parent: start the processes, alternate the rounds, report medians and ranges
+# --------------------------------------------------------------------------------------
+def main(argv=None):
+    args = parse_arguments(argv)
+    if args.worker:
+        return Worker.serve(args)
+    started, results = time.perf_counter(), {}
+    for model in args.models:
+        results[model] = measure_model(args, model)
+        print_model(model, results[model], args)
+    report = {
+        "hardware": hardware(),
+        "versions": package_versions(),
+        "options": {k: v for k, v in vars(args).items() if k not in ("worker", "json")},
+        "results": results,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    print(f"\nwall time {report['wall_seconds']} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def measure_model(args, model):
+    labels = [(b, v) for b in args.backend for v in args.variants]
+    if not args.no_pytorch and importlib.util.find_spec("torch") is not None:
+        labels.append(("torch", "pytorch"))
+    workers = {f"{b} {v}" if v != "pytorch" else "pytorch": Process(args, b, model, v) for b, v in labels}
+    try:
+        for worker in workers.values():
+            worker.start()  # one at a time: warm-ups do not overlap
+        rounds = [{name: w.measure() for name, w in workers.items()} for _ in range(args.rounds)]
+    finally:
+        for worker in workers.values():
+            worker.stop()
+    return summarise(rounds, workers)
+
+
+class Process:
+    """One worker process: warmed up once, then one measurement per round on request."""
+
+    def __init__(self, args, backend, model, variant):
+        self.command = [sys.executable, __file__, "--worker", backend, model, variant]
+        for flag in ("batch_size", "steps", "eval_examples"):
+            self.command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+        self.process, self.info = None, {}
+
+    def start(self):
+        self.process = subprocess.Popen(
+            self.command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.info = self.read()
+
+    def read(self):
+        for line in self.process.stdout:
+            if line.startswith("@@ "):
+                return json.loads(line[3:])
+        raise RuntimeError(f"worker {' '.join(self.command[2:6])} ended without figures")
+
+    def measure(self):
+        self.process.stdin.write("measure\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=120)
+
+
+def summarise(rounds, workers):
+    figures = {}
+    for name, worker in workers.items():
+        train = [r[name]["train"] for r in rounds]
+        evaluation = [r[name]["eval"] for r in rounds]
+        figures[name] = {**worker.info, "train_per_round": train, "eval_per_round": evaluation}
+        figures[name].update(train=statistics.median(train), eval=statistics.median(evaluation))
+        figures[name]["percent_of_peak"] = 100 * worker.info["train_flops"] * figures[name]["train"] / (worker.info["peak_gflops"] * 1e9)
+    ratios = {}
+    for top in workers:
+        for bottom in ratio_partners(top, workers):
+            for key in ("train", "eval"):
+                per_round = [r[top][key] / r[bottom][key] for r in rounds]
+                ratios[f"{top} / {bottom} {key}"] = spread(per_round)
+    return {"variants": figures, "ratios": ratios}
+
+
+def ratio_partners(name, workers):
+    """ours against the baseline of its backend and against PyTorch; other variants of ours
+    against ours."""
+    backend, _, variant = name.partition(" ")
+    if variant == "ours":
+        return [n for n in (f"{backend} baseline", "pytorch") if n in workers]
+    if variant.startswith("ours:"):
+        return [n for n in (f"{backend} ours",) if n in workers]
+    return []
+
+
+def spread(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def print_model(model, figures, args):
+    print(f"\n{model}: samples/s, median [min-max] of {args.rounds} rounds, batch {args.batch_size}")
+    print(f"  {'variant':24} {'train/s':>22} {'eval/s':>22} {'% peak':>7}")
+    for name, row in figures["variants"].items():
+        train = f"{row['train']:.0f} [{min(row['train_per_round']):.0f}-{max(row['train_per_round']):.0f}]"
+        evaluation = f"{row['eval']:.0f} [{min(row['eval_per_round']):.0f}-{max(row['eval_per_round']):.0f}]"
+        print(f"  {name:24} {train:>22} {evaluation:>22} {row['percent_of_peak']:7.1f}")
+    for name, ratio in figures["ratios"].items():
+        print(f"  {name:44} {ratio['median']:5.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]")
+    sys.stdout.flush()
+
+
+def hardware():
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "machine": platform.machine(), "system": platform.platform()}
+
+
+def package_versions():
+    found = {"python": platform.python_version()}
+    for name in ("keras", "tensorflow", "jax", "jaxlib", "torch", "numpy"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+# --------------------------------------------------------------------------------------
+# Worker: one backend, one model, one variant. The script's import of common.py reads
+# --backend from this process's command line before Keras loads.
+# --------------------------------------------------------------------------------------
+class Worker:
+    @classmethod
+    def serve(cls, args):
+        backend, model, variant = args.worker
+        worker = (TorchNetwork if variant == "pytorch" else KerasModel)(model, variant, args)
+        worker.train_window()  # warm-up: tracing, compiling, first steps
+        worker.evaluate()
+        info = {"train_flops": 3 * worker.flops, "peak_gflops": matmul_peak()}
+        print("@@ " + json.dumps(info), flush=True)
+        for _ in sys.stdin:
+            figures = {"train": worker.train_window(), "eval": worker.evaluate()}
+            print("@@ " + json.dumps(figures), flush=True)
+        return 0
+
+
+def levers(variant):
+    """"ours:spe=4+fused=off" -> {"spe": "4", "fused": "off"}."""
+    options = variant.partition(":")[2]
+    return dict(item.split("=", 1) for item in options.split("+") if item)
+
+
+class KerasModel:
+    def __init__(self, name, variant, args):
+        script = importlib.import_module(MODELS[name])  # imports common: backend first
+        import common
+        import keras
+        from rnn_scripts import cli, devices, training
+
+        self.keras, self.training, self.args = keras, training, args
+        self.baseline, self.levers = variant == "baseline", levers(variant)
+        defaults = common.script_defaults(script.build_model, 1)
+        self.tokens = "vocab_size" in defaults
+        argv = ["--batch-size", str(args.batch_size)] + self.lever_flags()
+        run_args, _ = cli.parse_arguments("benchmark", None, defaults, argv)
+        if self.baseline:
+            keras.utils.set_random_seed(1)
+        else:
+            devices.setup_devices(run_args)
+        if self.levers.get("fused") == "off":
+            from rnn_scripts import torch_fused
+
+            torch_fused.uninstall()
+        self.pool, self.eval_data = synthetic_data(self.tokens, args, self.levers)
+        build = unmasked(script.build_model) if self.levers.get("mask") == "off" else script.build_model
+        options = {**common.model_arguments(run_args), "features": 28, "classes": 2 if self.tokens else 10}
+        options["vocab_size"] = defaults.get("vocab_size")
+        self.model = training.build(build, options)
+        training.compile_model(self.model, run_args, 1, steps_per_execution=1 if self.baseline else None)
+        self.per_call = 1 if self.baseline else run_args.steps_per_execution
+        self.eval_batch = 32 if self.baseline else int(self.levers.get("eval_batch", devices.EVAL_BATCH_SIZE))
+        self.flops = flops_per_sample(name, run_args.units, self.eval_data[0].shape[1])
+
+    def lever_flags(self):
+        flags = []
+        if "spe" in self.levers:
+            flags += ["--steps-per-execution", self.levers["spe"]]
+        if "threads" in self.levers:
+            flags += ["--cpu-threads", self.levers["threads"]]
+        return flags
+
+    def train_window(self):
+        """Samples/s from the end of the first compiled call to the end of the last."""
+        calls = -(-self.args.steps // self.per_call) + 1
+        x, y = window(self.pool, calls * self.per_call * self.args.batch_size)
+        timer = StepTimer(self.keras)
+        size = self.args.batch_size
+        if self.baseline:
+            self.model.fit(x, y, batch_size=size, epochs=1, verbose=0, callbacks=[timer.callback])
+        else:
+            feed = self.training.training_feed(x, y, size, 1, range(1))
+            if self.levers.get("feed") == "pydataset":
+                feed = self.training.EpochBatches(x, y, size, self.training.EpochOrder(len(x), 1, range(1)))
+            self.model.fit(feed, epochs=1, verbose=0, shuffle=False, callbacks=[timer.callback])
+        return timer.samples_per_second(size)
+
+    def evaluate(self):
+        x, y = self.eval_data
+        started = time.perf_counter()
+        self.model.evaluate(x, y, batch_size=self.eval_batch, verbose=0)
+        return len(x) / (time.perf_counter() - started)
+
+
+class StepTimer:
+    def __init__(self, keras):
+        timer = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if logs and "loss" in logs:
+                    float(logs["loss"])  # wait for the step (JAX dispatches ahead)
+                timer.marks.append((batch, time.perf_counter()))
+
+        self.callback, self.marks = Callback(), []
+
+    def samples_per_second(self, batch_size):
+        (first, start), (last, end) = self.marks[0], self.marks[-1]
+        return (last - first) * batch_size / (end - start)
+
+
+def window(pool, count):
+    x, y = pool
+    start = int(time.perf_counter_ns() % (len(x) - count + 1))
+    return x[start : start + count], y[start : start + count]
+
+
+def synthetic_data(tokens, args, lever):
+    """(training pool, evaluation data) from the scripts' own generators, prepared as a
+    run prepares them."""
+    import numpy as np
+
+    from rnn_scripts.data import synthetic_images, synthetic_reviews
+    from rnn_scripts.preprocess import PIXEL_SCALE, pad
+
+    rng = np.random.default_rng(1)
+    count = (args.steps + 40) * args.batch_size * 2
+    if tokens:
+        length = int(lever.get("max_length", 200))
+        make = lambda n: synthetic_reviews(n, 20000, rng)  # noqa: E731
+        prepare = lambda x: pad(x, length)  # noqa: E731
+    else:
+        make = lambda n: synthetic_images(n, rng)  # noqa: E731
+        prepare = lambda x: x.astype(np.float32) / np.float32(PIXEL_SCALE)  # noqa: E731
+    pool, evaluation = make(count), make(args.eval_examples)
+    return (
+        (prepare(pool[0]), np.asarray(pool[1], np.int32)),
+        (prepare(evaluation[0]), np.asarray(evaluation[1], np.int32)),
+    )
+
+
+def unmasked(build_model):
+    """build_model with the embedding's padding mask off (mask_zero=False)."""
+    import functools
+
+    import keras
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.Embedding):
+            config["mask_zero"] = False
+        return type(layer).from_config(config)
+
+    @functools.wraps(build_model)  # keeps the signature training.build reads
+    def build(**options):
+        return keras.models.clone_model(build_model(**options), clone_function=clone)
+
+    return build
+
+
+def flops_per_sample(name, units, steps):
+    """Forward multiply-adds x2 of a default model's recurrent and dense layers, over all
+    (padded) steps; x3 for a training step (forward and backward)."""
+    gates, directions, inputs = {
+        "lstm": (4, 1, [28, units]),
+        "gru": (3, 1, [28, units]),
+        "simplernn": (1, 1, [28, units]),
+        "bilstm": (4, 2, [28, 2 * units]),
+        "imdb_bilstm": (4, 2, [64]),
+    }[name]
+    recurrent = sum(steps * directions * 2 * gates * (i + units) * units for i in inputs)
+    dense = 2 * directions * units * 64 + 2 * 64 if name == "imdb_bilstm" else 2 * directions * units * 10
+    return recurrent + dense
+
+
+def script_defaults(name):
+    """build_model's defaults, read from the script's source: importing the script would
+    load Keras (and TensorFlow) into the native-PyTorch process."""
+    import ast
+
+    tree = ast.parse((ROOT / f"{MODELS[name]}.py").read_text())
+    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_model")
+    names = [a.arg for a in function.args.args][-len(function.args.defaults) :]
+    return {n: ast.literal_eval(d) for n, d in zip(names, function.args.defaults)}
+
+
+def matmul_peak(size=1024, repeats=5):
+    """Best float32 matrix-product rate NumPy reaches here, in GFLOP/s."""
+    import numpy as np
+
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+# --------------------------------------------------------------------------------------
+# Native PyTorch: the same networks, Adam 1e-3, cross-entropy, the same batch size
+# --------------------------------------------------------------------------------------
+def torch_network(name, units, vocab_size):
+    import torch
+    from torch import nn
+
+    class Recurrent(nn.Module):
+        def __init__(self, kind, bidirectional):
+            super().__init__()
+            extra = {"nonlinearity": "relu"} if kind is nn.RNN else {}
+            self.rnn = kind(28, units, num_layers=2, batch_first=True, bidirectional=bidirectional, **extra)
+            self.head = nn.Linear(units * (2 if bidirectional else 1), 10)
+
+        def forward(self, x):
+            _, state = self.rnn(x)
+            h = state[0] if isinstance(state, tuple) else state
+            last = torch.cat([h[-2], h[-1]], 1) if self.rnn.bidirectional else h[-1]
+            return self.head(last)
+
+    class Reviews(nn.Module):
+        """Embedding (0 = padding) + packed bidirectional LSTM, like mask_zero=True."""
+
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(vocab_size, 64, padding_idx=0)
+            self.rnn = nn.LSTM(64, units, batch_first=True, bidirectional=True)
+            self.hidden, self.out = nn.Linear(2 * units, 64), nn.Linear(64, 1)
+
+        def forward(self, x):
+            lengths = (x != 0).sum(1).clamp(min=1)
+            packed = nn.utils.rnn.pack_padded_sequence(self.embedding(x), lengths, batch_first=True, enforce_sorted=False)
+            _, (h, _) = self.rnn(packed)
+            return self.out(torch.relu(self.hidden(torch.cat([h[-2], h[-1]], 1)))).squeeze(1)
+
+    if name == "imdb_bilstm":
+        return Reviews()
+    kinds = {"lstm": nn.LSTM, "gru": nn.GRU, "simplernn": nn.RNN, "bilstm": nn.LSTM}
+    return Recurrent(kinds[name], name == "bilstm")
+
+
+class TorchNetwork:
+    def __init__(self, name, variant, args):
+        import torch
+
+        defaults = script_defaults(name)
+        self.torch, self.args = torch, args
+        self.tokens = "vocab_size" in defaults
+        self.network = torch_network(name, defaults["units"], defaults.get("vocab_size"))
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=1e-3)
+        self.loss = torch.nn.BCEWithLogitsLoss() if self.tokens else torch.nn.CrossEntropyLoss()
+        self.label_type = torch.float32 if self.tokens else torch.int64
+        self.pool, self.eval_data = synthetic_data(self.tokens, args, {})
+        self.flops = flops_per_sample(name, defaults["units"], self.eval_data[0].shape[1])
+
+    def batches(self, x, y, size):
+        for start in range(0, len(x), size):
+            xb = self.torch.from_numpy(x[start : start + size])
+            yield xb, self.torch.from_numpy(y[start : start + size]).to(self.label_type)
+
+    def train_window(self):
+        size = self.args.batch_size
+        x, y = window(self.pool, (self.args.steps + 1) * size)
+        self.network.train()
+        started = None
+        for number, (xb, yb) in enumerate(self.batches(x, y, size)):
+            self.optimizer.zero_grad()
+            self.loss(self.network(xb), yb).backward()
+            self.optimizer.step()
+            if number == 0:  # as for Keras: the first step is not timed
+                started = time.perf_counter()
+        return self.args.steps * size / (time.perf_counter() - started)
+
+    def evaluate(self):
+        x, y = self.eval_data
+        self.network.eval()
+        started = time.perf_counter()
+        with self.torch.no_grad():
+            for xb, yb in self.batches(x, y, 1024):
+                self.loss(self.network(xb), yb).item()
+        return len(x) / (time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
