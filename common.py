@@ -15,6 +15,8 @@ from rnn_scripts import environment
 environment.prepare(sys.argv[1:])
 
 import inspect  # noqa: E402
+import os  # noqa: E402
+import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import keras  # noqa: E402
@@ -41,25 +43,33 @@ def run(build_model, epochs=10, description=None):
     script, argv = Path(sys.argv[0]).name, sys.argv[1:]
     defaults = script_defaults(build_model, epochs)
     args, explicit = cli.parse_arguments(script, description, defaults, argv)
-    run_dir = None
+    run_dir, cluster = None, devices.Cluster()
     try:
         Interrupts.mode = "raise"
-        run_dir, changes = open_run_dir(args, explicit, script, argv)
-        pipeline(build_model, args, run_dir, changes, script)
+        cluster = devices.join_cluster(args)
+        if not cluster.is_writer:  # one console speaks for the run; errors still show
+            sys.stdout = open(os.devnull, "w")
+        run_dir, changes = open_run_dir(args, explicit, script, argv, cluster)
+        pipeline(build_model, args, run_dir, changes, cluster)
+        return
     except UserError as error:
-        fail(f"error: {error}", error.exit_code)
+        message, code = f"error: {error}", error.exit_code
     except TrainingStopped as stop:
-        fail(f"{stop}; {hint(run_dir, script, stop, args)}", stop.exit_code)
+        message, code = f"{stop}; {hint(run_dir, script, stop, args, cluster)}", stop.exit_code
     except OSError as error:
-        fail(f"error: {describe_os_error(error)}; {hint(run_dir, script)}", EXIT_FAILED)
+        message, code = f"error: {describe_os_error(error)}; {hint(run_dir, script, cluster=cluster)}", EXIT_FAILED
     except Exception as error:
-        message = one_line_for(error, args)
-        if message is None:
+        message, code = one_line_for(error, args, cluster), EXIT_FAILED
+        if message is None and cluster.count == 1:
             raise
-        fail(message, EXIT_FAILED)
+        if message is None:  # a traceback, but no wait for the others at exit
+            traceback.print_exc()
+            message = "error: this process failed (above); the other processes stop too"
     finally:
         if run_dir is not None:
             run_dir.release()
+    # With several processes, exit at once: JAX's exit handler would wait for the others.
+    fail(message, code, hard=cluster.count > 1)
 
 
 def script_defaults(build_model, epochs):
@@ -70,8 +80,21 @@ def script_defaults(build_model, epochs):
     return defaults
 
 
-def open_run_dir(args, explicit, script, argv):
-    """Claim the run's folder and settle the arguments of a run that continues there."""
+def open_run_dir(args, explicit, script, argv, cluster):
+    """Process 0 claims the run's folder and settles the arguments of a run that continues
+    there; the other processes of a multi-process run follow what it wrote."""
+    failure, claimed = None, None
+    if cluster.is_writer:
+        try:
+            claimed = claim_run_dir(args, explicit, script, argv)
+        except UserError as error:
+            failure = error
+    if cluster.agree(failure is not None):  # everyone stops if process 0 could not start
+        raise failure or UserError("process 0 could not start the run (its output says why)")
+    return claimed or follow_run_dir(args, explicit)
+
+
+def claim_run_dir(args, explicit, script, argv):
     if args.resume is not None:
         RunDir(args.resume).saved_arguments()  # one line if there is no run to resume
         args.output_dir = args.resume
@@ -82,17 +105,36 @@ def open_run_dir(args, explicit, script, argv):
         run_dir.save_arguments(cli.to_json(args), argv, [])
         return run_dir, {}
     saved = run_dir.saved_arguments()
+    changes = settle(args, explicit, saved, run_dir)
+    earlier = saved.get("changes", [])
+    if changes:
+        earlier.append({"after_epoch": run_dir.latest_epoch(), "changed": changes})
+    run_dir.save_arguments(cli.to_json(args), saved.get("argv", argv), earlier)
+    return run_dir, changes
+
+
+def follow_run_dir(args, explicit):
+    run_dir = RunDir(args.resume or args.output_dir, writer=False)
+    args.output_dir = run_dir.path
+    if not (run_dir.path / "args.json").is_file():
+        raise UserError(
+            f"{run_dir} holds no args.json from process 0: --output-dir must be on "
+            "storage that every process sees"
+        )
+    if args.resume is None and not run_dir.has_unfinished_run():
+        return run_dir, {}
+    return run_dir, settle(args, explicit, run_dir.saved_arguments(), run_dir)
+
+
+def settle(args, explicit, saved, run_dir):
+    """Take a continuing run's saved arguments (changes where allowed) into args."""
     compared = explicit if args.resume is not None else set(vars(args))
     try:
         merged, changes = cli.settle(args, compared, cli.from_json(saved["arguments"]))
     except UsageError as error:
         raise UsageError(refusal(run_dir, args, error))
     vars(args).update(vars(merged))
-    earlier = saved.get("changes", [])
-    if changes:
-        earlier.append({"after_epoch": run_dir.latest_epoch(), "changed": changes})
-    run_dir.save_arguments(cli.to_json(args), saved.get("argv", argv), earlier)
-    return run_dir, changes
+    return changes
 
 
 def refusal(run_dir, args, error):
@@ -120,7 +162,9 @@ class Run:
         self.fingerprint, self.best_weights = fingerprint, None
 
     def check_signals(self):
-        Interrupts.check()
+        """Stop on a signal; with several processes, all of them stop at the same step
+        when any one was signalled (a collective: every process calls it)."""
+        Interrupts.check(self.distribution.cluster.agree(Interrupts.pending or 0))
 
     def save_best(self, model):
         if self.run_dir.writer:
@@ -130,6 +174,8 @@ class Run:
     def save_epoch(self, model, meta):
         """The state first: a history row without its state would be trained again."""
         run_dir = self.run_dir
+        if not run_dir.writer:
+            return
         run_dir.save_state(
             len(meta["rows"]), model.get_weights(), training.optimizer_values(model), meta
         )
@@ -143,9 +189,9 @@ class Run:
         return [keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0)]
 
 
-def pipeline(build_model, args, run_dir, changes, script):
+def pipeline(build_model, args, run_dir, changes, cluster):
     device = devices.setup_devices(args)
-    distribution = devices.choose_distribution(args)
+    distribution = devices.choose_distribution(args, cluster)
     report_backend(device, distribution, args)
     data, preprocessing = prepare_data(args, run_dir, wants_tokens(build_model))
     run = Run(args, run_dir, distribution, data.fingerprint())
@@ -155,7 +201,11 @@ def pipeline(build_model, args, run_dir, changes, script):
         steps = -(-len(data.x_train) // args.batch_size)
         training.compile_model(model, args, steps)
         progress = training.restore(model, run_dir, run.fingerprint, args.allow_data_change)
-    report_resume(run_dir, progress, model, args, changes)
+    if -cluster.agree(-progress.epochs_done) != cluster.agree(progress.epochs_done):
+        raise UserError(f"the processes found different saved epochs in {run_dir}: it must be shared storage")
+    if progress.learning_rate_argument not in (None, args.learning_rate) and args.lr_schedule != "cosine":
+        model.optimizer.learning_rate = args.learning_rate  # --learning-rate given on resume
+    report_resume(run_dir, progress, changes)
     model.summary()
     Interrupts.mode = "defer"
     train_examples = training.train(model, data, args, run, progress, distribution)
@@ -212,12 +262,10 @@ def vocabulary_limit(args, data):
     return getattr(args, "vocab_size", None)
 
 
-def report_resume(run_dir, progress, model, args, changes):
+def report_resume(run_dir, progress, changes):
     if not progress.epochs_done:
         return
     print(f"resuming {run_dir} after epoch {progress.epochs_done} (weights and optimizer state restored)")
-    if "learning_rate" in changes and args.lr_schedule != "cosine":
-        model.optimizer.learning_rate = args.learning_rate
     for name, (old, new) in changes.items():
         print(f"  --{name.replace('_', '-')} changed from {old} to {new}")
 
@@ -234,18 +282,34 @@ def finish(model, data, preprocessing, progress, run, train_examples, device):
         x_local, y_local, batch_size=EVAL_BATCH_SIZE // distribution.process_count,
         verbose=0, return_dict=True, callbacks=[training.CheckSignals(run)],
     )  # every process takes part; fmt: skip
+    run.check_signals()
+    metrics, failure = None, None
     if run_dir.writer:
-        with devices.without_distribution():
-            final = training.portable_copy(model)
-            logits = final.predict(x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
-            predicted = outputs.predicted_classes(logits)
-            counts = outputs.confusion_matrix(y_test, predicted, len(data.class_names))
-            info = {"train_examples": train_examples, "device": device, "restored_best": restored}
-            info["settings"] = settings_in_effect(model)  # the trained model's, not the copy's
-            metrics = write_outputs(final, data, preprocessing, progress, run, test, counts, predicted, info)
+        try:
+            metrics = write_outputs(model, data, preprocessing, progress, run, test, (x_test, y_test), info_of(model, train_examples, device, restored))
+        except Exception as error:  # the other processes wait to hear how it went
+            failure = error
+    outcome = cluster_outcome(run.distribution.cluster, failure)
+    if outcome:
+        raise failure or TrainingStopped("process 0 stopped before its outputs were written", outcome)
     Interrupts.finished()
     if run_dir.writer:
         print(final_line(metrics, run_dir))
+
+
+def info_of(model, train_examples, device, restored):
+    return {
+        "train_examples": train_examples,
+        "device": device,
+        "restored_best": restored,
+        "settings": settings_in_effect(model),  # the trained model's, not its copy's
+    }
+
+
+def cluster_outcome(cluster, failure):
+    """0 if process 0 wrote every output, else the exit code every process ends with."""
+    code = getattr(failure, "exit_code", EXIT_FAILED) if failure is not None else 0
+    return cluster.agree(code)
 
 
 def restore_best_weights(model, run, progress):
@@ -261,24 +325,28 @@ def restore_best_weights(model, run, progress):
     return True
 
 
-def write_outputs(model, data, preprocessing, progress, run, test, counts, predicted, info):
-    """`model`: the final model on this process alone (portable_copy)."""
+def write_outputs(model, data, preprocessing, progress, run, test, test_split, info):
+    """Every output, by process 0 alone, from a copy of the model that needs no other
+    process; metrics.json last, since its presence marks a finished run."""
     run_dir, names = run.run_dir, data.class_names
-    run.check_signals()
-    run_dir.save_model(model, "model.keras")
-    if not (run_dir.path / "best.keras").exists():  # no epoch improved in this session
-        run_dir.save_model(model, "best.keras")
-    info["reload"] = outputs.reload_difference(model, run_dir.path / "model.keras", data.x_test)
+    x_test, y_test = test_split
+    with devices.without_distribution():
+        final = training.portable_copy(model)
+        predicted = outputs.predicted_classes(final.predict(x_test, batch_size=EVAL_BATCH_SIZE, verbose=0))
+        counts = outputs.confusion_matrix(y_test, predicted, len(names))
+        Interrupts.check()
+        run_dir.save_model(final, "model.keras")
+        if not (run_dir.path / "best.keras").exists():  # no epoch improved in this session
+            run_dir.save_model(final, "best.keras")
+        info["reload"] = outputs.reload_difference(final, run_dir.path / "model.keras", x_test)
     run_dir.write_text("history.csv", outputs.history_csv(progress.rows))
     run_dir.write("curves.png", lambda path: outputs.plot_curves(progress.rows, path))
     run_dir.write("confusion.png", lambda path: outputs.plot_confusion(counts, names, path))
     if preprocessing.kind == "images":
-        images = data.x_test[: len(predicted)]
-        y_test = data.y_test[: len(predicted)]
-        run_dir.write("samples.png", lambda p: outputs.plot_samples(images, y_test, predicted, names, p))
-    metrics = summarise(model, data, progress, run, test, counts, info)
-    run.check_signals()
-    run_dir.write_json(METRICS_FILE, metrics)  # last: its presence marks a finished run
+        run_dir.write("samples.png", lambda p: outputs.plot_samples(x_test, y_test, predicted, names, p))
+    metrics = summarise(final, data, progress, run, test, counts, info)
+    Interrupts.check()
+    run_dir.write_json(METRICS_FILE, metrics)
     run_dir.remove_state()
     return metrics
 
@@ -356,10 +424,12 @@ def final_line(metrics, run_dir):
 # --------------------------------------------------------------------------------------
 # The edge: every failure a user can cause becomes one line
 # --------------------------------------------------------------------------------------
-def hint(run_dir, script, stop=None, args=None):
+def hint(run_dir, script, stop=None, args=None, cluster=None):
     if run_dir is None:
         return "nothing was written"
     advice = run_dir.resume_hint(script)
+    if cluster is not None and cluster.count > 1 and run_dir.latest_epoch():
+        advice = advice.split(";")[0] + "; resume: start every process again with its command"
     if stop is not None and stop.exit_code == EXIT_FAILED:  # a non-finite loss
         lower = f"--learning-rate {args.learning_rate / 2:g} --clipnorm 1.0"
         if run_dir.latest_epoch():
@@ -373,7 +443,7 @@ def describe_os_error(error):
     return f"could not write{where}: {error.strerror or first_line(error)}"
 
 
-def one_line_for(error, args):
+def one_line_for(error, args, cluster):
     text = f"{type(error).__name__} {error}"
     if "use_cudnn=True" in text:  # Keras refuses use_cudnn=True for this model and backend
         return (
@@ -384,5 +454,12 @@ def one_line_for(error, args):
         return (
             f"error: out of memory at --batch-size {args.batch_size} ({first_line(error, 120)}); "
             "try a smaller --batch-size or --units"
+        )
+    if cluster.count > 1 and any(s in text for s in ("Gloo", "Connection", "DEADLINE", "UNAVAILABLE")):
+        lost = cluster.lost()
+        who = f"process {', '.join(map(str, lost))}" if lost else "another process"
+        return (
+            f"error: lost contact with {who} of this run ({first_line(error, 100)}); "
+            "start every process again to resume"
         )
     return None

@@ -4,12 +4,13 @@
 import contextlib
 import os
 import platform
+import threading
 
 import keras
 
 from .cli import SINGLE_THREAD_MAX_CORES
 from .environment import CPU_DEVICES_ENV
-from .errors import UserError
+from .errors import Interrupts, UsageError, UserError, first_line
 
 EVAL_BATCH_SIZE = 1024  # measured 1.7x faster evaluation than Keras' 32 (docs/performance.md)
 
@@ -118,14 +119,108 @@ def backend_version(backend):
 
 
 # --------------------------------------------------------------------------------------
-# Distributions: how many replicas share each batch, and which process writes
+# Processes: one, or several on JAX (--distribute multi-worker)
 # --------------------------------------------------------------------------------------
-class SingleDevice:
-    replicas, process_index, process_count = 1, 0, 1
+JOIN_TIMEOUT_ENV = "RNN_SCRIPTS_JOIN_TIMEOUT"  # seconds to wait for the other processes
+JOIN_TIMEOUT, HEARTBEAT_SECONDS = 300, 60
+
+
+class Cluster:
+    """This process's place among the processes of one run (alone: process 0 of 1)."""
+
+    def __init__(self, index=0, count=1):
+        self.index, self.count = index, count
 
     @property
     def is_writer(self):
-        return self.process_index == 0
+        return self.index == 0
+
+    def agree(self, value):
+        """The largest integer any process holds. Every process must call this at the same
+        point: it is a collective."""
+        if self.count == 1:
+            return value
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        return int(np.max(multihost_utils.process_allgather(np.int32(value))))
+
+    def lost(self):
+        """The processes the coordinator no longer hears from, or None if it cannot tell
+        within a few seconds (JAX has no public call for this)."""
+        if self.count == 2:
+            return [1 - self.index]
+        from jax._src import distributed
+
+        alive = {}
+        asking = threading.Thread(
+            target=lambda: alive.update(distributed.global_state.client.get_live_nodes(list(range(self.count)))),
+            daemon=True,
+        )
+        asking.start()
+        asking.join(10)
+        return sorted(set(range(self.count)) - set(alive)) if alive else None
+
+
+def join_cluster(args):
+    """--distribute multi-worker: connect to the other processes before JAX runs anything
+    (it refuses afterwards). Flags left out are read by JAX from the cluster (SLURM, Open
+    MPI); JAX's own 5-minute wait ends in an abort, so a timer says why in one line first."""
+    if args.distribute != "multi-worker":
+        return Cluster()
+    if keras.backend.backend() != "jax":
+        raise UserError(MULTI_WORKER_ON_TENSORFLOW)
+    import jax
+
+    jax.config.update("jax_enable_preemption_service", False)  # it would take SIGTERM
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    timeout = int(os.environ.get(JOIN_TIMEOUT_ENV, JOIN_TIMEOUT))
+    timer = threading.Timer(timeout, give_up_joining, (args, timeout))
+    timer.daemon = True
+    timer.start()
+    try:
+        jax.distributed.initialize(
+            args.coordinator, args.num_processes, args.process_id,
+            initialization_timeout=timeout + 30, heartbeat_timeout_seconds=HEARTBEAT_SECONDS,
+        )  # fmt: skip
+    except ValueError as error:  # no flags, and no cluster that JAX recognises
+        raise UsageError(
+            "--distribute multi-worker needs --coordinator, --num-processes and "
+            f"--process-id, or a cluster JAX detects such as SLURM ({first_line(error)})"
+        )
+    finally:
+        timer.cancel()
+    Interrupts.install()  # ours again, whatever JAX set up
+    return Cluster(jax.process_index(), jax.process_count())
+
+
+def give_up_joining(args, timeout):
+    where = args.coordinator or "the coordinator"
+    who = f"process {args.process_id}" if args.process_id is not None else "this process"
+    message = (
+        f"error: {who} could not join the others at {where} within {timeout} s; start "
+        "every process with the same --coordinator and --num-processes and its own --process-id\n"
+    )
+    os.write(Interrupts.stderr, message.encode())
+    os._exit(1)
+
+
+# --------------------------------------------------------------------------------------
+# Distributions: how many replicas share each batch, and this process's share
+# --------------------------------------------------------------------------------------
+class SingleDevice:
+    replicas = 1
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    @property
+    def process_index(self):
+        return self.cluster.index
+
+    @property
+    def process_count(self):
+        return self.cluster.count
 
     def scope(self):
         return contextlib.nullcontext()
@@ -150,9 +245,10 @@ class TensorFlowMirrored(SingleDevice):
     """tf.distribute.MirroredStrategy over the local GPUs (or the logical CPUs that
     RNN_SCRIPTS_CPU_DEVICES makes): each batch is split over the replicas, gradients summed."""
 
-    def __init__(self):
+    def __init__(self, cluster):
         import tensorflow as tf
 
+        super().__init__(cluster)
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         if not devices:
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
@@ -164,15 +260,19 @@ class TensorFlowMirrored(SingleDevice):
 
 
 class JaxDataParallel(SingleDevice):
-    """keras.distribution.DataParallel over every JAX device: weights replicated, each
-    batch sharded along its first axis."""
+    """keras.distribution.DataParallel over every JAX device of every process: weights
+    replicated, each batch sharded along its first axis. With several processes each one
+    feeds its own share of every batch (auto_shard_dataset off)."""
 
-    def __init__(self):
+    def __init__(self, cluster):
         import jax
 
+        super().__init__(cluster)
         devices = jax.devices()
         self.replicas = len(devices)
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        distribution = keras.distribution.DataParallel(devices=devices)
+        distribution.auto_shard_dataset = cluster.count == 1
+        keras.distribution.set_distribution(distribution)
 
 
 @contextlib.contextmanager
@@ -198,16 +298,14 @@ MULTI_WORKER_ON_TENSORFLOW = (
 )
 
 
-def choose_distribution(args):
+def choose_distribution(args, cluster):
     backend = keras.backend.backend()
     if args.distribute == "none":
-        distribution = SingleDevice()
-    elif args.distribute == "multi-worker" and backend != "jax":
-        raise UserError(MULTI_WORKER_ON_TENSORFLOW)
+        distribution = SingleDevice(cluster)
     elif backend == "tensorflow":
-        distribution = TensorFlowMirrored()
+        distribution = TensorFlowMirrored(cluster)
     elif backend == "jax":
-        distribution = JaxDataParallel()
+        distribution = JaxDataParallel(cluster)
     else:
         raise UserError(
             f"--distribute {args.distribute} is not available on the {backend} "

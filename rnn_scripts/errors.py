@@ -36,9 +36,12 @@ def first_line(error, limit=200):
     return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
-def fail(message, exit_code):
+def fail(message, exit_code, hard=False):
+    """Print the one line and exit; `hard`: at once, without Python's exit handlers."""
     sys.stdout.flush()
     print(message, file=sys.stderr, flush=True)
+    if hard:
+        os._exit(exit_code)
     sys.exit(exit_code)
 
 
@@ -90,7 +93,10 @@ class Interrupts:
             signal.signal(signum, signal.SIG_IGN)
 
     @classmethod
-    def check(cls):
-        """Stop here if a signal arrived since the last safe point."""
-        if cls.pending is not None:
-            raise TrainingStopped(*cls.MEANING[cls.pending])
+    def check(cls, signalled=None):
+        """Stop here if a signal arrived since the last safe point; `signalled`: the signal
+        every process of a multi-process run agreed on (a local one may arrive meanwhile
+        and waits for the next agreement)."""
+        signum = cls.pending if signalled is None else signalled
+        if signum:
+            raise TrainingStopped(*cls.MEANING[signum])

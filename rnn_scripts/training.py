@@ -178,13 +178,14 @@ class Progress:
         self.best, self.best_epoch = meta.get("best"), meta.get("best_epoch", 0)
         self.stopped_early = meta.get("stopped_early")
         self.plateau = meta.get("plateau")
+        self.learning_rate_argument = meta.get("learning_rate_argument")
         self.restored_epoch = len(self.rows)
 
     @property
     def epochs_done(self):
         return len(self.rows)
 
-    def meta(self, fingerprint, plateau_callback):
+    def meta(self, fingerprint, plateau_callback, learning_rate_argument):
         plateau = None
         if plateau_callback is not None:
             plateau = {k: float(getattr(plateau_callback, k)) for k in PLATEAU_STATE}
@@ -195,6 +196,7 @@ class Progress:
             "stopped_early": self.stopped_early,
             "plateau": plateau,
             "fingerprint": fingerprint,
+            "learning_rate_argument": learning_rate_argument,  # a new one on resume wins
         }
 
 
@@ -249,7 +251,8 @@ class KeepProgress(keras.callbacks.Callback):
         if patience and epoch + 1 - progress.best_epoch >= patience:
             progress.stopped_early = epoch + 1
             self.model.stop_training = True
-        self.run.save_epoch(self.model, progress.meta(self.run.fingerprint, self.plateau))
+        meta = progress.meta(self.run.fingerprint, self.plateau, self.run.args.learning_rate)
+        self.run.save_epoch(self.model, meta)
         self.run.check_signals()  # this epoch is kept; stop before the next
 
 

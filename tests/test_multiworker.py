@@ -1,0 +1,134 @@
+"""--distribute multi-worker: two real processes on 127.0.0.1 (JAX, CPU, gloo), equal to a
+one-process run over two devices; a lost, a signalled and an unreachable process."""
+
+import signal
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from helpers import MNIST_SCRIPTS, explain, importable, load_model, read_history, read_metrics, run_script, start_script
+
+pytestmark = pytest.mark.skipif(not importable("jax"), reason="jax is not installed")
+SMALL = ["--backend", "jax", "--dataset", "mnist-sample", "--limit", "130", "--units", "8", "--batch-size", "32", "--seed", "3"]
+OUTPUTS = {".lock", "args.json", "preprocessing.json", "model.keras", "best.keras", "history.csv",
+           "metrics.json", "curves.png", "confusion.png", "samples.png"}  # fmt: skip
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_both(script, args, out, tmp_path, env=None):
+    """Process 1 first (it waits for the coordinator), then process 0; each in its own
+    working folder, so that anything written outside --output-dir would show."""
+    cluster = ["--distribute", "multi-worker", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    processes = []
+    for index in (1, 0):
+        cwd = tmp_path / f"cwd{index}"
+        cwd.mkdir(exist_ok=True)
+        command = [*args, *cluster, "--process-id", str(index), "--output-dir", out]
+        processes.append(start_script(script, *command, cwd=cwd, env=env))
+    return processes[::-1]  # [process 0, process 1]
+
+
+def finish(process, timeout=300):
+    stdout, stderr = process.communicate(timeout=timeout)
+    return process.returncode, stdout, stderr
+
+
+def weights(path):
+    return load_model(path).get_weights()
+
+
+@pytest.mark.parametrize("script", MNIST_SCRIPTS)
+def test_two_processes_train_as_one_process_on_two_devices_and_one_writes(script, tmp_path):
+    out = tmp_path / "shared"
+    first, second = start_both(script, [*SMALL, "--epochs", "1"], out, tmp_path)
+    (code0, stdout0, stderr0), (code1, stdout1, stderr1) = finish(first), finish(second)
+    assert code0 == 0 and code1 == 0, stderr0[-2000:] + stderr1[-2000:]
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    assert list((tmp_path / "cwd0").iterdir()) == list((tmp_path / "cwd1").iterdir()) == []
+    assert "test accuracy" in stdout0 and "test accuracy" not in stdout1  # one console speaks
+    metrics = read_metrics(out)
+    assert metrics["processes"] == 2 and metrics["replicas"] == 2
+    reference = tmp_path / "reference"
+    result = run_script(script, *SMALL, "--epochs", "1", "--distribute", "mirrored", "--output-dir", reference,
+                        env={"RNN_SCRIPTS_CPU_DEVICES": "2"})  # fmt: skip
+    assert result.returncode == 0, explain(result)
+    for mine, theirs in zip(weights(out / "model.keras"), weights(reference / "model.keras")):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-5)
+    assert read_metrics(reference)["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def wait_for_state(out, processes, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not (out / "training-state" / "epoch-0001.npz").exists():
+        assert all(p.poll() is None for p in processes), [p.communicate() for p in processes]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_killed_process_stops_the_other_in_one_line_and_both_resume(tmp_path):
+    out, args = tmp_path / "shared", [*SMALL, "--limit", "400", "--epochs", "3"]
+    first, second = start_both("train_gru.py", args, out, tmp_path)
+    wait_for_state(out, (first, second))
+    second.kill()
+    started = time.monotonic()
+    code, _, stderr = finish(first, timeout=120)
+    assert time.monotonic() - started < 60
+    assert code == 1 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith("error: lost contact with process 1 of this run (")
+    assert stderr.strip().endswith("start every process again to resume")
+    second.communicate()
+    first, second = start_both("train_gru.py", args, out, tmp_path)
+    (code0, stdout0, stderr0), (code1, _, stderr1) = finish(first), finish(second)
+    assert code0 == 0 and code1 == 0, stderr0[-2000:] + stderr1[-2000:]
+    assert "resuming" in stdout0 and read_metrics(out)["resumed_after_epoch"] >= 1
+    assert [r["epoch"] for r in read_history(out)] == [1, 2, 3]
+
+
+def test_a_signal_to_one_process_stops_both_with_its_exit_code(tmp_path):
+    out = tmp_path / "shared"
+    first, second = start_both("train_lstm.py", [*SMALL, "--limit", "400", "--epochs", "5"], out, tmp_path)
+    wait_for_state(out, (first, second))
+    second.send_signal(signal.SIGINT)
+    for process in (first, second):
+        code, _, stderr = finish(process, timeout=120)
+        assert code == 130, stderr
+        assert stderr.startswith("interrupted (Ctrl-C); "), stderr
+    assert (out / "training-state").is_dir() and not (out / "metrics.json").exists()
+
+
+def test_an_unreachable_coordinator_is_one_line_within_the_timeout(tmp_path):
+    started = time.monotonic()
+    result = run_script(
+        "train_lstm.py", *SMALL, "--distribute", "multi-worker", "--coordinator", f"127.0.0.1:{free_port()}",
+        "--num-processes", "2", "--process-id", "1", "--output-dir", tmp_path / "out",
+        env={"RNN_SCRIPTS_JOIN_TIMEOUT": "4"}, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, explain(result)
+    assert result.stderr.startswith("error: process 1 could not join the others at 127.0.0.1:")
+    assert "within 4 s" in result.stderr and "Traceback" not in result.stderr
+    assert time.monotonic() - started < 60 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ([], "needs --coordinator, --num-processes and --process-id"),
+        (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "0"], None),
+    ],
+)
+def test_multi_worker_without_what_it_needs_is_one_line(tmp_path, extra, words):
+    argv = [*SMALL, "--distribute", "multi-worker", *extra]
+    if words is None:  # no --output-dir: the folder must be shared
+        words = "needs --output-dir, on storage every process sees"
+    else:
+        argv += ["--output-dir", tmp_path / "out"]
+    result = run_script("train_lstm.py", *argv, cwd=tmp_path, env={"RNN_SCRIPTS_JOIN_TIMEOUT": "20"}, timeout=120)
+    assert result.returncode == 2, explain(result)
+    assert words in result.stderr and result.stderr.count("\n") == 1
