@@ -14,6 +14,7 @@ from rnn_scripts import environment
 
 environment.prepare(sys.argv[1:])
 
+import importlib.util  # noqa: E402
 import inspect  # noqa: E402
 import os  # noqa: E402
 import traceback  # noqa: E402
@@ -160,6 +161,8 @@ class Run:
     def __init__(self, args, run_dir, distribution, fingerprint):
         self.args, self.run_dir, self.distribution = args, run_dir, distribution
         self.fingerprint, self.best_weights = fingerprint, None
+        if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard")
 
     def check_signals(self):
         """Stop on a signal; with several processes, all of them stop at the same step
@@ -186,7 +189,7 @@ class Run:
         if not (self.args.tensorboard and self.run_dir.writer):
             return []
         log_dir = str(self.run_dir.path / "logs")
-        return [keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0)]
+        return [training.FlushedTensorBoard(log_dir, write_graph=False, profile_batch=0)]
 
 
 def pipeline(build_model, args, run_dir, changes, cluster):
@@ -392,6 +395,7 @@ def settings_in_effect(model):
         "steps_per_execution": int(model.steps_per_execution),
         "compute_dtype": model.layers[0].compute_dtype,
         "optimizer": type(model.optimizer).__name__,
+        "clipnorm": model.optimizer.clipnorm,
         **devices.determinism(),
     }
     if keras.backend.backend() == "tensorflow":

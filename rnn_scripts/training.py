@@ -270,6 +270,17 @@ class CheckSignals(keras.callbacks.Callback):
         self.run.check_signals()
 
 
+class FlushedTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, its logs flushed at every epoch's end: its writers
+    buffer for up to two minutes, and a killed run would lose epochs that the saved state
+    counts as done."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        for writer in self._writers.values():
+            writer.flush()
+
+
 def learning_rate(model):
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
@@ -339,7 +350,9 @@ def train(model, data, args, run, progress, distribution):
     feed = training_feed(x, y, args.batch_size, args.seed, epochs, part, parts)
     steps = -(-len(x) // args.batch_size)
     plateau = plateau_callback(args, validation is not None)
-    callbacks = [c for c in (plateau, KeepProgress(run, progress, steps, plateau)) if c]
+    # The state is saved last, after the epoch's learning rate and logs are in.
+    callbacks = [plateau] if plateau else []
+    callbacks += run.extra_callbacks() + [KeepProgress(run, progress, steps, plateau)]
     model.fit(
         feed,
         validation_data=validation,
@@ -347,7 +360,7 @@ def train(model, data, args, run, progress, distribution):
         epochs=args.epochs,
         initial_epoch=start,
         shuffle=False,  # the feed is in (seed, epoch) order already
-        callbacks=callbacks + run.extra_callbacks(),
+        callbacks=callbacks,
         verbose=fit_verbosity(),
     )
     return len(x)

@@ -27,22 +27,26 @@ def data_args(script):
     )
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+# Each script also tries some of the steering flags, so that every flag runs on every backend.
+STEERING = {
+    "train_simplernn.py": ["--optimizer", "sgd", "--layers", "1"],
+    "train_gru.py": ["--lr-schedule", "plateau", "--optimizer", "rmsprop", "--epochs", "2"],
+    "train_lstm.py": ["--lr-schedule", "cosine", "--clipnorm", "1.0", "--early-stopping", "1",
+                      "--epochs", "2", "--tensorboard"],  # fmt: skip
+    "train_bilstm.py": ["--layers", "1", "--mixed-precision", "bfloat16"],
+    "train_imdb_bilstm.py": ["--deterministic"],
+}
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_smoke_run_on_backend(script, backend, tmp_path):
     needs(backend)
     out = tmp_path / "out"
     result = run_script(
-        script,
-        "--backend",
-        backend,
-        *TINY,
-        *data_args(script),
-        "--output-dir",
-        out,
-        cwd=tmp_path,
-        env={"KERAS_BACKEND": "tensorflow"},
-    )  # --backend must win
+        script, "--backend", backend, *TINY, *data_args(script), *STEERING[script],
+        "--output-dir", out, cwd=tmp_path, env={"KERAS_BACKEND": "tensorflow"},
+    )  # --backend must win; fmt: skip
     assert result.returncode == 0, explain(result)
     assert f"backend {backend} " in result.stdout
     assert "Traceback" not in result.stderr, explain(result)
@@ -53,6 +57,15 @@ def test_smoke_run_on_backend(script, backend, tmp_path):
     assert metrics["reloaded_model_max_difference"] < 1e-4
     for name in ("model.keras", "best.keras", "history.csv", "curves.png"):
         assert (out / name).is_file(), name
+    settings = metrics["settings_in_effect"]
+    if "--optimizer" in STEERING[script]:
+        optimizer = STEERING[script][STEERING[script].index("--optimizer") + 1]
+        assert settings["optimizer"].lower() == optimizer
+    if "--tensorboard" in STEERING[script]:
+        assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
+        assert metrics["restored_best_weights"] is True
+    if "--mixed-precision" in STEERING[script]:
+        assert settings["compute_dtype"] == "bfloat16"
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])

@@ -1,0 +1,167 @@
+"""Steering and watching a run: optimizers, clipping, learning-rate schedules, early
+stopping, TensorBoard, curves that follow the run, the tutorials' recipes; schedules and
+early stopping resume exactly."""
+
+import math
+import re
+import shlex
+
+import numpy as np
+import pytest
+
+from helpers import ROOT, explain, load_model, read_history, read_metrics, run_script
+from test_resume import kill_after_epoch, without_seconds
+from test_scripts import image
+
+PLATEAU = ["--dataset", "mnist-sample", "--limit", "300", "--units", "8", "--epochs", "9",
+           "--learning-rate", "0.5", "--lr-schedule", "plateau", "--early-stopping", "5"]  # fmt: skip
+COSINE = ["--dataset", "mnist-sample", "--limit", "300", "--units", "8", "--epochs", "3",
+          "--lr-schedule", "cosine", "--optimizer", "rmsprop", "--clipnorm", "0.5", "--tensorboard"]  # fmt: skip
+
+
+def same_weights(first, second, name="model.keras"):
+    for a, b in zip(load_model(first / name).get_weights(), load_model(second / name).get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def plateau_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plateau") / "run"
+    result = run_script("train_gru.py", *PLATEAU, "--output-dir", out)
+    assert result.returncode == 0, explain(result)
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def cosine_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cosine") / "run"
+    result = run_script("train_lstm.py", *COSINE, "--output-dir", out)
+    assert result.returncode == 0, explain(result)
+    return out, result
+
+
+def test_plateau_halves_the_learning_rate_when_the_validation_loss_stalls(plateau_run):
+    out, result = plateau_run
+    rows = read_history(out)
+    rates = [r["learning_rate"] for r in rows]
+    assert rates[0] == 0.5 and 0.25 in rates  # reduced once the loss stalled for 2 epochs
+    reduced = rates.index(0.25)  # the row of the epoch whose end reduced it
+    losses = [r["val_loss"] for r in rows]
+    assert min(losses[reduced - 1 : reduced + 1]) > min(losses[: reduced - 1]) - 1e-4  # 2 stalled
+    assert image(out / "curves.png").shape[:2] == (400, 1500)  # a learning-rate panel
+
+
+def test_early_stopping_stops_and_keeps_the_best_epochs_weights(plateau_run):
+    out, result = plateau_run
+    metrics, rows = read_metrics(out), read_history(out)
+    best = max(rows, key=lambda r: r["val_accuracy"])
+    assert metrics["best_epoch"] == rows.index(best) + 1
+    assert metrics["stopped_early_at_epoch"] == len(rows) == metrics["best_epoch"] + 5 < 9
+    assert f"stopped early at epoch {len(rows)}, kept epoch {metrics['best_epoch']}" in result.stdout
+    assert metrics["restored_best_weights"] is True
+    same_weights(out, out, "best.keras")
+    for a, b in zip(load_model(out / "model.keras").get_weights(), load_model(out / "best.keras").get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_plateau_and_early_stopping_resume_exactly(tmp_path, plateau_run):
+    out = tmp_path / "run"
+    kill_after_epoch("train_gru.py", PLATEAU, out, epoch=4)  # both counters are running here
+    result = run_script("train_gru.py", "--resume", out)
+    assert result.returncode == 0, explain(result)
+    assert without_seconds(read_history(out)) == without_seconds(read_history(plateau_run[0]))
+    assert read_metrics(out)["stopped_early_at_epoch"] == read_metrics(plateau_run[0])["stopped_early_at_epoch"]
+    same_weights(out, plateau_run[0])
+
+
+def test_cosine_decays_the_learning_rate_over_the_runs_steps(cosine_run):
+    out, _ = cosine_run
+    steps_per_epoch = math.ceil(270 / 64)
+    total = 3 * steps_per_epoch
+    expected = [0.001 * 0.5 * (1 + math.cos(math.pi * e * steps_per_epoch / total)) for e in (1, 2, 3)]
+    np.testing.assert_allclose([r["learning_rate"] for r in read_history(out)], expected, atol=1e-9)
+    settings = read_metrics(out)["settings_in_effect"]
+    assert settings["optimizer"] == "RMSprop" and settings["clipnorm"] == 0.5
+
+
+def test_cosine_resumes_exactly_and_tensorboard_appends_to_the_same_logs(tmp_path, cosine_run):
+    out = tmp_path / "run"
+    kill_after_epoch("train_lstm.py", COSINE, out, epoch=1)
+    result = run_script("train_lstm.py", "--resume", out)
+    assert result.returncode == 0, explain(result)
+    assert without_seconds(read_history(out)) == without_seconds(read_history(cosine_run[0]))
+    same_weights(out, cosine_run[0])
+    assert scalars(out / "logs" / "train") == scalars(cosine_run[0] / "logs" / "train")
+
+
+def scalars(folder):
+    """{tag: [(step, value), ...]} from every TensorBoard event file in a folder."""
+    import tensorflow as tf
+
+    found = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+                found.setdefault(value.tag, []).append((event.step, round(number, 6)))
+    return {tag: sorted(points) for tag, points in found.items()}
+
+
+def test_tensorboard_logs_every_epochs_scalars_and_the_learning_rate(cosine_run):
+    out, _ = cosine_run
+    train, validation = scalars(out / "logs" / "train"), scalars(out / "logs" / "validation")
+    assert [step for step, _ in train["epoch_loss"]] == [0, 1, 2]
+    rates = [value for _, value in train["epoch_learning_rate"]]
+    assert rates == [round(r["learning_rate"], 6) for r in read_history(out)]
+    assert [step for step, _ in validation["epoch_accuracy"]] == [0, 1, 2]
+
+
+def test_history_and_curves_are_rewritten_after_every_epoch(tmp_path):
+    from helpers import start_script
+    from test_resume import wait_for
+
+    out = tmp_path / "run"
+    process = start_script("train_gru.py", *PLATEAU[:6], "--epochs", "30", "--output-dir", out)
+    try:
+        wait_for(out / "curves.png", process)
+        assert [r["epoch"] for r in read_history(out)] == [1]  # written before the curves
+        assert image(out / "curves.png").shape[:2] == (400, 1000)
+        wait_for(out / "training-state" / "epoch-0003.npz", process)
+        assert len(read_history(out)) >= 2
+    finally:
+        process.kill()
+        process.communicate()
+
+
+# --------------------------------------------------------------------------------------
+# The tutorials' recipes, as the README gives them
+# --------------------------------------------------------------------------------------
+def readme_recipes():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Recipes", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| [^|]+ \| `python ([^`]+)` \| ([\d,]+) \|", section, re.MULTILINE)
+    return [(command, int(count.replace(",", ""))) for command, count in rows]
+
+
+def test_the_readme_lists_the_tutorials_recipes():
+    commands = [c for c, _ in readme_recipes()]
+    assert len(commands) >= 7
+    assert any("--units 16 --layers 1 --optimizer rmsprop --learning-rate 0.01" in c for c in commands)
+
+
+@pytest.mark.parametrize("command, parameters", readme_recipes() or [("none", 0)])
+def test_each_recipe_command_builds_the_recipes_parameter_count(command, parameters):
+    import importlib
+
+    import common
+    from rnn_scripts import cli
+
+    script, *argv = shlex.split(command)
+    build_model = importlib.import_module(script.removesuffix(".py")).build_model
+    args, _ = cli.parse_arguments(script, None, common.script_defaults(build_model, 10), argv)
+    options = {**common.model_arguments(args), "features": 28, "classes": 10, "vocab_size": args.__dict__.get("vocab_size")}
+    if "imdb" in script:
+        options["classes"] = 2
+    from rnn_scripts.training import build
+
+    assert build(build_model, options).count_params() == parameters
