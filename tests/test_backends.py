@@ -64,6 +64,8 @@ def test_smoke_run_on_backend(script, backend, tmp_path):
     if "--tensorboard" in STEERING[script]:
         assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
         assert metrics["restored_best_weights"] is True
+    if backend == "torch":
+        assert settings["torch_fused_cpu_kernels"] is True
     if "--mixed-precision" in STEERING[script]:
         assert settings["compute_dtype"] == "bfloat16"
 
