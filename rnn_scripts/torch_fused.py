@@ -1,13 +1,13 @@
 """Run Keras LSTM and GRU layers on torch's fused CPU kernels (torch._VF.lstm / gru).
 
 Keras 3.15's torch backend uses the fused kernels only for CUDA inputs; on the CPU it
-loops over time steps in Python, which makes LSTM training about 1.8x slower than
-native PyTorch. install() wraps keras.src.backend.lstm and .gru so that float32/64 CPU
-calls Keras' cuDNN path would accept go to Keras' own _cudnn_lstm / _cudnn_gru helpers,
-which work on the CPU too. Bidirectional layers benefit through their two per-direction
-layers (Keras' fused bidirectional_* functions stay CUDA-only). Everything else falls
-through to Keras unchanged. The wrappers rely on private Keras functions and signatures,
-so install() only acts on the Keras versions it was tested with (3.15.x).
+loops over time steps in Python, and training is markedly slower than native PyTorch
+(LSTM about 1.5x). install() wraps keras.src.backend.lstm and .gru so that float32/64
+CPU calls that Keras' cuDNN path would accept go to Keras' own _cudnn_lstm / _cudnn_gru
+helpers, which work on the CPU too. Bidirectional layers benefit through their two
+per-direction layers (Keras' fused bidirectional_* functions stay CUDA-only). All other
+calls go to Keras unchanged. The wrappers rely on private Keras functions and
+signatures, so install() only acts on the Keras versions it was tested with (3.15.x).
 """
 
 import functools
@@ -45,6 +45,7 @@ def uninstall():
 
 
 def installed():
+    """Whether install() is in effect."""
     return bool(_originals)
 
 
@@ -64,6 +65,7 @@ def _wrap(original, fused):
 
 
 def _eligible(call):
+    # torch and keras.src.backend.torch are imported here, as they exist only with torch.
     import torch
     from keras.src import activations, ops
     from keras.src.backend.torch.core import convert_to_tensor
@@ -75,6 +77,7 @@ def _eligible(call):
         or call["bias"] is None
         or not call.get("reset_after", True)  # torch's GRU is the reset_after=True one
         or not call.get("batch_first", True)
+        # The activations Keras' cudnn_ok() accepts (it also demands CUDA, so not reused).
         or call["activation"] not in (activations.tanh, torch.tanh, ops.tanh)
         or call["recurrent_activation"]
         not in (activations.sigmoid, torch.sigmoid, ops.sigmoid)
@@ -82,8 +85,8 @@ def _eligible(call):
         or compiling
     ):
         return False
-    # Not for float16/bfloat16 (mixed precision): the CPU kernel keeps its gate math in
-    # another precision than Keras' loop, and results differ by up to ~1e-2.
+    # Not for mixed precision: in bfloat16 the kernel's results differ from Keras' loop
+    # by up to ~1e-2 (float16 is untested). CUDA inputs already get the kernels in Keras.
     kernel = convert_to_tensor(call["kernel"])
     inputs = convert_to_tensor(call["inputs"])
     full_precision = kernel.dtype in (torch.float32, torch.float64)
