@@ -19,6 +19,7 @@ def test_quick_benchmark_alternates_processes_and_reports_medians_and_ranges(tmp
     if importlib.util.find_spec("torch") is not None:
         expected.add("pytorch")
     assert set(figures["variants"]) == expected
+    assert figures["variants"]["tensorflow ours"]["backend"] == "tensorflow"
     for row in figures["variants"].values():
         assert len(row["train_per_round"]) == len(row["eval_per_round"]) == 2
         assert min(row["train_per_round"]) <= row["train"] <= max(row["train_per_round"])

@@ -82,11 +82,12 @@ def main(argv=None):
     if args.worker:
         return Worker.serve(args)
     started, results = time.perf_counter(), {}
+    peak = matmul_peak()  # here, while no worker runs
     for model in args.models:
-        results[model] = measure_model(args, model)
+        results[model] = measure_model(args, model, peak)
         print_model(model, results[model], args)
     report = {
-        "hardware": hardware(),
+        "hardware": {**hardware(), "numpy_matmul_peak_gflops": round(peak, 1)},
         "versions": package_versions(),
         "options": {k: v for k, v in vars(args).items() if k not in ("worker", "json")},
         "results": results,
@@ -99,7 +100,7 @@ def main(argv=None):
     return 0
 
 
-def measure_model(args, model):
+def measure_model(args, model, peak):
     labels = [(b, v) for b in args.backend for v in args.variants]
     if not args.no_pytorch and importlib.util.find_spec("torch") is not None:
         labels.append(("torch", "pytorch"))
@@ -111,7 +112,7 @@ def measure_model(args, model):
     finally:
         for worker in workers.values():
             worker.stop()
-    return summarise(rounds, workers)
+    return summarise(rounds, workers, peak)
 
 
 class Process:
@@ -121,12 +122,14 @@ class Process:
         self.command = [sys.executable, __file__, "--worker", backend, model, variant]
         for flag in ("batch_size", "steps", "eval_examples"):
             self.command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+        self.environment = {**os.environ, "KERAS_BACKEND": backend}  # read before Keras loads
         self.process, self.info = None, {}
 
     def start(self):
         self.process = subprocess.Popen(
-            self.command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
+            self.command, cwd=ROOT, env=self.environment, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
         self.info = self.read()
 
     def read(self):
@@ -136,6 +139,7 @@ class Process:
         raise RuntimeError(f"worker {' '.join(self.command[2:6])} ended without figures")
 
     def measure(self):
+        time.sleep(0.5)  # the last process's thread pools spin down (OpenMP waits ~0.2 s)
         self.process.stdin.write("measure\n")
         self.process.stdin.flush()
         return self.read()
@@ -146,14 +150,14 @@ class Process:
             self.process.wait(timeout=120)
 
 
-def summarise(rounds, workers):
+def summarise(rounds, workers, peak):
     figures = {}
     for name, worker in workers.items():
         train = [r[name]["train"] for r in rounds]
         evaluation = [r[name]["eval"] for r in rounds]
         figures[name] = {**worker.info, "train_per_round": train, "eval_per_round": evaluation}
         figures[name].update(train=statistics.median(train), eval=statistics.median(evaluation))
-        figures[name]["percent_of_peak"] = 100 * worker.info["train_flops"] * figures[name]["train"] / (worker.info["peak_gflops"] * 1e9)
+        figures[name]["percent_of_peak"] = 100 * worker.info["train_flops"] * figures[name]["train"] / (peak * 1e9)
     ratios = {}
     for top in workers:
         for bottom in ratio_partners(top, workers):
@@ -223,7 +227,7 @@ class Worker:
         worker = (TorchNetwork if variant == "pytorch" else KerasModel)(model, variant, args)
         worker.train_window()  # warm-up: tracing, compiling, first steps
         worker.evaluate()
-        info = {"train_flops": 3 * worker.flops, "peak_gflops": matmul_peak()}
+        info = {"train_flops": 3 * worker.flops, "backend": worker.backend()}
         print("@@ " + json.dumps(info), flush=True)
         for _ in sys.stdin:
             figures = {"train": worker.train_window(), "eval": worker.evaluate()}
@@ -267,6 +271,9 @@ class KerasModel:
         self.per_call = 1 if self.baseline else run_args.steps_per_execution
         self.eval_batch = 32 if self.baseline else int(self.levers.get("eval_batch", devices.EVAL_BATCH_SIZE))
         self.flops = flops_per_sample(name, run_args.units, self.eval_data[0].shape[1])
+
+    def backend(self):
+        return self.keras.backend.backend()
 
     def lever_flags(self):
         flags = []
@@ -457,6 +464,9 @@ class TorchNetwork:
         self.label_type = torch.float32 if self.tokens else torch.int64
         self.pool, self.eval_data = synthetic_data(self.tokens, args, {})
         self.flops = flops_per_sample(name, defaults["units"], self.eval_data[0].shape[1])
+
+    def backend(self):
+        return "pytorch"
 
     def batches(self, x, y, size):
         for start in range(0, len(x), size):
