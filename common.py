@@ -396,7 +396,7 @@ def settings_in_effect(model):
         "compute_dtype": model.layers[0].compute_dtype,
         "optimizer": type(model.optimizer).__name__,
         "clipnorm": model.optimizer.clipnorm,
-        **devices.determinism(),
+        **devices.backend_settings(),
     }
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf

@@ -1,11 +1,12 @@
-"""Run Keras LSTM and GRU layers on torch's fused CPU kernels (torch._VF.lstm / gru).
+"""Run Keras LSTM, GRU and SimpleRNN layers on torch's fused CPU kernels (torch._VF).
 
 Keras 3.15's torch backend uses the fused kernels only for CUDA inputs; on the CPU it
 loops over time steps in Python, and training is markedly slower than native PyTorch
 (LSTM about 1.5x). install() wraps keras.src.backend.lstm and .gru so that float32/64
 CPU calls that Keras' cuDNN path would accept go to Keras' own _cudnn_lstm / _cudnn_gru
 helpers, which work on the CPU too. Bidirectional layers benefit through their two
-per-direction layers (Keras' fused bidirectional_* functions stay CUDA-only). All other
+per-direction layers (Keras' fused bidirectional_* functions stay CUDA-only). SimpleRNN
+(relu or tanh) goes to torch._VF.rnn_relu / rnn_tanh, which Keras never uses. All other
 calls go to Keras unchanged. The wrappers rely on private Keras functions and
 signatures, so install() only acts on the Keras versions it was tested with (3.15.x).
 """
@@ -17,31 +18,34 @@ import inspect
 import keras
 
 TESTED_KERAS = "3.15."
-_originals = {}  # name in keras.src.backend -> Keras' own function, while installed
+_originals = {}  # (owner, name) -> Keras' own function, while installed
 
 
 def install():
-    """Route eligible LSTM/GRU calls to the fused kernels; True if it is (now) active."""
+    """Route eligible LSTM/GRU/SimpleRNN calls to the fused kernels; True if it is (now)
+    active."""
     if keras.backend.backend() != "torch" or not keras.__version__.startswith(
         TESTED_KERAS
     ):
         return False
     if not _originals:
         from keras.src import backend
+        from keras.src.layers.rnn.simple_rnn import SimpleRNN
 
         for name, fused in (("lstm", _fused_lstm), ("gru", _fused_gru)):
-            _originals[name] = getattr(backend, name)
-            setattr(backend, name, _wrap(_originals[name], fused))
+            _originals[backend, name] = getattr(backend, name)
+            setattr(backend, name, _wrap(_originals[backend, name], fused))
+        # SimpleRNN has no backend function to wrap: its layer loops over the steps.
+        _originals[SimpleRNN, "inner_loop"] = SimpleRNN.inner_loop
+        SimpleRNN.inner_loop = _simple_rnn_loop(SimpleRNN.inner_loop)
     return True
 
 
 def uninstall():
     """Put Keras' own functions back (harmless if not installed)."""
-    from keras.src import backend
-
     while _originals:
-        name, original = _originals.popitem()
-        setattr(backend, name, original)
+        (owner, name), original = _originals.popitem()
+        setattr(owner, name, original)
 
 
 def installed():
@@ -124,3 +128,41 @@ def _fused_gru(call):
     return _keras_torch_rnn()._cudnn_gru(
         inputs, h, *weights, call["return_sequences"], device=inputs.device
     )
+
+
+def _simple_rnn_loop(original):
+    """SimpleRNN.inner_loop on torch._VF.rnn_relu / rnn_tanh where that is exact."""
+
+    @functools.wraps(original)
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        import torch
+        from keras.src import activations
+        from keras.src.backend.torch.core import convert_to_tensor
+
+        cell, inputs = self.cell, convert_to_tensor(sequences)
+        kernel = {activations.relu: torch._VF.rnn_relu, activations.tanh: torch._VF.rnn_tanh}.get(cell.activation)
+        if (
+            kernel is None
+            or mask is not None
+            or self.unroll
+            or not cell.use_bias
+            or (training and (cell.dropout or cell.recurrent_dropout))
+            or inputs.device.type != "cpu"
+            or inputs.dtype not in (torch.float32, torch.float64)
+            or torch.jit.is_tracing()
+            or getattr(torch.compiler, "is_compiling", lambda: False)()
+        ):
+            return original(self, sequences, initial_state, mask, training)
+        state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+        if self.go_backwards:
+            inputs = torch.flip(inputs, dims=[1])  # outputs stay in this order, as Keras'
+        weights = [convert_to_tensor(v) for v in (cell.kernel, cell.recurrent_kernel, cell.bias)]
+        params = [weights[0].T, weights[1].T, weights[2], torch.zeros_like(weights[2])]
+        outputs, last_state = kernel(
+            inputs, convert_to_tensor(state).unsqueeze(0), params,
+            True, 1, 0.0, torch.is_grad_enabled(), False, True,
+        )  # biases, layers, dropout, training, bidirectional, batch_first; fmt: skip
+        last = outputs[:, -1]
+        return last, outputs if self.return_sequences else last.unsqueeze(1), [last_state[0]]
+
+    return inner_loop

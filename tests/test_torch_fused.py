@@ -120,6 +120,22 @@ FUSED_CASES = {
     "bidirectional_lstm_initial_state": _initial_state_model(
         lambda L: L.Bidirectional(L.LSTM(U, return_sequences=True)), 4
     ),
+    "simplernn_relu_sequences": _sequence_model(
+        lambda L: [L.SimpleRNN(U, activation="relu", return_sequences=True)]
+    ),
+    "simplernn_tanh_last": _sequence_model(lambda L: [L.SimpleRNN(U)]),
+    "simplernn_backwards_sequences": _sequence_model(
+        lambda L: [L.SimpleRNN(U, return_sequences=True, go_backwards=True)]
+    ),
+    "simplernn_return_state": _sequence_model(
+        lambda L: [L.SimpleRNN(U, activation="relu", return_state=True)]
+    ),
+    "simplernn_initial_state": _initial_state_model(
+        lambda L: L.SimpleRNN(U, activation="relu", return_sequences=True), 1
+    ),
+    "simplernn_stacked_bidirectional": _sequence_model(
+        lambda L: [L.Bidirectional(L.SimpleRNN(U, return_sequences=True)), L.SimpleRNN(U)]
+    ),
 }
 
 KERAS_PATH_CASES = {
@@ -145,12 +161,23 @@ KERAS_PATH_CASES = {
     "gru_mixed_bfloat16": _sequence_model(lambda L: [L.GRU(U, dtype="mixed_bfloat16")]),
     "lstm_while_torch_compiles": _sequence_model(lambda L: [L.LSTM(U)]),
     "gru_while_torch_jit_traces": _sequence_model(lambda L: [L.GRU(U)]),
+    "simplernn_masking": _sequence_model(
+        lambda L: [L.Masking(0.0), L.SimpleRNN(U, activation="relu")], padded=True
+    ),
+    "simplernn_sigmoid": _sequence_model(lambda L: [L.SimpleRNN(U, activation="sigmoid")]),
+    "simplernn_unroll": _sequence_model(lambda L: [L.SimpleRNN(U, unroll=True)]),
+    "simplernn_no_bias": _sequence_model(lambda L: [L.SimpleRNN(U, use_bias=False)]),
+    "simplernn_mixed_bfloat16": _sequence_model(
+        lambda L: [L.SimpleRNN(U, dtype="mixed_bfloat16")]
+    ),
+    "simplernn_while_torch_compiles": _sequence_model(lambda L: [L.SimpleRNN(U)]),
 }
 # Cases run with this torch function (module, name) answering True, as under
 # torch.compile (e.g. jit_compile=True) or torch.jit.trace.
 PRETENDING = {
     "lstm_while_torch_compiles": ("compiler", "is_compiling"),
     "gru_while_torch_jit_traces": ("jit", "is_tracing"),
+    "simplernn_while_torch_compiles": ("compiler", "is_compiling"),
 }
 
 
@@ -167,11 +194,14 @@ def _torch_checks():
     from rnn_scripts import torch_fused
 
     assert keras.backend.backend() == "torch"
+    from keras.src.layers.rnn.simple_rnn import SimpleRNN
+
     fused_calls = _spy_on_fused_kernels(torch)
-    keras_own = (backend.lstm, backend.gru)
+    keras_own = (backend.lstm, backend.gru, SimpleRNN.inner_loop)
 
     def keras_untouched():
-        return backend.lstm is keras_own[0] and backend.gru is keras_own[1]
+        current = (backend.lstm, backend.gru, SimpleRNN.inner_loop)
+        return all(mine is theirs for mine, theirs in zip(current, keras_own))
 
     def max_difference(xs, ys):
         assert len(xs) == len(ys)
@@ -246,6 +276,7 @@ def _torch_checks():
                 keras.Input((T, F)),
                 L.Bidirectional(L.LSTM(U, return_sequences=True)),
                 L.GRU(U, return_sequences=True, go_backwards=True),
+                L.SimpleRNN(U, activation="relu", return_sequences=True),
                 L.LSTM(U),
                 L.Dense(3),
             ]
@@ -295,9 +326,9 @@ def _torch_checks():
 
 
 def _spy_on_fused_kernels(torch):
-    """Count calls of torch's fused LSTM/GRU kernels; returns the one-item counter."""
+    """Count calls of torch's fused recurrent kernels; returns the one-item counter."""
     calls = [0]
-    for name in ("lstm", "gru"):
+    for name in ("lstm", "gru", "rnn_relu", "rnn_tanh"):
 
         def spy(*args, _kernel=getattr(torch._VF, name), **kwargs):
             calls[0] += 1

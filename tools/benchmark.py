@@ -10,7 +10,8 @@ two libraries in one process slow each other down):
             one step per call, the backend's own threads; evaluate with Keras' batch of 32
   pytorch   the same network in native PyTorch (torch.nn, torch.optim.Adam)
   ours:KEY=VALUE+KEY=VALUE  ours with levers changed: spe=N, threads=N, feed=pydataset,
-            fused=off (torch), eval_batch=N, mask=off and max_length=N (IMDB)
+            fused=off (torch), malloc=default (torch, JAX), eval_batch=N, mask=off and
+            max_length=N (IMDB)
 
 Rounds alternate between the processes (ours, baseline, PyTorch, ours, ...), so each ratio
 compares the same minutes of this machine; a ratio is the median of the per-round ratios,
@@ -254,6 +255,8 @@ class KerasModel:
         self.tokens = "vocab_size" in defaults
         argv = ["--batch-size", str(args.batch_size)] + self.lever_flags()
         run_args, _ = cli.parse_arguments("benchmark", None, defaults, argv)
+        if self.levers.get("malloc") == "default":
+            devices.keep_freed_memory = lambda: False
         if self.baseline:
             keras.utils.set_random_seed(1)
         else:
@@ -455,6 +458,9 @@ class TorchNetwork:
     def __init__(self, name, variant, args):
         import torch
 
+        from rnn_scripts.devices import keep_freed_memory
+
+        keep_freed_memory()  # the allocator setting ours has: compare the networks alone
         defaults = script_defaults(name)
         self.torch, self.args = torch, args
         self.tokens = "vocab_size" in defaults
