@@ -267,10 +267,10 @@ def check_combinations(args):
     if cluster and args.distribute != "multi-worker":
         flag = "--" + cluster[0].replace("_", "-")
         raise UsageError(f"{flag} belongs to --distribute multi-worker")
-    if args.distribute == "multi-worker" and not (args.output_dir or args.resume):
-        raise UsageError("--distribute multi-worker needs --output-dir, on storage every process sees")
     if None not in (args.process_id, args.num_processes) and args.process_id >= args.num_processes:
         raise UsageError(f"--process-id must lie in 0..{args.num_processes - 1}")
+    if args.distribute == "multi-worker" and not (args.output_dir or args.resume):
+        raise UsageError("--distribute multi-worker needs --output-dir, on storage every process sees")
     if (args.steps_per_execution or 1) > 1 and one_step_only(args):
         raise UsageError(
             "--steps-per-execution must be 1 on the torch backend and under "
