@@ -209,6 +209,9 @@ def pipeline(build_model, args, run_dir, changes, cluster):
     if progress.learning_rate_argument not in (None, args.learning_rate) and args.lr_schedule != "cosine":
         model.optimizer.learning_rate = args.learning_rate  # --learning-rate given on resume
     report_resume(run_dir, progress, changes)
+    note = devices.faster_backend_note(model.name, model.count_params(), keras.backend.backend(), device)
+    if note:
+        print(note)
     model.summary()
     Interrupts.mode = "defer"
     train_examples = training.train(model, data, args, run, progress, distribution)

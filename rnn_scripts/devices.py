@@ -113,6 +113,35 @@ def backend_settings():
     }
 
 
+# Training samples/s of each script's default model (named, with its parameter count) with
+# the scripts' defaults on the 2-core CPU of docs/performance.md (tools/benchmark.py, medians
+# of 5 rounds), to point a user to a backend that was clearly faster there.
+CPU_SAMPLES_PER_SECOND = {
+    ("lstm", 819_722): {"tensorflow": 872, "jax": 883, "torch": 1096},
+    ("gru", 616_970): {"tensorflow": 1079, "jax": 801, "torch": 979},
+    ("bilstm", 2_163_722): {"tensorflow": 400, "jax": 323, "torch": 453},
+    ("simplernn", 806_922): {"tensorflow": 1079, "jax": 1106, "torch": 951},
+    ("imdb_bilstm", 1_354_369): {"tensorflow": 739, "jax": 521, "torch": 165},
+}
+CLEARLY_FASTER = 1.2
+
+
+def faster_backend_note(model_name, parameters, backend, device):
+    """A line naming a backend that trained this very model clearly faster on a CPU, or None
+    (also for any other model: the figures hold only for the measured ones)."""
+    speeds = CPU_SAMPLES_PER_SECOND.get((model_name, parameters))
+    if speeds is None or not device.startswith("CPU"):
+        return None
+    fastest = max(speeds, key=speeds.get)
+    ratio = speeds[fastest] / speeds[backend]
+    if ratio < CLEARLY_FASTER:
+        return None
+    return (
+        f"note: on a 2-core CPU the {fastest} backend trained this model {ratio:.1f}x "
+        f"faster (docs/performance.md): --backend {fastest}"
+    )
+
+
 def describe_devices(backend):
     names = gpu_names(backend)
     if not names:

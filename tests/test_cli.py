@@ -221,3 +221,20 @@ def test_settle_takes_saved_values_allows_safe_changes_and_refuses_others():
         cli.settle(parse(["--layers", "3"]), {"num_layers"}, saved)
     with pytest.raises(cli.UsageError, match="unknown argument 'colour'"):
         cli.settle(parse([]), set(), {**saved, "colour": "red"})
+
+
+def test_the_faster_backend_note_follows_the_measured_table_and_only_on_a_cpu():
+    from rnn_scripts.devices import CPU_SAMPLES_PER_SECOND, faster_backend_note
+
+    cpu = "CPU (x86_64, 2 cores)"
+    imdb_model = ("imdb_bilstm", 1_354_369)
+    imdb = CPU_SAMPLES_PER_SECOND[imdb_model]
+    expected_ratio = imdb["tensorflow"] / imdb["torch"]
+    assert expected_ratio > 2
+    assert faster_backend_note(*imdb_model, "torch", cpu) == (
+        f"note: on a 2-core CPU the tensorflow backend trained this model {expected_ratio:.1f}x "
+        "faster (docs/performance.md): --backend tensorflow"
+    )
+    assert faster_backend_note(*imdb_model, "tensorflow", cpu) is None  # already the fastest
+    assert faster_backend_note(*imdb_model, "torch", "1 GPU: NVIDIA H100") is None
+    assert faster_backend_note("imdb_bilstm", 7_683, "torch", cpu) is None  # a copy on other data

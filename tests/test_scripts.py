@@ -134,6 +134,23 @@ def test_saved_model_reloads_and_reproduces_the_test_accuracy(smoke_runs, script
     assert np.mean(predicted == data.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_start_up_names_a_clearly_faster_backend_as_measured(smoke_runs, script):
+    from rnn_scripts.devices import CPU_SAMPLES_PER_SECOND, CLEARLY_FASTER
+
+    result, _ = smoke_runs(script)
+    name = script.removeprefix("train_").removesuffix(".py")
+    [speeds] = [speeds for (model, _), speeds in CPU_SAMPLES_PER_SECOND.items() if model == name]
+    fastest = max(speeds, key=speeds.get)
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: ")]
+    if speeds[fastest] / speeds["tensorflow"] >= CLEARLY_FASTER:
+        ratio = speeds[fastest] / speeds["tensorflow"]
+        assert notes == [f"note: on a 2-core CPU the {fastest} backend trained this model "
+                         f"{ratio:.1f}x faster (docs/performance.md): --backend {fastest}"]  # fmt: skip
+    else:
+        assert notes == []
+
+
 @pytest.mark.parametrize("script", ["train_lstm.py", "train_gru.py"])
 def test_gated_models_learn_real_digits_in_one_smoke_epoch(smoke_runs, script):
     _, out = smoke_runs(script)
