@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from .devices import EVAL_BATCH_SIZE
-from .errors import EXIT_FAILED, Interrupts, TrainingStopped, UserError
+from .errors import EXIT_FAILED, TrainingStopped, UserError
 from .rundir import DamagedState, read_state
 
 HISTORY_FIELDS = (

@@ -107,3 +107,11 @@ def load_model(path):
     import keras
 
     return keras.saving.load_model(path, safe_mode=True)
+
+
+def assert_same_weights(first, second, name="model.keras", atol=1e-6):
+    """The two runs' saved models hold the same weights (1e-6: reduction-order rounding)."""
+    import numpy as np
+
+    for a, b in zip(load_model(Path(first) / name).get_weights(), load_model(Path(second) / name).get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)

@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+from pytest import approx
+
 from helpers import ROOT
 
 
@@ -23,7 +25,12 @@ def test_quick_benchmark_alternates_processes_and_reports_medians_and_ranges(tmp
     for row in figures["variants"].values():
         assert len(row["train_per_round"]) == len(row["eval_per_round"]) == 2
         assert min(row["train_per_round"]) <= row["train"] <= max(row["train_per_round"])
-        assert row["train"] > 0 and row["eval"] > 0 and 0 < row["percent_of_peak"] < 100
+        assert row["train"] > 0 and row["eval"] > 0 and row["percent_of_peak"] > 0
+    # Both TensorFlow variants train one model (same FLOPs per sample): their shares of the
+    # matrix-product peak compare as their speeds. (The peak itself is measured while other
+    # tests may load the CPU, so no upper bound holds here.)
+    ours, baseline = figures["variants"]["tensorflow ours"], figures["variants"]["tensorflow baseline"]
+    assert ours["percent_of_peak"] / baseline["percent_of_peak"] == approx(ours["train"] / baseline["train"])
     ratio = figures["ratios"]["tensorflow ours / tensorflow baseline train"]
     assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
     if "pytorch" in expected:

@@ -319,7 +319,7 @@ def test_zip_that_is_not_npz_is_refused(tmp_path):
 # Your own data
 # --------------------------------------------------------------------------------------
 def test_own_sequences_npz_is_standardized_on_the_training_rows(tmp_path):
-    arrays = write_sequences_npz(tmp_path / "own.npz")
+    arrays = write_sequences_npz(tmp_path / "own.npz", train=600, test=120)
     data, preprocessing = prepared(data=tmp_path / "own.npz")
     assert data.kind == "sequences" and data.x_train.shape == (540, 50, 3)
     assert data.x_test.shape == (120, 50, 3) and data.x_train.dtype == np.float32

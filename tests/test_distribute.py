@@ -3,8 +3,6 @@ with tf.distribute.MirroredStrategy on TensorFlow and keras.distribution.DataPar
 and --distribute multi-worker, which fails at once with one line (Keras 3 cannot run it).
 """
 
-import json
-
 import pytest
 
 from helpers import (

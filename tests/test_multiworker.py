@@ -22,16 +22,24 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def start_both(script, args, out, tmp_path, env=None):
+def start_both(script, args, out, tmp_path, env=None, slurm=False):
     """Process 1 first (it waits for the coordinator), then process 0; each in its own
-    working folder, so that anything written outside --output-dir would show."""
-    cluster = ["--distribute", "multi-worker", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    working folder, so that anything written outside --output-dir would show. With `slurm`,
+    the three cluster flags are left out and the processes get what `srun` sets for two
+    tasks on one node, as the README's SLURM script relies on."""
+    port = free_port()
     processes = []
     for index in (1, 0):
         cwd = tmp_path / f"cwd{index}"
         cwd.mkdir(exist_ok=True)
-        command = [*args, *cluster, "--process-id", str(index), "--output-dir", out]
-        processes.append(start_script(script, *command, cwd=cwd, env=env))
+        cluster = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(index)]
+        variables = dict(env or {})
+        if slurm:
+            cluster = []
+            variables.update(SLURM_JOB_ID="4242", SLURM_STEP_NODELIST="localhost", SLURM_NTASKS="2",
+                             SLURM_PROCID=str(index), SLURM_LOCALID="0", JAX_COORDINATOR_PORT=str(port))  # fmt: skip
+        command = [*args, "--distribute", "multi-worker", *cluster, "--output-dir", out]
+        processes.append(start_script(script, *command, cwd=cwd, env=variables))
     return processes[::-1]  # [process 0, process 1]
 
 
@@ -46,8 +54,8 @@ def weights(path):
 
 @pytest.mark.parametrize("script", MNIST_SCRIPTS)
 def test_two_processes_train_as_one_process_on_two_devices_and_one_writes(script, tmp_path):
-    out = tmp_path / "shared"
-    first, second = start_both(script, [*SMALL, "--epochs", "1"], out, tmp_path)
+    out, slurm = tmp_path / "shared", script == "train_simplernn.py"  # one of them as under SLURM
+    first, second = start_both(script, [*SMALL, "--epochs", "1"], out, tmp_path, slurm=slurm)
     (code0, stdout0, stderr0), (code1, stdout1, stderr1) = finish(first), finish(second)
     assert code0 == 0 and code1 == 0, stderr0[-2000:] + stderr1[-2000:]
     assert {p.name for p in out.iterdir()} == OUTPUTS

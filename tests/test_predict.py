@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from files import separable_sequences, sentences, write_sentences_csv, write_sequences_npz
+from files import separable_sequences, sentences
 from helpers import ROOT, explain, importable, read_metrics, run_script, script_env
 from test_scripts import copy_project
 
@@ -28,35 +28,70 @@ def predicted_classes(result):
     return [line.rsplit(": ", 1)[1].split(" (")[0] for line in result.stdout.splitlines()]
 
 
+# The README's walk-through, command by command (in a copy of the project).
+WALK_THROUGH = [
+    "python tools/make_example_data.py",
+    "cp train_lstm.py train_my_model.py",
+    "python train_my_model.py --data my_sequences.npz --epochs 4 --units 16 --output-dir runs/my-model",
+    "python predict.py runs/my-model new_sequences.npy",
+    "cp train_imdb_bilstm.py train_my_texts.py",
+    "python train_my_texts.py --data my_sentences.csv --epochs 4 --units 8 --max-length 16 --output-dir runs/my-texts",
+    'python predict.py runs/my-texts "My puppy can fetch and bark" "Gills and fins"',
+]
+
+
+def test_the_readme_shows_the_walk_through_that_this_file_follows():
+    readme = (ROOT / "README.md").read_text()
+    for command in WALK_THROUGH:
+        assert f"$ {command}\n" in readme, command
+
+
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return copy_project(tmp_path_factory.mktemp("walk-through"))
+def walk_through(tmp_path_factory):
+    """Each command of WALK_THROUGH in a copied project; {command: CompletedProcess}."""
+    import shlex
+    import shutil
+
+    project = copy_project(tmp_path_factory.mktemp("walk-through"))
+    (project / "tools").mkdir()
+    shutil.copy(ROOT / "tools" / "make_example_data.py", project / "tools")
+    done = {}
+    for command in WALK_THROUGH:
+        program, *args = shlex.split(command)
+        if program == "cp":
+            shutil.copy(project / args[0], project / args[1])
+            continue
+        result = subprocess.run([sys.executable, *args], cwd=project, env=script_env(),
+                                capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert result.returncode == 0, f"{command}\n{explain(result)}"
+        done[command] = result
+    return project, done
+
+
+@pytest.fixture(scope="module")
+def project(walk_through):
+    return walk_through[0]
 
 
 @pytest.fixture(scope="module")
 def sequence_run(project):
-    """README: cp train_lstm.py train_my_model.py; train on an .npz of 50 steps x 3 features."""
-    (project / "train_my_model.py").write_text((project / "train_lstm.py").read_text())
-    write_sequences_npz(project / "my_data.npz", train=600, test=100)
-    result = run_script(
-        project / "train_my_model.py", "--data", "my_data.npz", "--epochs", "4", "--units", "16",
-        "--output-dir", "runs/my-model", cwd=project,
-    )  # fmt: skip
-    assert result.returncode == 0, explain(result)
     return project / "runs" / "my-model"
 
 
 @pytest.fixture(scope="module")
 def text_run(project):
-    """README: cp train_imdb_bilstm.py train_my_texts.py; train on a .csv of sentences."""
-    (project / "train_my_texts.py").write_text((project / "train_imdb_bilstm.py").read_text())
-    write_sentences_csv(project / "sentences.csv", count=900)
-    result = run_script(
-        project / "train_my_texts.py", "--data", "sentences.csv", "--epochs", "4", "--units", "8",
-        "--max-length", "16", "--output-dir", "runs/my-texts", cwd=project,
-    )  # fmt: skip
-    assert result.returncode == 0, explain(result)
     return project / "runs" / "my-texts"
+
+
+def test_walk_through_predicts_the_new_sequences_classes(walk_through):
+    from files import separable_sequences
+
+    _, done = walk_through
+    expected = separable_sequences(8, seed=7)[1]
+    assert done[WALK_THROUGH[0]].stdout.split("classes are ")[1].split() == [str(c) for c in expected]
+    found = predicted_classes(done[WALK_THROUGH[3]])
+    assert np.mean(np.array(found, dtype=int) == expected) >= 7 / 8
+    assert predicted_classes(done[WALK_THROUGH[6]]) == ["dogs", "fish"]
 
 
 def test_walk_through_a_copied_script_learns_your_sequences(sequence_run):
@@ -66,14 +101,28 @@ def test_walk_through_a_copied_script_learns_your_sequences(sequence_run):
     assert not (sequence_run / "samples.png").exists()  # sequences, not images
 
 
-def test_walk_through_predict_classifies_new_sequences(sequence_run, project):
-    x, y = separable_sequences(40, seed=7)  # examples the run never saw
+def test_predict_reads_batches_and_single_examples(sequence_run, project):
+    x, y = separable_sequences(40, seed=9)  # examples the run never saw
     np.save(project / "new.npy", x)
     found = predicted_classes(predict(sequence_run, "new.npy", cwd=project, folder=project))
     assert np.mean(np.array(found, dtype=int) == y) > 0.9
     single = predicted_classes(predict(sequence_run, project / "new.npy", cwd=project, folder=project))[0]
     np.save(project / "one.npy", x[0])  # one example: (steps, features)
     assert predicted_classes(predict(sequence_run, "one.npy", cwd=project, folder=project)) == [single]
+
+
+def test_the_readmes_python_snippet_predicts_what_predict_py_does(sequence_run, project):
+    readme = (ROOT / "README.md").read_text()
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'Path("runs/train_lstm-' in snippet and 'np.load("new.npy")' in snippet
+    x, _ = separable_sequences(12, seed=13)
+    np.save(project / "new.npy", x)
+    snippet = snippet.replace('Path("runs/train_lstm-20261130-101500")', 'Path("runs/my-model")')
+    result = subprocess.run([sys.executable, "-c", snippet], cwd=project, env=script_env(),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, explain(result)
+    printed = result.stdout.strip().splitlines()[-1].strip("[]").split()
+    assert printed == predicted_classes(predict(sequence_run, "new.npy", cwd=project, folder=project))
 
 
 def test_walk_through_a_copied_text_script_learns_and_predicts_sentences(text_run, project):

@@ -5,6 +5,7 @@ import json
 import shlex
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -12,6 +13,8 @@ import pytest
 
 from files import write_sequences_npz
 from helpers import (
+    ROOT,
+    assert_same_weights,
     explain,
     importable,
     load_model,
@@ -52,11 +55,10 @@ def without_seconds(rows):
 
 
 def assert_same_training(first, second):
+    """Same seed, same (seed, epoch)-ordered batches, weights and Adam state restored: the
+    same float32 operations on this CPU, so the same history and weights."""
     assert without_seconds(read_history(first)) == without_seconds(read_history(second))
-    # Same seed, same (seed, epoch)-ordered batches, weights and Adam state restored: the
-    # same float32 operations on this CPU; 1e-6 leaves room for reduction-order rounding.
-    for a, b in zip(load_model(first / "model.keras").get_weights(), load_model(second / "model.keras").get_weights()):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert_same_weights(first, second)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +74,7 @@ def test_sigkill_after_epoch_1_then_the_same_command_trains_epochs_2_and_3_exact
     kill_after_epoch("train_lstm.py", TINY, out)
     assert json.loads((out / ".lock").read_text())["pid"]  # the dead process's stale lock
     (out / "training-state" / "epoch-0002.partial.npz").write_bytes(b"half a file")
+    (out / "history.csv").write_text("epoch,loss\ngarbage,,,\n")  # only the state counts
     result = run_script("train_lstm.py", *TINY, "--output-dir", out)
     assert result.returncode == 0, explain(result)
     assert f"resuming {out} after epoch 1" in result.stdout
@@ -134,7 +137,7 @@ def test_a_signal_while_training_keeps_the_last_epoch_and_says_how_to_resume(tmp
     assert command == f"python train_lstm.py --resume {shlex.quote(str(out))}"
     if sent == signal.SIGTERM:  # the printed command resumes it, through a shell
         (tmp_path / "x").mkdir()
-        script = command.replace("python train_lstm.py", f"{__import__('sys').executable} {__import__('helpers').ROOT}/train_lstm.py")
+        script = command.replace("python train_lstm.py", f"{sys.executable} {ROOT}/train_lstm.py")
         done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert (tmp_path / "x").is_dir()  # nothing in the folder name ran

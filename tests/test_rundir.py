@@ -7,15 +7,16 @@ import json
 import resource
 import signal
 import sys
-import time
 
+import numpy as np
 import pytest
 
 import common
 from files import write_mnist_npz
-from helpers import ROOT, explain, read_history, read_metrics, run_script, start_script
+from helpers import explain, importable, read_history, read_metrics, run_script, start_script
 from rnn_scripts.rundir import RunDir
 from test_resume import SECONDS, wait_for
+from test_scripts import copy_project
 
 TINY = ["--dataset", "mnist-sample", "--limit", "120", "--units", "8", "--epochs", "2"]
 
@@ -62,6 +63,24 @@ def test_a_second_run_or_an_overwrite_of_a_live_run_is_refused_naming_the_holder
         first.terminate()
         first.communicate(timeout=120)
     assert first.returncode == 143
+
+
+def test_a_finished_run_is_kept_unless_overwrite_then_replaced_whole(tmp_path):
+    out = tmp_path / "run"
+    first = run_script("train_gru.py", *SECONDS, "--tensorboard", "--output-dir", out)
+    assert first.returncode == 0, explain(first)
+    before, history = (out / "metrics.json").read_text(), read_history(out)
+    again = run_script("train_gru.py", *SECONDS, "--output-dir", out)
+    assert again.returncode == 1 and again.stderr.count("\n") == 1, explain(again)
+    assert "already holds a finished run" in again.stderr and "--overwrite" in again.stderr
+    assert (out / "metrics.json").read_text() == before
+    replaced = run_script("train_gru.py", *SECONDS, "--seed", "3", "--overwrite", "--output-dir", out)
+    assert replaced.returncode == 0, explain(replaced)
+    metrics = read_metrics(out)
+    assert metrics["arguments"]["seed"] == 3 and metrics["resumed_after_epoch"] is None
+    assert read_history(out)[0]["loss"] != history[0]["loss"]  # another seed, another run
+    assert not (out / "logs").exists()  # the old run's TensorBoard logs went with it
+    assert json.loads((out / "args.json").read_text())["arguments"]["seed"] == 3
 
 
 def test_two_runs_started_together_without_output_dir_get_two_folders(tmp_path):
@@ -190,7 +209,7 @@ def test_unwritable_output_dir_fails_before_loading_data(tmp_path):
 def test_bad_data_file_fails_in_one_line_and_writes_only_in_the_output_dir(tmp_path):
     data_dir, out, cwd = tmp_path / "data", tmp_path / "out", tmp_path / "cwd"
     data_dir.mkdir(), cwd.mkdir()
-    write_mnist_npz(data_dir / "mnist.npz", test=0, x_test=__import__("numpy").zeros((0, 28, 28), "uint8"))
+    write_mnist_npz(data_dir / "mnist.npz", test=0, x_test=np.zeros((0, 28, 28), "uint8"))
     result = run_script("train_lstm.py", "--data-dir", data_dir, "--output-dir", out, cwd=cwd)
     assert result.returncode == 1, explain(result)
     assert result.stderr == f"error: {data_dir / 'mnist.npz'}: the test split has no examples\n"
@@ -199,7 +218,7 @@ def test_bad_data_file_fails_in_one_line_and_writes_only_in_the_output_dir(tmp_p
 
 def test_a_model_too_large_for_memory_is_one_line(tmp_path):
     folder = tmp_path / "project"
-    __import__("test_scripts").copy_project(tmp_path)
+    copy_project(tmp_path)
     script = (folder / "train_lstm.py").read_text()
     (folder / "train_huge.py").write_text(script.replace("layers.Dense(classes,", "layers.Dense(2**36), layers.Dense(classes,"))
     result = run_script(folder / "train_huge.py", *SECONDS, cwd=folder)
@@ -225,7 +244,7 @@ def test_hardware_flags_take_effect_as_the_libraries_report(tmp_path):
 
 
 def test_keras_backend_variable_is_the_default_backend(tmp_path):
-    if not __import__("helpers").importable("jax"):
+    if not importable("jax"):
         pytest.skip("jax is not installed")
     out = tmp_path / "run"
     result = run_script("train_gru.py", *SECONDS, "--output-dir", out, env={"KERAS_BACKEND": "jax"})
