@@ -37,9 +37,11 @@ def first_line(error, limit=200):
 
 
 def fail(message, exit_code, hard=False):
-    """Print the one line and exit; `hard`: at once, without Python's exit handlers."""
+    """Print the one line (if any) and exit; `hard`: at once, without Python's exit handlers."""
     sys.stdout.flush()
-    print(message, file=sys.stderr, flush=True)
+    if message is not None:
+        print(message, file=sys.stderr, flush=True)
+    sys.stderr.flush()
     if hard:
         os._exit(exit_code)
     sys.exit(exit_code)
