@@ -9,6 +9,7 @@ multi-process run) reads like any other and writes nothing.
 """
 
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -177,7 +178,7 @@ class RunDir:
             except (OSError, TrainingStopped):
                 raise
             except Exception as error:  # Keras wraps some write errors (zip, h5) in others
-                raise OSError(f"could not write {path.name}: {first_line(error)}") from error
+                raise OSError(errno.EIO, first_line(error)) from error
 
         self.write(name, write_to)
 
@@ -204,7 +205,10 @@ class RunDir:
                 np.savez(stream, **arrays)
                 stream.flush()
                 os.fsync(stream.fileno())
-            read_state(path)  # it must read back before it replaces anything
+            try:
+                read_state(path)  # it must read back before it replaces anything
+            except DamagedState as damage:
+                raise OSError(errno.EIO, f"the file did not read back ({damage})") from damage
 
         self.write(name, write_to)
         for older in self.states()[STATES_KEPT:]:

@@ -83,6 +83,20 @@ def test_a_finished_run_is_kept_unless_overwrite_then_replaced_whole(tmp_path):
     assert json.loads((out / "args.json").read_text())["arguments"]["seed"] == 3
 
 
+def test_a_state_that_does_not_read_back_replaces_nothing(tmp_path, monkeypatch):
+    run = RunDir(tmp_path)
+    run.save_state(1, [np.ones(3)], [np.zeros(2)], {"epoch": 1})
+
+    def torn_write(stream, **arrays):  # what a failing disk or a full quota can leave
+        stream.write(b"PK\x03\x04 not a whole archive")
+
+    monkeypatch.setattr(np, "savez", torn_write)
+    with pytest.raises(OSError, match="did not read back"):
+        run.save_state(2, [np.ones(3)], [np.zeros(2)], {"epoch": 2})
+    assert [p.name for p in run.states()] == ["epoch-0001.npz"]
+    assert sorted(p.name for p in (tmp_path / "training-state").iterdir()) == ["epoch-0001.npz"]
+
+
 def test_two_runs_started_together_without_output_dir_get_two_folders(tmp_path):
     runs = [start_script("train_gru.py", *SECONDS, cwd=tmp_path) for _ in range(2)]
     for process in runs:

@@ -25,6 +25,9 @@ MUTANTS = [
     ("only one state is kept", "rnn_scripts/rundir.py",
      "STATES_KEPT = 2", "STATES_KEPT = 1",
      "tests/test_resume.py::test_two_states_are_kept_and_a_damaged_one_falls_back_to_the_one_before"),
+    ("a state is not read back before it replaces the last one", "rnn_scripts/rundir.py",
+     "                read_state(path)  # it must read back before it replaces anything", "                pass",
+     "tests/test_rundir.py -k 'read_back'"),
     ("a finished run is not recognised", "rnn_scripts/rundir.py",
      "return (self.path / METRICS_FILE).exists()", "return False",
      "tests/test_rundir.py tests/test_resume.py -k 'overwrite or finished or final_line'"),
@@ -95,7 +98,8 @@ def run(number, mutant):
         done = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True)
     finally:
         path.write_text(source)
-    verdict = "killed" if done.returncode != 0 else "SURVIVED"
+    # pytest: 1 = a test failed (the mutant was noticed); 5 = no test was selected
+    verdict = {0: "SURVIVED", 1: "killed"}.get(done.returncode, f"ERROR (pytest exit {done.returncode})")
     return f"{number:2} {verdict:8} {what}  [{tests}]"
 
 
