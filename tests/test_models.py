@@ -1,10 +1,13 @@
 """The five default models: shapes for any sequence length, parameter counts, cuDNN paths."""
 
 import importlib
+import shlex
 
 import keras
 import numpy as np
 import pytest
+
+from helpers import ROOT
 
 MNIST_MODELS = ("train_simplernn", "train_gru", "train_lstm", "train_bilstm")
 
@@ -144,3 +147,27 @@ def test_mixed_precision_computes_in_16_bits_but_keeps_float32_logits(policy):
             assert model.layers[-1].variable_dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def readme_recipes():
+    """(command, parameters) of each row of the README's recipe table."""
+    section = (ROOT / "README.md").read_text().split("## Recipes", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in section.splitlines()]
+    return [(row[1].strip("`"), int(row[2].replace(",", ""))) for row in rows if row[1:2] and row[1].startswith("`python ")]
+
+
+def test_the_readme_has_a_recipe_row_for_each_tutorial_and_each_default():
+    assert len(readme_recipes()) == 7
+
+
+@pytest.mark.parametrize("command, parameters", readme_recipes())
+def test_each_readme_recipe_command_builds_the_recipes_parameter_count(command, parameters):
+    import common
+    from rnn_scripts import cli, training
+
+    _, script, *argv = shlex.split(command)
+    build_model = importlib.import_module(script.removesuffix(".py")).build_model
+    defaults = common.script_defaults(build_model, epochs=10)
+    args = cli.parse_arguments(script, None, defaults, argv)[0]
+    options = {**common.model_arguments(args), "features": 28, "classes": 10}  # MNIST
+    assert training.build(build_model, options).count_params() == parameters
