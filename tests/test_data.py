@@ -302,6 +302,16 @@ def test_validation_split_is_shuffled_and_disjoint():
     assert len(set(y_val)) > 5  # the last 20 rows would hold only labels 8 and 9
 
 
+def test_a_tiny_fraction_holds_out_one_row_and_none_holds_out_nothing():
+    x, y = np.arange(50).reshape(50, 1), np.arange(50) % 2
+    (x_train, _), (x_val, y_val) = split(x, y, 0.001, seed=1)  # 0.05 rows: rounds to 0
+    assert len(x_val) == len(y_val) == 1 and len(x_train) == 49
+    (x_train, _), (x_val, _) = split(x, y, 0.0, seed=1)
+    assert len(x_val) == 0 and len(x_train) == 50
+    with pytest.raises(UserError, match="leaves none to train on"):
+        split(x[:1], y[:1], 0.1, seed=1)
+
+
 def test_seed_changes_the_validation_split():
     x, y = np.arange(100).reshape(100, 1), np.arange(100) % 10
     assert set(split(x, y, 0.2, 1)[1][0].ravel()) != set(split(x, y, 0.2, 2)[1][0].ravel())
