@@ -2,6 +2,7 @@
 (one device; mirrored over this machine's devices; several processes on JAX)."""
 
 import contextlib
+import importlib.util
 import os
 import platform
 import threading
@@ -136,9 +137,10 @@ def faster_backend_note(model_name, parameters, backend, device):
     ratio = speeds[fastest] / speeds[backend]
     if ratio < CLEARLY_FASTER:
         return None
+    install = "" if importlib.util.find_spec(fastest) else f" (pip install -r requirements-{fastest}.txt)"
     return (
         f"note: on a 2-core CPU the {fastest} backend trained this model {ratio:.1f}x "
-        f"faster (docs/performance.md): --backend {fastest}"
+        f"faster (docs/performance.md): --backend {fastest}{install}"
     )
 
 

@@ -238,3 +238,13 @@ def test_the_faster_backend_note_follows_the_measured_table_and_only_on_a_cpu():
     assert faster_backend_note(*imdb_model, "tensorflow", cpu) is None  # already the fastest
     assert faster_backend_note(*imdb_model, "torch", "1 GPU: NVIDIA H100") is None
     assert faster_backend_note("imdb_bilstm", 7_683, "torch", cpu) is None  # a copy on other data
+
+
+def test_the_faster_backend_note_says_how_to_install_a_missing_backend(monkeypatch):
+    import importlib.util
+
+    from rnn_scripts.devices import faster_backend_note
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    note = faster_backend_note("lstm", 819_722, "tensorflow", "CPU (x86_64, 2 cores)")
+    assert note.endswith("--backend torch (pip install -r requirements-torch.txt)")
