@@ -32,6 +32,7 @@ from rnn_scripts.errors import (  # noqa: E402
     TrainingStopped,
     UsageError,
     UserError,
+    exit_now,
     fail,
     first_line,
 )
@@ -54,7 +55,7 @@ def run(build_model, epochs=10, description=None):
         pipeline(build_model, args, run_dir, changes, cluster)
         if cluster.count == 1 and run_as_a_script(build_model):
             run_dir.release()
-            fail(None, 0, hard=True)  # skip Python's teardown (about 1 s freeing TensorFlow's objects)
+            exit_now(0)  # skip Python's teardown (about 1 s freeing TensorFlow's objects)
         return
     except UserError as error:
         message, code = f"error: {error}", error.exit_code

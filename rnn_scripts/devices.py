@@ -11,7 +11,7 @@ import keras
 
 from .cli import SINGLE_THREAD_MAX_CORES
 from .environment import CPU_DEVICES_ENV
-from .errors import Interrupts, UsageError, UserError, first_line
+from .errors import Interrupts, UsageError, UserError, exit_now, first_line
 
 EVAL_BATCH_SIZE = 1024  # measured 1.7x faster evaluation than Keras' 32 (docs/performance.md)
 
@@ -257,8 +257,7 @@ def give_up_joining(args, timeout):
         f"error: {who} could not join the others at {where} within {timeout} s; start "
         "every process with the same --coordinator and --num-processes and its own --process-id\n"
     )
-    os.write(Interrupts.stderr, message.encode())
-    os._exit(1)
+    exit_now(1, message)
 
 
 # --------------------------------------------------------------------------------------

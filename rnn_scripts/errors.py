@@ -37,14 +37,21 @@ def first_line(error, limit=200):
 
 
 def fail(message, exit_code, hard=False):
-    """Print the one line (if any) and exit; `hard`: at once, without Python's exit handlers."""
+    """Print the one line and exit; `hard`: at once, without Python's exit handlers."""
+    sys.stdout.flush()
+    print(message, file=sys.stderr, flush=True)
+    if hard:
+        exit_now(exit_code)
+    sys.exit(exit_code)
+
+
+def exit_now(exit_code, message=None):
+    """Exit at once, without Python's exit handlers. The message goes to stderr as it was
+    when the handlers were installed (os.write: safe in a signal handler or a thread)."""
     sys.stdout.flush()
     if message is not None:
-        print(message, file=sys.stderr, flush=True)
-    sys.stderr.flush()
-    if hard:
-        os._exit(exit_code)
-    sys.exit(exit_code)
+        os.write(Interrupts.stderr, message.encode())
+    os._exit(exit_code)
 
 
 class Interrupts:
@@ -77,10 +84,7 @@ class Interrupts:
             return
         words, code = cls.MEANING[signum]
         if cls.mode == "exit":
-            sys.stdout.flush()
-            message = f"{words} before training started; nothing was written\n"
-            os.write(cls.stderr, message.encode())
-            os._exit(code)
+            exit_now(code, f"{words} before training started; nothing was written\n")
         first = cls.pending is None
         cls.pending = cls.pending or signum
         if cls.mode == "raise" or not first:

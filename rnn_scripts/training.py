@@ -200,7 +200,21 @@ class Progress:
         }
 
 
-class KeepProgress(keras.callbacks.Callback):
+class CheckSignals(keras.callbacks.Callback):
+    """Stops evaluation and prediction at the next batch after a signal."""
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.run.check_signals()
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.run.check_signals()
+
+
+class KeepProgress(CheckSignals):
     """Per batch: stop on a signal or a non-finite loss. Per epoch: the history row, the
     best model, early stopping, then the state for resume (every file replaced whole).
 
@@ -209,8 +223,8 @@ class KeepProgress(keras.callbacks.Callback):
     fit starts, so resuming it exactly would mean reaching into its attributes."""
 
     def __init__(self, run, progress, steps_per_epoch, plateau=None):
-        super().__init__()
-        self.run, self.progress, self.steps_per_epoch = run, progress, steps_per_epoch
+        super().__init__(run)
+        self.progress, self.steps_per_epoch = progress, steps_per_epoch
         self.plateau = plateau
         self.epoch, self.started, self.last_batch = 0, 0.0, 0
 
@@ -221,9 +235,6 @@ class KeepProgress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.started, self.last_batch = epoch, time.perf_counter(), 0
-
-    def on_test_batch_end(self, batch, logs=None):
-        self.run.check_signals()
 
     def on_train_batch_end(self, batch, logs=None):
         self.run.check_signals()
@@ -254,20 +265,6 @@ class KeepProgress(keras.callbacks.Callback):
         meta = progress.meta(self.run.fingerprint, self.plateau, self.run.args.learning_rate)
         self.run.save_epoch(self.model, meta)
         self.run.check_signals()  # this epoch is kept; stop before the next
-
-
-class CheckSignals(keras.callbacks.Callback):
-    """Stops evaluation and prediction at the next batch after a signal."""
-
-    def __init__(self, run):
-        super().__init__()
-        self.run = run
-
-    def on_test_batch_end(self, batch, logs=None):
-        self.run.check_signals()
-
-    def on_predict_batch_end(self, batch, logs=None):
-        self.run.check_signals()
 
 
 class FlushedTensorBoard(keras.callbacks.TensorBoard):
