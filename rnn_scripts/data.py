@@ -163,10 +163,14 @@ def check_labels(y, count, classes, where):
         raise UserError(f"{where}: labels must lie in 0..{classes - 1}, got {y.min()}..{y.max()}")
 
 
-def read_npz_arrays(path, names, optional=()):
-    """Plain (never pickled) arrays from an .npz file, with one-line errors."""
+def check_exists(path):
     if not path.is_file():
         raise UserError(f"{path}: file not found")
+
+
+def read_npz_arrays(path, names, optional=()):
+    """Plain (never pickled) arrays from an .npz file, with one-line errors."""
+    check_exists(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [n for n in names if n not in archive.files]
@@ -191,8 +195,7 @@ def load_mnist_npz(path, name, source):
 def read_idx_gz(path, dims):
     """One file of the idx format Fashion-MNIST ships in (gzip-compressed). Reads no more
     than the header promises, so a small file that inflates to gigabytes is refused early."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
+    check_exists(path)
     header_size = 4 * (1 + dims)
     try:
         with gzip.open(path, "rb") as stream:
@@ -321,8 +324,7 @@ def sha256_of(path):
 
 def read_imdb_file(path, vocab_size):
     """The official imdb.npz holds pickled ragged arrays: unpickle only the published file."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
+    check_exists(path)
     if sha256_of(path) != IMDB_SHA256:
         raise UserError(
             f"{path}: sha256 differs from the published imdb.npz; refusing to "
@@ -459,8 +461,7 @@ def class_names(path, y_train, y_test, names=None):
 
 def load_csv(path, text_column, label_column, seed):
     """Labelled texts; labels are class ids 0..C-1, or names (sorted into class ids)."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
+    check_exists(path)
     try:
         with open(path, newline="", encoding="utf-8") as stream:
             reader = csv.DictReader(stream)

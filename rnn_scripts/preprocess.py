@@ -50,7 +50,7 @@ class Preprocessing:
             word_index = restrict(data.word_index, spec["vocab_size"])
         else:  # texts
             vocabulary = adapt_vocabulary(data.x_train, vocab_size)
-            spec.update(kind="texts", max_length=max_length, vocab_size=len(vocabulary))
+            spec.update(max_length=max_length, vocab_size=len(vocabulary))
         return cls(spec, vocabulary, word_index)
 
     def model_options(self):
@@ -81,8 +81,7 @@ class Preprocessing:
             setattr(data, "x_" + split_name, self.apply(getattr(data, "x_" + split_name)))
             labels = getattr(data, "y_" + split_name)
             setattr(data, "y_" + split_name, np.asarray(labels, dtype=np.int32))
-        if self.kind != "texts":
-            self.check_ids(data)
+        self.check_ids(data)
 
     def check_ids(self, data):
         if self.kind != "tokens":
