@@ -1,4 +1,5 @@
-"""Run Keras LSTM, GRU and SimpleRNN layers on torch's fused CPU kernels (torch._VF).
+"""Run Keras LSTM, GRU and SimpleRNN layers, and the Adam update, on torch's fused CPU
+kernels (torch._VF, torch._fused_adam_).
 
 Keras 3.15's torch backend uses the fused kernels only for CUDA inputs; on the CPU it
 loops over time steps in Python, and training is markedly slower than native PyTorch
@@ -6,14 +7,17 @@ loops over time steps in Python, and training is markedly slower than native PyT
 CPU calls that Keras' cuDNN path would accept go to Keras' own _cudnn_lstm / _cudnn_gru
 helpers, which work on the CPU too. Bidirectional layers benefit through their two
 per-direction layers (Keras' fused bidirectional_* functions stay CUDA-only). SimpleRNN
-(relu or tanh) goes to torch._VF.rnn_relu / rnn_tanh, which Keras never uses. All other
-calls go to Keras unchanged. The wrappers rely on private Keras functions and
+(relu or tanh) goes to torch._VF.rnn_relu / rnn_tanh, which Keras never uses. Keras'
+Adam update on torch makes a dozen _foreach passes with temporaries (about 2 ms of a 60 ms
+LSTM step on the 2-core CPU of docs/performance.md); torch._fused_adam_ does the same
+arithmetic in one pass (0.4 ms). All other calls go to Keras unchanged. The wrappers rely on private Keras functions and
 signatures, so install() only acts on the Keras versions it was tested with (3.15.x).
 """
 
 import functools
 import importlib
 import inspect
+import math
 
 import keras
 
@@ -21,15 +25,16 @@ TESTED_KERAS = "3.15."
 _originals = {}  # (owner, name) -> Keras' own function, while installed
 
 
-def install():
-    """Route eligible LSTM/GRU/SimpleRNN calls to the fused kernels; True if it is (now)
-    active."""
+def install(adam=True):
+    """Route eligible LSTM/GRU/SimpleRNN calls (and, with adam, Adam updates) to the fused
+    kernels; True if it is (now) active."""
     if keras.backend.backend() != "torch" or not keras.__version__.startswith(
         TESTED_KERAS
     ):
         return False
     if not _originals:
         from keras.src import backend
+        from keras.src.backend.torch.optimizers.torch_adam import Adam
         from keras.src.layers.rnn.simple_rnn import SimpleRNN
 
         for name, fused in (("lstm", _fused_lstm), ("gru", _fused_gru)):
@@ -38,6 +43,9 @@ def install():
         # SimpleRNN has no backend function to wrap: its layer loops over the steps.
         _originals[SimpleRNN, "inner_loop"] = SimpleRNN.inner_loop
         SimpleRNN.inner_loop = _simple_rnn_loop(SimpleRNN.inner_loop)
+        if adam:
+            _originals[Adam, "_parallel_update_step"] = Adam._parallel_update_step
+            Adam._parallel_update_step = _fused_adam_step(Adam._parallel_update_step)
     return True
 
 
@@ -166,3 +174,44 @@ def _simple_rnn_loop(original):
         return last, outputs if self.return_sequences else last.unsqueeze(1), [last_state[0]]
 
     return inner_loop
+
+
+def _fused_adam_step(original):
+    """Adam._parallel_update_step on torch._fused_adam_ for CPU float32/64 weights."""
+
+    @functools.wraps(original)
+    def update_step(self, grads, variables, learning_rate):
+        import torch
+
+        params = [v.value for v in variables]
+        dtype = params[0].dtype
+        if (
+            self.amsgrad
+            or dtype not in (torch.float32, torch.float64)
+            or any(p.device.type != "cpu" or p.dtype != dtype for p in params)
+            or any(g.dtype != dtype for g in grads)
+            or getattr(torch.compiler, "is_compiling", lambda: False)()
+        ):
+            return original(self, grads, variables, learning_rate)
+        slots = [self._get_variable_index(v) for v in variables]
+        step = float(self.iterations.value.item()) + 1
+        # Keras adds epsilon to sqrt(v), torch to sqrt(v / (1 - beta_2**step)): the same
+        # update when torch's epsilon is Keras' over sqrt(1 - beta_2**step).
+        epsilon = self.epsilon / math.sqrt(1 - self.beta_2**step)
+        torch._fused_adam_(
+            params,
+            list(grads),
+            [self._momentums[i].value for i in slots],
+            [self._velocities[i].value for i in slots],
+            [],
+            [torch.tensor(step)] * len(params),
+            lr=float(learning_rate),
+            beta1=float(self.beta_1),
+            beta2=float(self.beta_2),
+            weight_decay=0.0,  # Keras applies its weight decay before this update
+            eps=epsilon,
+            amsgrad=False,
+            maximize=False,
+        )
+
+    return update_step

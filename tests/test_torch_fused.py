@@ -3,7 +3,8 @@
 Keras' backend is fixed at its first import, and this pytest process has Keras on
 TensorFlow, so the torch checks run in one subprocess: this file run as a script with
 KERAS_BACKEND=torch, which prints its measurements as JSON for the tests to assert on.
-The fused kernels are observed through a counting spy on torch._VF.lstm / torch._VF.gru.
+The fused kernels are observed through a counting spy on torch._VF.lstm / torch._VF.gru
+(and torch._fused_adam_ for the Adam update).
 """
 
 import contextlib
@@ -172,6 +173,28 @@ KERAS_PATH_CASES = {
     ),
     "simplernn_while_torch_compiles": _sequence_model(lambda L: [L.SimpleRNN(U)]),
 }
+# Adam options: torch._fused_adam_ must give Keras' update (epsilon 1e-3 with gradients
+# of 1e-3 makes epsilon's place in the formula matter).
+ADAM_FUSED_CASES = {
+    "adam_default": ({"learning_rate": 1e-2}, "float32", 1.0),
+    "adam_schedule_clipnorm_weight_decay": (
+        {
+            "learning_rate": {"cosine": 1e-2},
+            "clipnorm": 1.0,
+            "weight_decay": 0.01,
+            "beta_1": 0.8,
+            "beta_2": 0.95,
+            "epsilon": 1e-3,
+        },
+        "float32",
+        1e-3,
+    ),
+    "adam_float64": ({"learning_rate": 1e-2, "epsilon": 1e-3}, "float64", 1e-3),
+}
+ADAM_KERAS_CASES = {
+    "adam_amsgrad": ({"learning_rate": 1e-2, "amsgrad": True}, "float32", 1.0),
+    "adam_float16_weights": ({"learning_rate": 1e-2}, "float16", 1.0),
+}
 # Cases run with this torch function (module, name) answering True, as under
 # torch.compile (e.g. jit_compile=True) or torch.jit.trace.
 PRETENDING = {
@@ -237,6 +260,34 @@ def _torch_checks():
             "fused_calls_on": fused_calls[0] - calls_off,
             "output_difference": max_difference(adapted[0], reference[0]),
             "gradient_difference": max_difference(adapted[1], reference[1]),
+        }
+
+    def adam_updates(options, dtype, scale):
+        """Six Adam steps on fixed gradients, with Keras' update and then the fused one."""
+        rng = np.random.default_rng(3)
+        shapes = [(5, 12), (12,), (3, 4, 2)]
+        start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        grads = [[scale * rng.standard_normal(s) for s in shapes] for _ in range(6)]
+
+        def train():
+            variables = [keras.Variable(value, dtype=dtype) for value in start]
+            settings = dict(options)
+            if isinstance(settings["learning_rate"], dict):
+                rate = settings["learning_rate"]["cosine"]
+                settings["learning_rate"] = keras.optimizers.schedules.CosineDecay(rate, 6)
+            optimizer = keras.optimizers.Adam(**settings)
+            for step in grads:
+                optimizer.apply([torch.tensor(g.astype(dtype)) for g in step], variables)
+            return [keras.ops.convert_to_numpy(v).astype("float64") for v in variables]
+
+        keras_way = train()
+        fused_calls[0] = 0
+        assert torch_fused.install()
+        fused = train()
+        return {
+            "fused_calls": fused_calls[0],
+            "difference": max_difference(fused, keras_way),
+            "moved": max_difference(keras_way, [s.astype("float64") for s in start]),
         }
 
     def install_twice():
@@ -317,8 +368,10 @@ def _torch_checks():
             torch_fused.uninstall()
 
     cases = {**FUSED_CASES, **KERAS_PATH_CASES}
+    adam_cases = {**ADAM_FUSED_CASES, **ADAM_KERAS_CASES}
     return {
         "cases": {name: guarded(compare, name, build) for name, build in cases.items()},
+        "adam": {name: guarded(adam_updates, *case) for name, case in adam_cases.items()},
         "install_twice": guarded(install_twice),
         "untested_version": guarded(untested_version),
         "training": guarded(training),
@@ -326,15 +379,16 @@ def _torch_checks():
 
 
 def _spy_on_fused_kernels(torch):
-    """Count calls of torch's fused recurrent kernels; returns the one-item counter."""
+    """Count calls of torch's fused kernels; returns the one-item counter."""
     calls = [0]
-    for name in ("lstm", "gru", "rnn_relu", "rnn_tanh"):
+    targets = [(torch._VF, name) for name in ("lstm", "gru", "rnn_relu", "rnn_tanh")]
+    for owner, name in targets + [(torch, "_fused_adam_")]:
 
-        def spy(*args, _kernel=getattr(torch._VF, name), **kwargs):
+        def spy(*args, _kernel=getattr(owner, name), **kwargs):
             calls[0] += 1
             return _kernel(*args, **kwargs)
 
-        setattr(torch._VF, name, spy)
+        setattr(owner, name, spy)
     return calls
 
 
@@ -394,6 +448,24 @@ def test_adapter_stays_off_where_it_would_not_be_exact(torch_results, case):
     assert result["fused_calls_on"] == 0, result
     assert result["output_difference"] == 0.0, result
     assert result["gradient_difference"] == 0.0, result
+
+
+@pytest.mark.parametrize("case", ADAM_FUSED_CASES)
+def test_fused_adam_gives_keras_updates(torch_results, case):
+    result = torch_results["adam"][case]
+    assert "error" not in result, result
+    assert result["fused_calls"] == 6, result  # one call per step, for all weights
+    assert result["moved"] > 1e-3, result
+    assert result["difference"] <= 1e-6, result
+
+
+@pytest.mark.parametrize("case", ADAM_KERAS_CASES)
+def test_adam_stays_on_keras_where_fused_does_not_apply(torch_results, case):
+    result = torch_results["adam"][case]
+    assert "error" not in result, result
+    assert result["fused_calls"] == 0, result
+    assert result["moved"] > 1e-3, result
+    assert result["difference"] == 0.0, result
 
 
 def test_install_twice_is_harmless_and_uninstall_restores_keras(torch_results):

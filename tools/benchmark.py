@@ -10,8 +10,9 @@ two libraries in one process slow each other down):
             one step per call, the backend's own threads; evaluate with Keras' batch of 32
   pytorch   the same network in native PyTorch (torch.nn, torch.optim.Adam)
   ours:KEY=VALUE+KEY=VALUE  ours with levers changed: spe=N, threads=N, feed=pydataset,
-            fused=off (torch), malloc=default (torch, JAX), eval_batch=N, mask=off and
-            max_length=N (IMDB)
+            fused=off (torch: no fused kernels), adam=keras (torch: fused recurrent
+            kernels, Keras' own Adam update), malloc=default (torch, JAX), eval_batch=N,
+            mask=off and max_length=N (IMDB)
 
 Rounds alternate between the processes (ours, baseline, PyTorch, ours, ...), so each ratio
 compares the same minutes of this machine; a ratio is the median of the per-round ratios,
@@ -261,10 +262,12 @@ class KerasModel:
             keras.utils.set_random_seed(1)
         else:
             devices.setup_devices(run_args)
-        if self.levers.get("fused") == "off":
+        if self.levers.get("fused") == "off" or self.levers.get("adam") == "keras":
             from rnn_scripts import torch_fused
 
             torch_fused.uninstall()
+            if self.levers.get("fused") != "off":
+                torch_fused.install(adam=False)
         self.pool, self.eval_data = synthetic_data(self.tokens, args, self.levers)
         build = unmasked(script.build_model) if self.levers.get("mask") == "off" else script.build_model
         options = {**common.model_arguments(run_args), "features": 28, "classes": 2 if self.tokens else 10}
