@@ -118,11 +118,11 @@ def backend_settings():
 # the scripts' defaults on the 2-core CPU of docs/performance.md (tools/benchmark.py, medians
 # of 5 rounds), to point a user to a backend that was clearly faster there.
 CPU_SAMPLES_PER_SECOND = {
-    ("lstm", 819_722): {"tensorflow": 872, "jax": 883, "torch": 1096},
-    ("gru", 616_970): {"tensorflow": 1079, "jax": 801, "torch": 979},
-    ("bilstm", 2_163_722): {"tensorflow": 400, "jax": 323, "torch": 453},
-    ("simplernn", 806_922): {"tensorflow": 1079, "jax": 1106, "torch": 951},
-    ("imdb_bilstm", 1_354_369): {"tensorflow": 739, "jax": 521, "torch": 165},
+    ("lstm", 819_722): {"tensorflow": 824, "jax": 828, "torch": 1060},
+    ("gru", 616_970): {"tensorflow": 1014, "jax": 996, "torch": 894},
+    ("bilstm", 2_163_722): {"tensorflow": 399, "jax": 315, "torch": 458},
+    ("simplernn", 806_922): {"tensorflow": 1065, "jax": 1128, "torch": 1013},
+    ("imdb_bilstm", 1_354_369): {"tensorflow": 718, "jax": 517, "torch": 168},
 }
 CLEARLY_FASTER = 1.2
 
