@@ -10,8 +10,9 @@ per-direction layers (Keras' fused bidirectional_* functions stay CUDA-only). Si
 (relu or tanh) goes to torch._VF.rnn_relu / rnn_tanh, which Keras never uses. Keras'
 Adam update on torch makes a dozen _foreach passes with temporaries (about 2 ms of a 60 ms
 LSTM step on the 2-core CPU of docs/performance.md); torch._fused_adam_ does the same
-arithmetic in one pass (0.4 ms). All other calls go to Keras unchanged. The wrappers rely on private Keras functions and
-signatures, so install() only acts on the Keras versions it was tested with (3.15.x).
+arithmetic in one pass (0.4 ms). All other calls go to Keras unchanged. The wrappers rely
+on private Keras functions and signatures, so install() only acts on the Keras versions it
+was tested with (3.15.x).
 """
 
 import functools

@@ -262,6 +262,13 @@ def _torch_checks():
             "gradient_difference": max_difference(adapted[1], reference[1]),
         }
 
+    def without_and_with_adapter(train):
+        """train() on Keras' own path, then with the adapter: (without, with, fused calls)."""
+        without = train()
+        fused_calls[0] = 0
+        assert torch_fused.install()
+        return without, train(), fused_calls[0]
+
     def adam_updates(options, dtype, scale):
         """Six Adam steps on fixed gradients, with Keras' update and then the fused one."""
         rng = np.random.default_rng(3)
@@ -280,12 +287,9 @@ def _torch_checks():
                 optimizer.apply([torch.tensor(g.astype(dtype)) for g in step], variables)
             return [keras.ops.convert_to_numpy(v).astype("float64") for v in variables]
 
-        keras_way = train()
-        fused_calls[0] = 0
-        assert torch_fused.install()
-        fused = train()
+        keras_way, fused, calls = without_and_with_adapter(train)
         return {
-            "fused_calls": fused_calls[0],
+            "fused_calls": calls,
             "difference": max_difference(fused, keras_way),
             "moved": max_difference(keras_way, [s.astype("float64") for s in start]),
         }
@@ -347,12 +351,9 @@ def _torch_checks():
             model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
             return model.get_weights()
 
-        without = train()
-        fused_calls[0] = 0
-        assert torch_fused.install()
-        with_adapter = train()
+        without, with_adapter, calls = without_and_with_adapter(train)
         return {
-            "fused_calls": fused_calls[0],
+            "fused_calls": calls,
             "weight_difference": max_difference(with_adapter, without),
             "weights_moved": max_difference(without, initial_weights),
         }
