@@ -83,7 +83,6 @@ def _eligible(call):
     from keras.src import activations, ops
     from keras.src.backend.torch.core import convert_to_tensor
 
-    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
     if (
         call["mask"] is not None
         or call["unroll"]
@@ -95,15 +94,22 @@ def _eligible(call):
         or call["recurrent_activation"]
         not in (activations.sigmoid, torch.sigmoid, ops.sigmoid)
         or torch.jit.is_tracing()
-        or compiling
+        or _compiling(torch)
     ):
         return False
     # Not for mixed precision: in bfloat16 the kernel's results differ from Keras' loop
     # by up to ~1e-2 (float16 is untested). CUDA inputs already get the kernels in Keras.
     kernel = convert_to_tensor(call["kernel"])
     inputs = convert_to_tensor(call["inputs"])
-    full_precision = kernel.dtype in (torch.float32, torch.float64)
-    return full_precision and inputs.device.type == "cpu"
+    return _full_precision(torch, kernel.dtype) and inputs.device.type == "cpu"
+
+
+def _compiling(torch):
+    return getattr(torch.compiler, "is_compiling", lambda: False)()
+
+
+def _full_precision(torch, dtype):
+    return dtype in (torch.float32, torch.float64)
 
 
 def _prepared(call, *state_names):
@@ -157,9 +163,9 @@ def _simple_rnn_loop(original):
             or not cell.use_bias
             or (training and (cell.dropout or cell.recurrent_dropout))
             or inputs.device.type != "cpu"
-            or inputs.dtype not in (torch.float32, torch.float64)
+            or not _full_precision(torch, inputs.dtype)
             or torch.jit.is_tracing()
-            or getattr(torch.compiler, "is_compiling", lambda: False)()
+            or _compiling(torch)
         ):
             return original(self, sequences, initial_state, mask, training)
         state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
@@ -188,10 +194,10 @@ def _fused_adam_step(original):
         dtype = params[0].dtype
         if (
             self.amsgrad
-            or dtype not in (torch.float32, torch.float64)
+            or not _full_precision(torch, dtype)
             or any(p.device.type != "cpu" or p.dtype != dtype for p in params)
             or any(g.dtype != dtype for g in grads)
-            or getattr(torch.compiler, "is_compiling", lambda: False)()
+            or _compiling(torch)
         ):
             return original(self, grads, variables, learning_rate)
         slots = [self._get_variable_index(v) for v in variables]
