@@ -6,13 +6,16 @@ loops over time steps in Python, and training is markedly slower than native PyT
 (LSTM about 1.5x). install() wraps keras.src.backend.lstm and .gru so that float32/64
 CPU calls that Keras' cuDNN path would accept go to Keras' own _cudnn_lstm / _cudnn_gru
 helpers, which work on the CPU too. Bidirectional layers benefit through their two
-per-direction layers (Keras' fused bidirectional_* functions stay CUDA-only). SimpleRNN
-(relu or tanh) goes to torch._VF.rnn_relu / rnn_tanh, which Keras never uses. Keras'
-Adam update on torch makes a dozen _foreach passes with temporaries (about 2 ms of a 60 ms
-LSTM step on the 2-core CPU of docs/performance.md); torch._fused_adam_ does the same
-arithmetic in one pass (0.4 ms). All other calls go to Keras unchanged. The wrappers rely
-on private Keras functions and signatures, so install() only acts on the Keras versions it
-was tested with (3.15.x).
+per-direction layers (Keras' fused bidirectional_* functions stay CUDA-only). LSTM cells
+built while installed store their kernels transposed in memory (Keras' shape and values,
+torch's strides): the transpose torch wants is then the stored tensor itself, with no
+copy of each kernel forward and of its gradient backward. SimpleRNN (relu or tanh) goes
+to torch._VF.rnn_relu / rnn_tanh, which Keras never uses. Keras' Adam update on torch
+makes a dozen _foreach passes with temporaries (about 2 ms of a 60 ms LSTM step on the
+2-core CPU of docs/performance.md); torch._fused_adam_ does the same arithmetic in one
+pass (0.4 ms). All other calls go to Keras unchanged. The wrappers rely on private Keras
+functions and signatures, so install() only acts on the Keras versions it was tested
+with (3.15.x).
 """
 
 import functools
@@ -26,9 +29,10 @@ TESTED_KERAS = "3.15."
 _originals = {}  # (owner, name) -> Keras' own function, while installed
 
 
-def install(adam=True):
+def install(adam=True, torch_layout=True):
     """Route eligible LSTM/GRU/SimpleRNN calls (and, with adam, Adam updates) to the fused
-    kernels; True if it is (now) active."""
+    kernels, and with torch_layout store new LSTM kernels transposed; True if it is (now)
+    active."""
     if keras.backend.backend() != "torch" or not keras.__version__.startswith(
         TESTED_KERAS
     ):
@@ -36,11 +40,15 @@ def install(adam=True):
     if not _originals:
         from keras.src import backend
         from keras.src.backend.torch.optimizers.torch_adam import Adam
+        from keras.src.layers.rnn.lstm import LSTMCell
         from keras.src.layers.rnn.simple_rnn import SimpleRNN
 
         for name, fused in (("lstm", _fused_lstm), ("gru", _fused_gru)):
             _originals[backend, name] = getattr(backend, name)
             setattr(backend, name, _wrap(_originals[backend, name], fused))
+        if torch_layout:
+            _originals[LSTMCell, "build"] = LSTMCell.build
+            LSTMCell.build = _kernels_in_torch_layout(LSTMCell.build)
         # SimpleRNN has no backend function to wrap: its layer loops over the steps.
         _originals[SimpleRNN, "inner_loop"] = SimpleRNN.inner_loop
         SimpleRNN.inner_loop = _simple_rnn_loop(SimpleRNN.inner_loop)
@@ -145,6 +153,30 @@ def _fused_gru(call):
     )
 
 
+def _kernels_in_torch_layout(build):
+    """LSTMCell.build, then its CPU float32/64 kernels stored as torch's kernel reads them.
+
+    Keras' _cudnn_lstm passes kernel.T.contiguous() to torch: with the storage
+    transposed, that is the stored tensor, and the gradient arrives in the same layout.
+    The values, the shape and every other use of the variable are unchanged."""
+
+    @functools.wraps(build)
+    def build_then_relayout(self, input_shape):
+        import torch
+
+        build(self, input_shape)
+        for variable in (self.kernel, self.recurrent_kernel):
+            value = variable._value  # None until initialized (in a stateless scope)
+            if (
+                value is not None
+                and value.device.type == "cpu"
+                and _full_precision(torch, value.dtype)
+            ):
+                value.data = value.data.T.contiguous().T
+
+    return build_then_relayout
+
+
 def _simple_rnn_loop(original):
     """SimpleRNN.inner_loop on torch._VF.rnn_relu / rnn_tanh where that is exact."""
 
@@ -205,11 +237,16 @@ def _fused_adam_step(original):
         # Keras adds epsilon to sqrt(v), torch to sqrt(v / (1 - beta_2**step)): the same
         # update when torch's epsilon is Keras' over sqrt(1 - beta_2**step).
         epsilon = self.epsilon / math.sqrt(1 - self.beta_2**step)
+        momentums = [self._momentums[i].value for i in slots]
+        velocities = [self._velocities[i].value for i in slots]
+        groups = zip(params, grads, momentums, velocities)
+        groups = [_contiguous_views(*group) for group in groups]
+        params, grads, momentums, velocities = (list(tensors) for tensors in zip(*groups))
         torch._fused_adam_(
             params,
-            list(grads),
-            [self._momentums[i].value for i in slots],
-            [self._velocities[i].value for i in slots],
+            grads,
+            momentums,
+            velocities,
             [],
             [torch.tensor(step)] * len(params),
             lr=float(learning_rate),
@@ -222,3 +259,15 @@ def _fused_adam_step(original):
         )
 
     return update_step
+
+
+def _contiguous_views(weight, gradient, *slots):
+    """The weight, its gradient and Adam slots, transposed where the weight is a kernel
+    stored transposed (see _kernels_in_torch_layout): torch's fused Adam copies
+    non-contiguous tensors in and out. The slots take the weight's layout, once."""
+    if weight.dim() != 2 or weight.is_contiguous() or not weight.T.is_contiguous():
+        return (weight, gradient, *slots)
+    for slot in slots:
+        if slot.stride() != weight.stride():
+            slot.data = slot.data.T.contiguous().T
+    return tuple(tensor.T for tensor in (weight, gradient, *slots))

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,25 @@ ADAM_KERAS_CASES = {
     "adam_amsgrad": ({"learning_rate": 1e-2, "amsgrad": True}, "float32", 1.0),
     "adam_float16_weights": ({"learning_rate": 1e-2}, "float16", 1.0),
 }
+# Models built with LSTM kernels in Keras' layout and in torch's; then, per case, the
+# number of LSTM kernels and how many torch._VF.lstm gets without a copy in torch's layout.
+TORCH_LAYOUT_CASES = {
+    "fused_bidirectional_stacked": _sequence_model(
+        lambda L: [
+            L.Bidirectional(L.LSTM(U, return_sequences=True)),
+            L.LSTM(U, go_backwards=True),
+            L.Dense(U),
+        ]
+    ),
+    "masked_keras_loop": _sequence_model(
+        lambda L: [L.Masking(0.0), L.LSTM(U, return_sequences=True), L.LSTM(U)],
+        padded=True,
+    ),
+}
+TORCH_LAYOUT_KERNELS = {
+    "fused_bidirectional_stacked": (6, 6),
+    "masked_keras_loop": (4, 0),
+}
 # Cases run with this torch function (module, name) answering True, as under
 # torch.compile (e.g. jit_compile=True) or torch.jit.trace.
 PRETENDING = {
@@ -358,6 +378,55 @@ def _torch_checks():
             "weights_moved": max_difference(without, initial_weights),
         }
 
+    def torch_layout(build):
+        """The same LSTM model built before install() (Keras' layout) and after (kernels
+        stored transposed), from the same weights: storage, what torch._VF.lstm gets,
+        outputs and gradients, the gradients' layout, training, saving and loading."""
+        keras.utils.set_random_seed(1)
+        models = {"keras": build(keras, np.random.default_rng(1))[0]}
+        assert torch_fused.install()
+        models["torch"], data = build(keras, np.random.default_rng(1))
+        models["torch"].set_weights(models["keras"].get_weights())
+        result = {
+            "difference": max_difference(
+                *(sum(outputs_and_gradients(m, data), []) for m in models.values())
+            )
+        }
+        rng = np.random.default_rng(2)
+        x = rng.standard_normal((32, *data[0].shape[1:])).astype("float32")
+        y = rng.integers(0, U, size=32)
+        for layout, model in models.items():
+            variables = model.trainable_variables
+            kernels = [v.value for v in variables if "lstm" in v.path and "kernel" in v.path]
+            handed = _weights_handed_to_torch(torch, lambda: model(data[0]))
+            model.compile(
+                optimizer=keras.optimizers.Adam(1e-2),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            )
+            model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+            with torch.profiler.profile() as profiler:
+                model.train_on_batch(x[:8], y[:8])
+            result[layout] = {
+                "copies_in_fused_adam": _copies_within(profiler, "aten::_fused_adam_"),
+                "kernels": len(kernels),
+                "stored_transposed": sum(
+                    k.T.is_contiguous() and not k.is_contiguous() for k in kernels
+                ),
+                "handed_without_copy": len({k.data_ptr() for k in kernels} & handed),
+                "gradients_in_kernel_layout": sum(
+                    k.grad.stride() == k.stride() for k in kernels
+                ),
+            }
+        result["trained_difference"] = max_difference(
+            models["torch"].get_weights(), models["keras"].get_weights()
+        )
+        with tempfile.TemporaryDirectory() as directory:
+            models["torch"].save(os.path.join(directory, "model.keras"))
+            loaded = keras.models.load_model(os.path.join(directory, "model.keras"))
+        outputs = [keras.ops.convert_to_numpy(m(data[0])) for m in (loaded, models["torch"])]
+        result["loaded_difference"] = max_difference(outputs[:1], outputs[1:])
+        return result
+
     def guarded(check, *args):
         """The check's result, or the error it raised (so that only its tests fail)."""
         torch_fused.uninstall()
@@ -376,7 +445,38 @@ def _torch_checks():
         "install_twice": guarded(install_twice),
         "untested_version": guarded(untested_version),
         "training": guarded(training),
+        "torch_layout": {
+            name: guarded(torch_layout, build)
+            for name, build in TORCH_LAYOUT_CASES.items()
+        },
     }
+
+
+def _copies_within(profiler, operator):
+    """How many tensor copies a torch profiler saw made inside the named operator."""
+
+    def inside(event):
+        while event is not None and event.name != operator:
+            event = event.cpu_parent
+        return event is not None
+
+    return sum(e.name == "aten::copy_" and inside(e) for e in profiler.events())
+
+
+def _weights_handed_to_torch(torch, call):
+    """The data pointers of the weights that call() passes to torch._VF.lstm."""
+    seen, kernel = set(), torch._VF.lstm
+
+    def record(*args, **kwargs):
+        seen.update(weight.data_ptr() for weight in args[2])  # (inputs, states, weights..)
+        return kernel(*args, **kwargs)
+
+    torch._VF.lstm = record
+    try:
+        call()
+    finally:
+        torch._VF.lstm = kernel
+    return seen
 
 
 def _spy_on_fused_kernels(torch):
@@ -500,6 +600,36 @@ def test_training_with_adapter_ends_at_the_same_weights(torch_results):
     assert result["fused_calls"] > 0, result
     assert result["weights_moved"] > 100 * TRAINING_TOLERANCE, result
     assert result["weight_difference"] <= TRAINING_TOLERANCE, result
+
+
+@pytest.mark.parametrize("case", TORCH_LAYOUT_CASES)
+def test_lstm_kernels_in_torch_layout_reach_torch_and_adam_uncopied(torch_results, case):
+    result = torch_results["torch_layout"][case]
+    assert "error" not in result, result
+    kernels, handed = TORCH_LAYOUT_KERNELS[case]
+    assert result["keras"] == {
+        "copies_in_fused_adam": 0,
+        "kernels": kernels,
+        "stored_transposed": 0,
+        "handed_without_copy": 0,
+        "gradients_in_kernel_layout": kernels,
+    }
+    assert result["torch"] == {
+        "copies_in_fused_adam": 0,
+        "kernels": kernels,
+        "stored_transposed": kernels,
+        "handed_without_copy": handed,
+        "gradients_in_kernel_layout": kernels,
+    }
+
+
+@pytest.mark.parametrize("case", TORCH_LAYOUT_CASES)
+def test_lstm_kernels_in_torch_layout_train_and_save_as_keras(torch_results, case):
+    result = torch_results["torch_layout"][case]
+    assert "error" not in result, result
+    assert result["difference"] <= TOLERANCE, result
+    assert result["trained_difference"] <= TRAINING_TOLERANCE, result
+    assert result["loaded_difference"] == 0.0, result
 
 
 def _other_backend_check():

@@ -11,7 +11,8 @@ two libraries in one process slow each other down):
   pytorch   the same network in native PyTorch (torch.nn, torch.optim.Adam)
   ours:KEY=VALUE+KEY=VALUE  ours with levers changed: spe=N, threads=N, feed=pydataset,
             fused=off (torch: no fused kernels), adam=keras (torch: fused recurrent
-            kernels, Keras' own Adam update), malloc=default (torch, JAX), eval_batch=N,
+            kernels, Keras' own Adam update), layout=keras (torch: LSTM kernels stored
+            in Keras' layout), malloc=default (torch, JAX), eval_batch=N,
             mask=off and max_length=N (IMDB)
 
 Rounds alternate between the processes (ours, baseline, PyTorch, ours, ...), so each ratio
@@ -262,12 +263,15 @@ class KerasModel:
             keras.utils.set_random_seed(1)
         else:
             devices.setup_devices(run_args)
-        if self.levers.get("fused") == "off" or self.levers.get("adam") == "keras":
+        if {"fused": "off", "adam": "keras", "layout": "keras"}.items() & self.levers.items():
             from rnn_scripts import torch_fused
 
             torch_fused.uninstall()
             if self.levers.get("fused") != "off":
-                torch_fused.install(adam=False)
+                torch_fused.install(
+                    adam=self.levers.get("adam") != "keras",
+                    torch_layout=self.levers.get("layout") != "keras",
+                )
         self.pool, self.eval_data = synthetic_data(self.tokens, args, self.levers)
         build = unmasked(script.build_model) if self.levers.get("mask") == "off" else script.build_model
         options = {**common.model_arguments(run_args), "features": 28, "classes": 2 if self.tokens else 10}
