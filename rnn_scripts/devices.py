@@ -118,11 +118,11 @@ def backend_settings():
 # the scripts' defaults on the 2-core CPU of docs/performance.md (tools/benchmark.py, medians
 # of 5 rounds), to point a user to a backend that was clearly faster there.
 CPU_SAMPLES_PER_SECOND = {
-    ("lstm", 819_722): {"tensorflow": 824, "jax": 828, "torch": 1060},
-    ("gru", 616_970): {"tensorflow": 1014, "jax": 996, "torch": 894},
-    ("bilstm", 2_163_722): {"tensorflow": 399, "jax": 315, "torch": 458},
-    ("simplernn", 806_922): {"tensorflow": 1065, "jax": 1128, "torch": 1013},
-    ("imdb_bilstm", 1_354_369): {"tensorflow": 718, "jax": 517, "torch": 168},
+    ("lstm", 819_722): {"tensorflow": 1618, "jax": 1464, "torch": 2062},
+    ("gru", 616_970): {"tensorflow": 1886, "jax": 2039, "torch": 1222},
+    ("bilstm", 2_163_722): {"tensorflow": 710, "jax": 520, "torch": 891},
+    ("simplernn", 806_922): {"tensorflow": 2016, "jax": 1888, "torch": 1069},
+    ("imdb_bilstm", 1_354_369): {"tensorflow": 938, "jax": 752, "torch": 233},
 }
 CLEARLY_FASTER = 1.2
 
