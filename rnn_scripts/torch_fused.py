@@ -5,17 +5,17 @@ Keras 3.15's torch backend uses the fused kernels only for CUDA inputs; on the C
 loops over time steps in Python, and training is markedly slower than native PyTorch
 (LSTM about 1.5x). install() wraps keras.src.backend.lstm and .gru so that float32/64
 CPU calls that Keras' cuDNN path would accept go to Keras' own _cudnn_lstm / _cudnn_gru
-helpers, which work on the CPU too. Bidirectional layers benefit through their two
-per-direction layers (Keras' fused bidirectional_* functions stay CUDA-only). LSTM cells
-built while installed store their kernels transposed in memory (Keras' shape and values,
-torch's strides): the transpose torch wants is then the stored tensor itself, with no
-copy of each kernel forward and of its gradient backward. SimpleRNN (relu or tanh) goes
-to torch._VF.rnn_relu / rnn_tanh, which Keras never uses. Keras' Adam update on torch
-makes a dozen _foreach passes with temporaries (about 2 ms of a 60 ms LSTM step on the
-2-core CPU of docs/performance.md); torch._fused_adam_ does the same arithmetic in one
-pass (0.4 ms). All other calls go to Keras unchanged. The wrappers rely on private Keras
-functions and signatures, so install() only acts on the Keras versions it was tested
-with (3.15.x).
+helpers, which work on the CPU too. A Bidirectional LSTM runs both directions in one
+call, as Keras does on CUDA (not when its forward layer runs backwards, which Keras'
+fused call ignores); a Bidirectional GRU runs its two layers. LSTM cells built while
+installed store their kernels transposed in memory (Keras' shape and values, torch's
+strides): the transpose torch wants is then the stored tensor itself, with no copy of
+each kernel forward and of its gradient backward. SimpleRNN (relu or tanh) goes to
+torch._VF.rnn_relu / rnn_tanh, which Keras never uses. Keras' Adam update on torch makes
+a dozen _foreach passes with temporaries (about 2 ms of a 60 ms LSTM step on the 2-core
+CPU of docs/performance.md); torch._fused_adam_ does the same arithmetic in one pass (0.4
+ms). All other calls go to Keras unchanged. The wrappers rely on private Keras functions
+and signatures, so install() only acts on the Keras versions it was tested with (3.15.x).
 """
 
 import functools
@@ -29,8 +29,9 @@ TESTED_KERAS = "3.15."
 _originals = {}  # (owner, name) -> Keras' own function, while installed
 
 
-def install(adam=True, torch_layout=True):
-    """Route eligible LSTM/GRU/SimpleRNN calls (and, with adam, Adam updates) to the fused
+def install(adam=True, torch_layout=True, bidirectional=True):
+    """Route eligible LSTM/GRU/SimpleRNN calls (with adam, Adam updates; with
+    bidirectional, both directions of a Bidirectional LSTM in one call) to the fused
     kernels, and with torch_layout store new LSTM kernels transposed; True if it is (now)
     active."""
     if keras.backend.backend() != "torch" or not keras.__version__.startswith(
@@ -40,12 +41,23 @@ def install(adam=True, torch_layout=True):
     if not _originals:
         from keras.src import backend
         from keras.src.backend.torch.optimizers.torch_adam import Adam
+        from keras.src.layers.rnn.bidirectional import Bidirectional
         from keras.src.layers.rnn.lstm import LSTMCell
         from keras.src.layers.rnn.simple_rnn import SimpleRNN
 
         for name, fused in (("lstm", _fused_lstm), ("gru", _fused_gru)):
             _originals[backend, name] = getattr(backend, name)
             setattr(backend, name, _wrap(_originals[backend, name], fused))
+        if bidirectional:
+            _originals[backend, "bidirectional_lstm"] = backend.bidirectional_lstm
+            backend.bidirectional_lstm = _wrap(
+                backend.bidirectional_lstm,
+                _fused_bidirectional_lstm,
+                _bidirectional_eligible,
+            )
+            check = Bidirectional._can_attempt_fused_lstm
+            _originals[Bidirectional, "_can_attempt_fused_lstm"] = check
+            Bidirectional._can_attempt_fused_lstm = _only_forward_then_backward(check)
         if torch_layout:
             _originals[LSTMCell, "build"] = LSTMCell.build
             LSTMCell.build = _kernels_in_torch_layout(LSTMCell.build)
@@ -70,7 +82,7 @@ def installed():
     return bool(_originals)
 
 
-def _wrap(original, fused):
+def _wrap(original, fused, eligible=None):
     signature = inspect.signature(original)
 
     @functools.wraps(original)
@@ -78,7 +90,7 @@ def _wrap(original, fused):
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         call = bound.arguments
-        if _eligible(call):
+        if (eligible or _eligible)(call):
             return fused(call)
         return original(*args, **kwargs)
 
@@ -110,6 +122,13 @@ def _eligible(call):
     kernel = convert_to_tensor(call["kernel"])
     inputs = convert_to_tensor(call["inputs"])
     return _full_precision(torch, kernel.dtype) and inputs.device.type == "cpu"
+
+
+def _bidirectional_eligible(call):
+    """_eligible for Keras' bidirectional_lstm(), which names each direction's weights."""
+    both_biases = call["fwd_bias"] is not None and call["bwd_bias"] is not None
+    bias = call["fwd_bias"] if both_biases else None
+    return _eligible({**call, "bias": bias, "kernel": call["fwd_kernel"]})
 
 
 def _compiling(torch):
@@ -151,6 +170,49 @@ def _fused_gru(call):
     return _keras_torch_rnn()._cudnn_gru(
         inputs, h, *weights, call["return_sequences"], device=inputs.device
     )
+
+
+def _fused_bidirectional_lstm(call):
+    """Both directions in one torch._VF.lstm call, returned as Keras' CUDA one returns."""
+    import torch
+    from keras.src.backend.torch.core import convert_to_tensor
+
+    prepare = _keras_torch_rnn().prepare_lstm_params
+    dtype = convert_to_tensor(call["fwd_kernel"]).dtype
+    inputs = convert_to_tensor(call["inputs"]).to(dtype)
+    weights, states = [], {"h": [], "c": []}
+    for side in ("fwd", "bwd"):
+        names = ("kernel", "recurrent_kernel", "bias")
+        tensors = [convert_to_tensor(call[f"{side}_{name}"]) for name in names]
+        weights += prepare(*tensors, inputs.device)
+        for state in states:
+            state_name = f"{side}_initial_state_{state}"
+            states[state].append(convert_to_tensor(call[state_name]))
+    h, c = (torch.stack(states[state]).to(dtype) for state in "hc")
+    outputs, h_n, c_n = torch._VF.lstm(
+        inputs, (h, c), weights, True, 1, 0.0, torch.is_grad_enabled(), True, True
+    )  # biases, layers, dropout, training, bidirectional, batch_first
+    forward, backward = outputs.split(h.shape[-1], dim=-1)
+    lasts = (forward[:, -1], backward[:, 0])  # the backward direction ends at step 0
+    if call["return_sequences"]:
+        sequences = (forward, backward)
+    else:
+        sequences = tuple(last.unsqueeze(1) for last in lasts)
+    return tuple(
+        (lasts[i], sequences[i], [h_n[i], c_n[i]]) for i in range(2)
+    )
+
+
+def _only_forward_then_backward(check):
+    """Bidirectional._can_attempt_fused_lstm, refusing a forward layer that runs
+    backwards (with an explicit backward_layer): the fused call always reads the forward
+    direction first, and Keras does not check go_backwards."""
+
+    @functools.wraps(check)
+    def can_attempt(self, *args, **kwargs):
+        return not self.forward_layer.go_backwards and check(self, *args, **kwargs)
+
+    return can_attempt
 
 
 def _kernels_in_torch_layout(build):

@@ -108,6 +108,14 @@ FUSED_CASES = {
             L.Dense(3),
         ]
     ),
+    "bidirectional_lstm_reversed_pair": _sequence_model(
+        lambda L: [
+            L.Bidirectional(
+                L.LSTM(U, return_sequences=True, go_backwards=True),
+                backward_layer=L.LSTM(U, return_sequences=True),
+            )
+        ]
+    ),
     "bidirectional_gru_concat": _sequence_model(
         lambda L: [L.Bidirectional(L.GRU(U, return_sequences=True))]
     ),
@@ -214,6 +222,14 @@ TORCH_LAYOUT_CASES = {
 TORCH_LAYOUT_KERNELS = {
     "fused_bidirectional_stacked": (6, 6),
     "masked_keras_loop": (4, 0),
+}
+# The bidirectional flag of each torch._VF.lstm call these cases make with the adapter:
+# one call per Bidirectional LSTM, except where the forward layer runs backwards.
+BIDIRECTIONAL_CALLS = {
+    "bidirectional_lstm_stacked": [True, True],
+    "bidirectional_lstm_initial_state": [True],
+    "bidirectional_lstm_reversed_pair": [False, False],
+    "stacked_lstm_gru_dense": [False, False],
 }
 # Cases run with this torch function (module, name) answering True, as under
 # torch.compile (e.g. jit_compile=True) or torch.jit.trace.
@@ -398,7 +414,8 @@ def _torch_checks():
         for layout, model in models.items():
             variables = model.trainable_variables
             kernels = [v.value for v in variables if "lstm" in v.path and "kernel" in v.path]
-            handed = _weights_handed_to_torch(torch, lambda: model(data[0]))
+            calls = _lstm_calls(torch, lambda: model(data[0]))
+            handed = set().union(*(weights for _, weights in calls))
             model.compile(
                 optimizer=keras.optimizers.Adam(1e-2),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -427,6 +444,17 @@ def _torch_checks():
         result["loaded_difference"] = max_difference(outputs[:1], outputs[1:])
         return result
 
+    def bidirectional_calls():
+        """Per model, the bidirectional flag of each torch._VF.lstm call of a forward and
+        backward pass with the adapter."""
+        assert torch_fused.install()
+        flags = {}
+        for name, expected in BIDIRECTIONAL_CALLS.items():
+            model, data = FUSED_CASES[name](keras, np.random.default_rng(1))
+            calls = _lstm_calls(torch, lambda: outputs_and_gradients(model, data))
+            flags[name] = [bidirectional for bidirectional, _ in calls]
+        return flags
+
     def guarded(check, *args):
         """The check's result, or the error it raised (so that only its tests fail)."""
         torch_fused.uninstall()
@@ -445,6 +473,7 @@ def _torch_checks():
         "install_twice": guarded(install_twice),
         "untested_version": guarded(untested_version),
         "training": guarded(training),
+        "bidirectional_calls": guarded(bidirectional_calls),
         "torch_layout": {
             name: guarded(torch_layout, build)
             for name, build in TORCH_LAYOUT_CASES.items()
@@ -463,12 +492,14 @@ def _copies_within(profiler, operator):
     return sum(e.name == "aten::copy_" and inside(e) for e in profiler.events())
 
 
-def _weights_handed_to_torch(torch, call):
-    """The data pointers of the weights that call() passes to torch._VF.lstm."""
-    seen, kernel = set(), torch._VF.lstm
+def _lstm_calls(torch, call):
+    """Each torch._VF.lstm call that call() makes: (bidirectional?, the data pointers of
+    the weights it passes)."""
+    seen, kernel = [], torch._VF.lstm
 
     def record(*args, **kwargs):
-        seen.update(weight.data_ptr() for weight in args[2])  # (inputs, states, weights..)
+        # inputs, states, weights, biases, layers, dropout, training, bidirectional, ...
+        seen.append((args[7], {weight.data_ptr() for weight in args[2]}))
         return kernel(*args, **kwargs)
 
     torch._VF.lstm = record
@@ -600,6 +631,10 @@ def test_training_with_adapter_ends_at_the_same_weights(torch_results):
     assert result["fused_calls"] > 0, result
     assert result["weights_moved"] > 100 * TRAINING_TOLERANCE, result
     assert result["weight_difference"] <= TRAINING_TOLERANCE, result
+
+
+def test_a_bidirectional_lstm_runs_both_directions_in_one_call(torch_results):
+    assert torch_results["bidirectional_calls"] == BIDIRECTIONAL_CALLS
 
 
 @pytest.mark.parametrize("case", TORCH_LAYOUT_CASES)

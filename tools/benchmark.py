@@ -12,7 +12,8 @@ two libraries in one process slow each other down):
   ours:KEY=VALUE+KEY=VALUE  ours with levers changed: spe=N, threads=N, feed=pydataset,
             fused=off (torch: no fused kernels), adam=keras (torch: fused recurrent
             kernels, Keras' own Adam update), layout=keras (torch: LSTM kernels stored
-            in Keras' layout), malloc=default (torch, JAX), eval_batch=N,
+            in Keras' layout), bidirectional=off (torch: a Bidirectional LSTM as two
+            calls), malloc=default (torch, JAX), eval_batch=N,
             mask=off and max_length=N (IMDB)
 
 Rounds alternate between the processes (ours, baseline, PyTorch, ours, ...), so each ratio
@@ -263,7 +264,10 @@ class KerasModel:
             keras.utils.set_random_seed(1)
         else:
             devices.setup_devices(run_args)
-        if {"fused": "off", "adam": "keras", "layout": "keras"}.items() & self.levers.items():
+        torch_levers = {
+            "fused": "off", "adam": "keras", "layout": "keras", "bidirectional": "off"
+        }  # fmt: skip
+        if torch_levers.items() & self.levers.items():
             from rnn_scripts import torch_fused
 
             torch_fused.uninstall()
@@ -271,6 +275,7 @@ class KerasModel:
                 torch_fused.install(
                     adam=self.levers.get("adam") != "keras",
                     torch_layout=self.levers.get("layout") != "keras",
+                    bidirectional=self.levers.get("bidirectional") != "off",
                 )
         self.pool, self.eval_data = synthetic_data(self.tokens, args, self.levers)
         build = unmasked(script.build_model) if self.levers.get("mask") == "off" else script.build_model
