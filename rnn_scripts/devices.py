@@ -118,11 +118,11 @@ def backend_settings():
 # the scripts' defaults on the 2-core CPU of docs/performance.md (tools/benchmark.py, medians
 # of 5 rounds), to point a user to a backend that was clearly faster there.
 CPU_SAMPLES_PER_SECOND = {
-    ("lstm", 819_722): {"tensorflow": 1618, "jax": 1464, "torch": 2062},
-    ("gru", 616_970): {"tensorflow": 1886, "jax": 2039, "torch": 1222},
-    ("bilstm", 2_163_722): {"tensorflow": 710, "jax": 520, "torch": 891},
-    ("simplernn", 806_922): {"tensorflow": 2016, "jax": 1888, "torch": 1069},
-    ("imdb_bilstm", 1_354_369): {"tensorflow": 938, "jax": 752, "torch": 233},
+    ("lstm", 819_722): {"tensorflow": 1586, "jax": 1603, "torch": 2072},
+    ("gru", 616_970): {"tensorflow": 1895, "jax": 1722, "torch": 1164},
+    ("bilstm", 2_163_722): {"tensorflow": 749, "jax": 526, "torch": 929},
+    ("simplernn", 806_922): {"tensorflow": 2139, "jax": 1968, "torch": 1123},
+    ("imdb_bilstm", 1_354_369): {"tensorflow": 1107, "jax": 756, "torch": 203},
 }
 CLEARLY_FASTER = 1.2
 
