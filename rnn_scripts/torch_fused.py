@@ -13,9 +13,10 @@ strides): the transpose torch wants is then the stored tensor itself, with no co
 each kernel forward and of its gradient backward. SimpleRNN (relu or tanh) goes to
 torch._VF.rnn_relu / rnn_tanh, which Keras never uses. Keras' Adam update on torch makes
 a dozen _foreach passes with temporaries (about 2 ms of a 60 ms LSTM step on the 2-core
-CPU of docs/performance.md); torch._fused_adam_ does the same arithmetic in one pass (0.4
-ms). All other calls go to Keras unchanged. The wrappers rely on private Keras functions
-and signatures, so install() only acts on the Keras versions it was tested with (3.15.x).
+CPU of docs/performance.md); torch._fused_adam_ does the same arithmetic in one pass
+(0.4 ms). All other calls go to Keras unchanged. The wrappers rely on private Keras
+functions and signatures, so install() only acts on the Keras versions it was tested
+with (3.15.x).
 """
 
 import functools
@@ -198,9 +199,7 @@ def _fused_bidirectional_lstm(call):
         sequences = (forward, backward)
     else:
         sequences = tuple(last.unsqueeze(1) for last in lasts)
-    return tuple(
-        (lasts[i], sequences[i], [h_n[i], c_n[i]]) for i in range(2)
-    )
+    return tuple((lasts[i], sequences[i], [h_n[i], c_n[i]]) for i in range(2))
 
 
 def _only_forward_then_backward(check):
@@ -234,7 +233,7 @@ def _kernels_in_torch_layout(build):
                 and value.device.type == "cpu"
                 and _full_precision(torch, value.dtype)
             ):
-                value.data = value.data.T.contiguous().T
+                _store_transposed(value)
 
     return build_then_relayout
 
@@ -331,5 +330,10 @@ def _contiguous_views(weight, gradient, *slots):
         return (weight, gradient, *slots)
     for slot in slots:
         if slot.stride() != weight.stride():
-            slot.data = slot.data.T.contiguous().T
+            _store_transposed(slot)
     return tuple(tensor.T for tensor in (weight, gradient, *slots))
+
+
+def _store_transposed(tensor):
+    """Keep tensor's shape and values, with its memory laid out as its transpose's."""
+    tensor.data = tensor.data.T.contiguous().T
