@@ -449,7 +449,7 @@ def _torch_checks():
         backward pass with the adapter."""
         assert torch_fused.install()
         flags = {}
-        for name, expected in BIDIRECTIONAL_CALLS.items():
+        for name in BIDIRECTIONAL_CALLS:
             model, data = FUSED_CASES[name](keras, np.random.default_rng(1))
             calls = _lstm_calls(torch, lambda: outputs_and_gradients(model, data))
             flags[name] = [bidirectional for bidirectional, _ in calls]
