@@ -39,6 +39,9 @@ def setup_devices(args):
 def configure_tensorflow(args):
     import tensorflow as tf
 
+    from . import gru_split
+
+    gru_split.install()  # GRU cells split, not slice, their recurrent product (1.2x GRU)
     cpu_devices = int(os.environ.get(CPU_DEVICES_ENV, "0") or 0)
     try:
         for gpu in tf.config.list_physical_devices("GPU"):
@@ -97,7 +100,12 @@ def backend_settings():
     if backend == "tensorflow":
         from tensorflow.python.framework import config
 
-        return {"tensorflow_op_determinism": config.is_op_determinism_enabled()}
+        from . import gru_split
+
+        return {
+            "tensorflow_op_determinism": config.is_op_determinism_enabled(),
+            "gru_split_cell": gru_split.installed(),
+        }
     if backend == "torch":
         import torch
 

@@ -72,6 +72,7 @@ def test_metrics_json_records_the_run_and_what_the_libraries_did(smoke_runs, scr
     settings = metrics["settings_in_effect"]
     assert settings["steps_per_execution"] == 16 and settings["compute_dtype"] == "float32"
     assert settings["tensorflow_op_determinism"] is False
+    assert settings["gru_split_cell"] is True
     import os
 
     few_cores = os.cpu_count() <= SINGLE_THREAD_MAX_CORES

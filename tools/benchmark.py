@@ -4,16 +4,19 @@ real shapes: the scripts' pipeline against the tutorial recipe and native PyTorc
 Variants, each in a process of its own (TensorFlow's threads are fixed when it starts, and
 two libraries in one process slow each other down):
   ours      the scripts' pipeline: rnn_scripts.devices.setup_devices (one thread per op on
-            small CPUs, torch's fused CPU kernels), training.build and compile_model
-            (16 steps per call where allowed), training_feed, the evaluation batch of 1,024
+            small CPUs and the split GRU cell on TensorFlow, torch's fused CPU kernels),
+            training.build and compile_model (16 steps per call where allowed),
+            training_feed, the evaluation batch of 1,024
   baseline  the tutorial way: model.fit(x, y, batch_size=64) on arrays, shuffled by Keras,
             one step per call, the backend's own threads; evaluate with Keras' batch of 32
   pytorch   the same network in native PyTorch (torch.nn, torch.optim.Adam)
   ours:KEY=VALUE+KEY=VALUE  ours with levers changed: spe=N, threads=N, feed=pydataset,
-            fused=off (torch: no fused kernels), adam=keras (torch: fused recurrent
-            kernels, Keras' own Adam update), layout=keras (torch: LSTM kernels stored
-            in Keras' layout), bidirectional=off (torch: a Bidirectional LSTM as two
-            calls), malloc=default (torch, JAX), eval_batch=N,
+            gru=keras (TensorFlow: Keras' own GRU cell, which slices its recurrent
+            product), fused=off (torch: no fused kernels), adam=keras (torch: fused
+            recurrent kernels, Keras' own Adam update), layout=keras (torch: LSTM kernels
+            stored in Keras' layout), bidirectional=off (torch: a Bidirectional LSTM as
+            two calls), malloc=default (torch, JAX), xla=FLAGS (JAX: XLA_FLAGS for the
+            worker, e.g. "xla=--xla_cpu_use_thunk_runtime=false"), eval_batch=N,
             mask=off and max_length=N (IMDB)
 
 Rounds alternate between the processes (ours, baseline, PyTorch, ours, ...), so each ratio
@@ -127,6 +130,9 @@ class Process:
         for flag in ("batch_size", "steps", "eval_examples"):
             self.command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
         self.environment = {**os.environ, "KERAS_BACKEND": backend}  # read before Keras loads
+        xla_flags = levers(variant).get("xla")
+        if xla_flags:  # XLA reads them when it starts, which is after the worker starts
+            self.environment["XLA_FLAGS"] = xla_flags
         self.process, self.info = None, {}
 
     def start(self):
@@ -264,6 +270,10 @@ class KerasModel:
             keras.utils.set_random_seed(1)
         else:
             devices.setup_devices(run_args)
+        if self.levers.get("gru") == "keras":
+            from rnn_scripts import gru_split
+
+            gru_split.uninstall()
         torch_levers = {
             "fused": "off", "adam": "keras", "layout": "keras", "bidirectional": "off"
         }  # fmt: skip
