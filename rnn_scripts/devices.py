@@ -126,11 +126,11 @@ def backend_settings():
 # the scripts' defaults on the 2-core CPU of docs/performance.md (tools/benchmark.py, medians
 # of 5 rounds), to point a user to a backend that was clearly faster there.
 CPU_SAMPLES_PER_SECOND = {
-    ("lstm", 819_722): {"tensorflow": 1586, "jax": 1603, "torch": 2072},
-    ("gru", 616_970): {"tensorflow": 1895, "jax": 1722, "torch": 1164},
-    ("bilstm", 2_163_722): {"tensorflow": 749, "jax": 526, "torch": 929},
-    ("simplernn", 806_922): {"tensorflow": 2139, "jax": 1968, "torch": 1123},
-    ("imdb_bilstm", 1_354_369): {"tensorflow": 1107, "jax": 756, "torch": 203},
+    ("lstm", 819_722): {"tensorflow": 1708, "jax": 1500, "torch": 2438},
+    ("gru", 616_970): {"tensorflow": 2620, "jax": 2165, "torch": 1400},
+    ("bilstm", 2_163_722): {"tensorflow": 775, "jax": 497, "torch": 1006},
+    ("simplernn", 806_922): {"tensorflow": 2161, "jax": 1831, "torch": 1151},
+    ("imdb_bilstm", 1_354_369): {"tensorflow": 1069, "jax": 850, "torch": 247},
 }
 CLEARLY_FASTER = 1.2
 

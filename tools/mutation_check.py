@@ -1,6 +1,7 @@
-"""A hand-run mutation check of the run-folder, data and resume code: each mutant flips
-one condition the README promises, runs the tests that should notice, and reports whether
-they did ("killed") or not ("SURVIVED"). The source is restored after every mutant.
+"""A hand-run mutation check of the run-folder, data and resume code and the split GRU
+cell: each mutant flips one condition the README promises, runs the tests that should
+notice, and reports whether they did ("killed") or not ("SURVIVED"). The source is
+restored after every mutant.
 
     python tools/mutation_check.py              # every mutant (about 6 minutes on 2 cores)
     python tools/mutation_check.py --list
@@ -83,6 +84,13 @@ MUTANTS = [
      "mean, std = data.x_train.mean(axis=(0, 1)), data.x_train.std(axis=(0, 1))",
      "mean, std = data.x_test.mean(axis=(0, 1)), data.x_test.std(axis=(0, 1))",
      "tests/test_data.py -k 'standardized'"),
+    ("the split GRU cell slices again", "rnn_scripts/gru_split.py",
+     "recurrent_z, recurrent_r, recurrent_h = ops.split(inner, 3, axis=-1)",
+     "recurrent_z, recurrent_r, recurrent_h = inner[:, :self.units], inner[:, self.units:-self.units], inner[:, -self.units:]",
+     "tests/test_gru_split.py -k 'slice_gradients'"),
+    ("the split GRU cell ignores dropout", "rnn_scripts/gru_split.py",
+     "inputs = inputs * self.get_dropout_mask(inputs)", "inputs = inputs",
+     "tests/test_gru_split.py -k 'to_the_bit'"),
 ]  # fmt: skip
 
 
