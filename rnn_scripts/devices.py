@@ -9,6 +9,7 @@ import threading
 
 import keras
 
+from . import gru_split
 from .cli import SINGLE_THREAD_MAX_CORES
 from .environment import CPU_DEVICES_ENV
 from .errors import Interrupts, UsageError, UserError, exit_now, first_line
@@ -38,8 +39,6 @@ def setup_devices(args):
 
 def configure_tensorflow(args):
     import tensorflow as tf
-
-    from . import gru_split
 
     gru_split.install()  # GRU cells split, not slice, their recurrent product (1.2x GRU)
     cpu_devices = int(os.environ.get(CPU_DEVICES_ENV, "0") or 0)
@@ -99,8 +98,6 @@ def backend_settings():
     backend = keras.backend.backend()
     if backend == "tensorflow":
         from tensorflow.python.framework import config
-
-        from . import gru_split
 
         return {
             "tensorflow_op_determinism": config.is_op_determinism_enabled(),

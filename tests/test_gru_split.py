@@ -3,6 +3,7 @@ gives Keras' own values, gradients and training to the bit, without the slices' 
 
 import collections
 import contextlib
+import types
 
 import keras
 import numpy as np
@@ -89,14 +90,14 @@ def test_split_cell_leaves_out_the_slice_gradients_that_cost_tensorflow_a_fifth(
         assert time_loop_op_types(gru_model(), x)["StridedSliceGrad"] == 0
 
 
-def test_training_with_the_split_cell_ends_with_keras_weights(tmp_path):
+def test_training_with_the_split_cell_ends_with_keras_weights():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((96, T, F)).astype("float32")
     y = rng.integers(0, 3, 96).astype("int32")
-    options = type("Args", (), dict(
+    options = types.SimpleNamespace(
         learning_rate=1e-2, lr_schedule="constant", optimizer="adam", clipnorm=None,
         epochs=2, steps_per_execution=4,
-    ))  # fmt: skip
+    )  # the flags compile_model reads
     weights = {}
     for active in (False, True):
         with split_cell(active):
