@@ -16,7 +16,8 @@ two libraries in one process slow each other down):
             recurrent kernels, Keras' own Adam update), layout=keras (torch: LSTM kernels
             stored in Keras' layout), bidirectional=off (torch: a Bidirectional LSTM as
             two calls), malloc=default (torch, JAX), xla=FLAGS (JAX: XLA_FLAGS for the
-            worker, e.g. "xla=--xla_cpu_use_thunk_runtime=false"), eval_batch=N,
+            worker, e.g. "xla=--xla_cpu_use_thunk_runtime=false"), env=NAME:VALUE;...
+            (environment variables for the worker, e.g. "env=OMP_PROC_BIND:true"), eval_batch=N,
             mask=off and max_length=N (IMDB)
 
 Rounds alternate between the processes (ours, baseline, PyTorch, ours, ...), so each ratio
@@ -75,6 +76,8 @@ def parse_arguments(argv=None):
     args.steps = args.steps or (4 if args.quick else 24)
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.eval_examples = args.eval_examples or (256 if args.quick else 2048)
+    for variant in args.variants:
+        lever_environment(variant)  # a malformed env= stops here, before any worker starts
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         parser.error(f"unknown model {unknown[0]}; choose from {', '.join(MODELS)}")
@@ -129,10 +132,8 @@ class Process:
         self.command = [sys.executable, __file__, "--worker", backend, model, variant]
         for flag in ("batch_size", "steps", "eval_examples"):
             self.command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-        self.environment = {**os.environ, "KERAS_BACKEND": backend}  # read before Keras loads
-        xla_flags = levers(variant).get("xla")
-        if xla_flags:  # XLA reads them when it starts, which is after the worker starts
-            self.environment["XLA_FLAGS"] = xla_flags
+        # Read when Keras, XLA or OpenMP load, which is after the worker starts.
+        self.environment = {**os.environ, "KERAS_BACKEND": backend, **lever_environment(variant)}
         self.process, self.info = None, {}
 
     def start(self):
@@ -249,6 +250,15 @@ def levers(variant):
     """"ours:spe=4+fused=off" -> {"spe": "4", "fused": "off"}."""
     options = variant.partition(":")[2]
     return dict(item.split("=", 1) for item in options.split("+") if item)
+
+
+def lever_environment(variant):
+    """xla=FLAGS -> XLA_FLAGS; env=NAME:VALUE;NAME:VALUE -> those variables."""
+    lever = levers(variant)
+    settings = [item.split(":", 1) for item in lever.get("env", "").split(";") if item]
+    if any(len(setting) != 2 for setting in settings):
+        raise SystemExit(f"benchmark.py: {variant}: env= takes NAME:VALUE;NAME:VALUE")
+    return {**({"XLA_FLAGS": lever["xla"]} if "xla" in lever else {}), **dict(settings)}
 
 
 class KerasModel:
