@@ -77,7 +77,7 @@ def parse_arguments(argv=None):
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.eval_examples = args.eval_examples or (256 if args.quick else 2048)
     for variant in args.variants:
-        lever_environment(variant)  # a malformed env= stops here, before any worker starts
+        lever_environment(variant)  # a malformed lever stops here, before any worker starts
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         parser.error(f"unknown model {unknown[0]}; choose from {', '.join(MODELS)}")
@@ -248,8 +248,10 @@ class Worker:
 
 def levers(variant):
     """"ours:spe=4+fused=off" -> {"spe": "4", "fused": "off"}."""
-    options = variant.partition(":")[2]
-    return dict(item.split("=", 1) for item in options.split("+") if item)
+    options = [item.split("=", 1) for item in variant.partition(":")[2].split("+") if item]
+    if any(len(option) != 2 for option in options):
+        raise SystemExit(f"benchmark.py: {variant}: levers take KEY=VALUE+KEY=VALUE")
+    return dict(options)
 
 
 def lever_environment(variant):
