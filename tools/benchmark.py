@@ -260,7 +260,8 @@ def lever_environment(variant):
     settings = [item.split(":", 1) for item in lever.get("env", "").split(";") if item]
     if any(len(setting) != 2 for setting in settings):
         raise SystemExit(f"benchmark.py: {variant}: env= takes NAME:VALUE;NAME:VALUE")
-    return {**({"XLA_FLAGS": lever["xla"]} if "xla" in lever else {}), **dict(settings)}
+    environment = {"XLA_FLAGS": lever["xla"]} if "xla" in lever else {}
+    return {**environment, **dict(settings)}
 
 
 class KerasModel:
