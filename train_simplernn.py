@@ -7,23 +7,27 @@ python train_simplernn.py --data my.npz   # your own sequences (see README)
 python train_simplernn.py --help          # every flag
 """
 
-import common  # first: it sets up the backend and signal handling before Keras loads
-
-import keras
-from keras import layers
+import common
 
 
-# features and classes are read from the data; the rest are flags (--units, --layers).
-def build_model(features=28, classes=10, units=512, num_layers=2):
+def build_model(features, outputs, units=512, num_layers=2):
+    """features and outputs come from the data; the rest are flags.
+
+    units: units per recurrent layer
+    num_layers: recurrent layers
+    """
+    import keras  # here, not at the top: the command line picks the backend first
+    from keras import layers
+
     model = keras.Sequential(name="simplernn")
     model.add(keras.Input(shape=(None, features)))  # (time steps, features); any length
     for i in range(num_layers):
         more = i < num_layers - 1  # every layer but the last passes on all its steps
         model.add(layers.SimpleRNN(units, activation="relu", return_sequences=more))
-    # float32 logits keep the loss exact under --mixed-precision
-    model.add(layers.Dense(classes, dtype="float32"))
+    # logits (or values); float32 keeps them exact under --mixed-precision
+    model.add(layers.Dense(outputs, dtype="float32"))
     return model
 
 
 if __name__ == "__main__":
-    common.run(build_model, epochs=10, description=__doc__)
+    common.run(build_model, reads="sequences", epochs=10, description=__doc__)

@@ -1,26 +1,29 @@
 """The command line every script shares: one parser, grouped the way a user looks for things.
 
-A script's defaults come from its `build_model` signature (units, num_layers, vocab_size) and
-its `run(..., epochs=N)` call; nothing else here is per script.
+Per script there are only: the flags made from build_model's keyword parameters (the
+contract), the kind of data it reads, and the defaults its run() call sets (epochs, an
+optimizer or class weights of its own). Flags that belong to the other kind of data are not
+offered but keep their defaults, so that every run's configuration has the same names.
+Nothing here imports Keras, so --help and argument errors answer at once.
 """
 
 import argparse
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from .config import Config
 from .errors import EXIT_USAGE, UsageError
 
 BACKENDS = ("tensorflow", "jax", "torch")
-IMAGE_DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
-TEXT_DATASETS = ("imdb",)
+DATASETS = {"sequences": ("mnist", "fashion_mnist", "mnist-sample"), "text": ("imdb",)}
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine", "plateau")
+EXPORT_FORMATS = ("saved_model", "onnx")
 SMOKE_LIMIT = 2000
-DEFAULT_MAX_LENGTH = 200  # words kept per review or sentence
 STEPS_PER_EXECUTION = 16  # measured faster on the CPU (docs/performance.md)
 SINGLE_THREAD_MAX_CORES = 2  # one thread per TensorFlow op measured faster up to here
-PATH_ARGUMENTS = ("data", "data_dir", "output_dir", "resume")
 # Flags that may differ when an unfinished run continues: they change neither the data, the
 # model nor the batches, and are recorded in args.json. Everything else must stay the same.
 CHANGEABLE_ON_RESUME = {
@@ -28,7 +31,9 @@ CHANGEABLE_ON_RESUME = {
     "learning_rate",
     "clipnorm",
     "cpu_threads",
+    "fused_kernels",
     "tensorboard",
+    "export",
     "verbose",
     "allow_data_change",
     "coordinator",
@@ -38,13 +43,23 @@ CHANGEABLE_ON_RESUME = {
 NOT_PART_OF_A_RUN = {"output_dir", "resume", "overwrite"}
 
 
+@dataclass(frozen=True)
+class ScriptDefaults:
+    """What a script's run() call sets: the default epochs, and whether it brings its own
+    optimizer or class weights (then --optimizer is not offered / --class-weight says so)."""
+
+    epochs: int = 10
+    own_optimizer: bool = False
+    own_class_weight: bool = False
+
+
 def checked(convert, accept, expected):
     """An argparse type: convert the text, then accept or refuse the value in one line."""
 
     def parse(text):
         try:
             value = convert(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             value = None
         if value is None or not accept(value):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
@@ -60,20 +75,30 @@ def host_and_port(text):
     return text
 
 
+def one_character(text):
+    return {"\\t": "\t", "tab": "\t"}.get(text, text)
+
+
 positive_int = checked(int, lambda v: v > 0, "a positive integer")
+integer = checked(int, lambda v: True, "an integer")
 non_negative_int = checked(int, lambda v: v >= 0, "an integer >= 0")
+finite_float = checked(float, math.isfinite, "a number")
 positive_float = checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+learning_rate = checked(float, lambda v: math.isfinite(v) and 0 < v <= 1e6, "a positive number up to 1e6")
 fraction = checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 seed_value = checked(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 address = checked(host_and_port, lambda v: True, "HOST:PORT")
+delimiter = checked(one_character, lambda v: len(v) == 1 and v not in '"\r\n', "one character (or tab)")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the script's docstring as written and shows defaults that mean something."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS):
+        if action.default in (None, False, argparse.SUPPRESS) or action.help is None:
             return action.help
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return action.help  # argparse adds the default itself
         return f"{action.help} (default: %(default)s)"
 
 
@@ -84,28 +109,31 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser(prog, description, defaults):
-    """`defaults`: epochs, units, and the parameters build_model names (vocab_size, ...)."""
+def build_parser(prog, description, contract, script=ScriptDefaults()):
     parser = OneLineParser(
         prog=prog,
         description=description,
         formatter_class=HelpFormatter,
         allow_abbrev=False,  # `--back jax` must not mean --backend
     )
-    add_training_flags(parser.add_argument_group("training"), defaults)
-    add_data_flags(parser.add_argument_group("data"), defaults)
+    add_training_flags(parser.add_argument_group("training"), script)
+    add_model_flags(parser.add_argument_group("model (build_model's keyword parameters)"), contract)
+    add_data_flags(parser, contract.reads)
     add_run_folder_flags(parser.add_argument_group("run folder"))
     add_hardware_flags(parser.add_argument_group("hardware and speed"))
     add_distribution_flags(parser.add_argument_group("more than one device or machine"))
     return parser
 
 
-def add_training_flags(group, defaults):
+def add_training_flags(group, script):
     add = group.add_argument
-    add("--epochs", type=positive_int, default=defaults["epochs"], help="training epochs")
+    add("--epochs", type=positive_int, default=script.epochs, help="training epochs")
     add("--batch-size", type=positive_int, default=64, help="global batch size")
-    add("--optimizer", choices=OPTIMIZERS, default="adam", help="optimizer")
-    add("--learning-rate", type=positive_float, default=1e-3, help="learning rate")
+    if script.own_optimizer:
+        group.set_defaults(optimizer="script")
+    else:
+        add("--optimizer", choices=OPTIMIZERS, default="adam", help="optimizer")
+    add("--learning-rate", type=learning_rate, default=1e-3, help="learning rate")
     add(
         "--lr-schedule",
         choices=SCHEDULES,
@@ -118,54 +146,85 @@ def add_training_flags(group, defaults):
         "--early-stopping",
         type=positive_int,
         metavar="PATIENCE",
-        help="stop after PATIENCE epochs without a better validation accuracy and keep "
-        "the best epoch's weights",
+        help="stop after PATIENCE epochs without a better validation score (accuracy, or "
+        "the loss of a regression) and keep the best epoch's weights",
     )
-    add("--units", type=positive_int, default=defaults["units"], help="units per layer")
-    if "num_layers" in defaults:
-        add(
-            "--layers",
-            dest="num_layers",
-            type=positive_int,
-            default=defaults["num_layers"],
-            help="recurrent layers",
-        )
-    add("--seed", type=seed_value, default=1, help="seeds weights, split and batch order")
+    add(
+        "--class-weight",
+        choices=("none", "balanced"),
+        default="script" if script.own_class_weight else "none",
+        help="balanced: weigh each class by N / (classes x its count)"
+        + (" (default: the script's own)" if script.own_class_weight else ""),
+    )
+    add("--seed", type=seed_value, default=1, help="seeds weights, splits and batch order")
 
 
-def add_data_flags(group, defaults):
+def add_model_flags(group, contract):
+    for flag in contract.flags:
+        default = flag.default
+        if isinstance(default, bool):
+            kind = {"action": argparse.BooleanOptionalAction}
+        elif isinstance(default, int):
+            kind = {"type": positive_int if default >= 1 else integer}
+        elif isinstance(default, float):
+            kind = {"type": finite_float}
+        else:  # str, or None: text
+            kind = {"type": str}
+        group.add_argument(flag.flag, dest=flag.name, default=default, help=flag.help, **kind)
+
+
+def add_data_flags(parser, reads):
+    group = parser.add_argument_group("data")
     add = group.add_argument
-    tokens = "vocab_size" in defaults
-    datasets = TEXT_DATASETS if tokens else IMAGE_DATASETS
+    datasets = DATASETS[reads]
     add("--dataset", choices=datasets, default=datasets[0], help="data set to train on")
-    kinds = ".npz of token ids, or .csv of labelled texts" if tokens else ".npz"
-    add("--data", type=Path, metavar="PATH", help=f"your own data: {kinds} (see README)")
-    if tokens:
-        add("--text-column", default="text", help="--data .csv: the column of texts")
-        add("--label-column", default="label", help="--data .csv: the column of labels")
+    kinds = {
+        "sequences": ".npz, or .csv/.tsv of numbers (see docs/own-data.md)",
+        "text": ".csv/.tsv of labelled texts, a folder of .txt files per class, or .npz",
+    }[reads]
+    add("--data", type=Path, metavar="PATH", help=f"your own data: {kinds}")
+    add("--validation-data", type=Path, metavar="PATH", help="validation examples (as --data)")
+    add("--test-data", type=Path, metavar="PATH", help="test examples (as --data)")
+    add(
+        "--task",
+        choices=("auto", "classification", "regression"),
+        default="auto",
+        help="auto: integer or text labels are classes, float targets are values",
+    )
+    add("--label-column", default="label", help=".csv: the column of labels or targets")
+    add("--delimiter", type=delimiter, help=".csv/.tsv: the column separator (unset: sniffed)")
+    text = {"text_column": "text", "vocab_size": 20000, "max_length": 200}
+    series = {"sequence_column": "sequence", "target": None, "window": 24, "horizon": 1}
+    if reads == "text":
+        add("--text-column", default="text", help=".csv: the column of texts")
+        add("--vocab-size", type=positive_int, default=20000, help="words kept, the most frequent")
+        add(
+            "--max-length",
+            type=positive_int,
+            default=200,
+            help="words kept per text (the first ones; shorter texts are padded)",
+        )
+        parser.set_defaults(**series)
+    else:
+        add(
+            "--sequence-column",
+            default="sequence",
+            help=".csv with one row per time step: the column naming each row's sequence",
+        )
+        add("--target", metavar="COLUMN", help="forecast COLUMN of a .csv of time series")
+        add("--window", type=positive_int, default=24, help="--target: time steps the model sees")
+        add("--horizon", type=positive_int, default=1, help="--target: steps ahead to forecast")
+        parser.set_defaults(**text)
     add("--data-dir", type=Path, help="read the official data files from this folder")
     add("--synthetic", action="store_true", help="generated data of the real shapes")
     add(
         "--validation-split",
         type=fraction,
         default=0.1,
-        help="shuffled fraction of the training set held out for validation",
+        help="fraction of the training examples held out for validation (seeded)",
     )
     add("--limit", type=positive_int, help="only the first N training, N/6 test examples")
     add("--smoke", action="store_true", help=f"one epoch on {SMOKE_LIMIT} examples")
-    if tokens:
-        add(
-            "--vocab-size",
-            type=positive_int,
-            default=defaults["vocab_size"],
-            help="words kept",
-        )
-        add(
-            "--max-length",
-            type=positive_int,
-            default=DEFAULT_MAX_LENGTH,
-            help="words kept per text (the first ones; shorter texts are padded)",
-        )
     add(
         "--allow-data-change",
         action="store_true",
@@ -179,6 +238,13 @@ def add_run_folder_flags(group):
     add("--resume", type=Path, metavar="DIR", help="continue the unfinished run in DIR")
     add("--overwrite", action="store_true", help="replace a finished run in --output-dir")
     add("--tensorboard", action="store_true", help="write TensorBoard logs to RUN/logs")
+    add(
+        "--export",
+        action="append",
+        choices=EXPORT_FORMATS,
+        help="also write the model for serving (preprocessing included) to RUN/export; "
+        "repeat for both",
+    )
 
 
 def add_hardware_flags(group):
@@ -193,13 +259,13 @@ def add_hardware_flags(group):
         "--use-cudnn",
         choices=("auto", "true", "false"),
         default="auto",
-        help="cuDNN kernels for LSTM/GRU: true fails loudly where they cannot be used",
+        help="cuDNN kernels for every LSTM/GRU layer: true fails loudly where they cannot be used",
     )
     add(
         "--mixed-precision",
         choices=("off", "float16", "bfloat16"),
         default="off",
-        help="compute in 16-bit floats (weights, logits and loss stay float32)",
+        help="compute in 16-bit floats (weights, outputs and loss stay float32)",
     )
     add(
         "--steps-per-execution",
@@ -212,6 +278,13 @@ def add_hardware_flags(group):
         type=positive_int,
         help="threads per TensorFlow op on the CPU; unset: 1 on machines with at most "
         f"{SINGLE_THREAD_MAX_CORES} cores, else TensorFlow's own",
+    )
+    add(
+        "--fused-kernels",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto: the measured speed-ups of docs/performance.md where they apply and pass "
+        "their self-check; off: Keras' own code only",
     )
     add("--deterministic", action="store_true", help="repeatable GPU results, slower")
     add("--verbose", action="store_true", help="show the backend's start-up log")
@@ -231,27 +304,41 @@ def add_distribution_flags(group):
     add("--process-id", type=non_negative_int, help="multi-worker: this process, 0..N-1")
 
 
+def reserved_names():
+    """The pipeline's own argument names (a model flag may not take one)."""
+    from .contract import Contract
+
+    parser = build_parser("x", None, Contract("sequences", (), ()))
+    names = {action.dest for action in parser._actions} | set(parser._defaults)
+    other = build_parser("x", None, Contract("text", (), ()))
+    return names | {action.dest for action in other._actions} | {"optimizer"}
+
+
 # --------------------------------------------------------------------------------------
 # Parsing, and settling the arguments of a run that continues
 # --------------------------------------------------------------------------------------
-def parse_arguments(prog, description, defaults, argv):
-    """The arguments, with derived defaults filled in, and the names given explicitly."""
-    parser = build_parser(prog, description, defaults)
-    args = parser.parse_args(argv)
+def parse_arguments(prog, description, contract, script, argv):
+    """The run's Config, with derived defaults filled in, and the names given explicitly."""
+    parser = build_parser(prog, description, contract, script)
+    namespace = parser.parse_args(argv)
     explicit = given_names(parser, argv)
     try:
-        check_combinations(args)
+        check_combinations(namespace)
     except UsageError as error:
         parser.error(str(error))
-    return resolve(args), explicit
+    return resolve(Config(vars(namespace))), explicit
 
 
 def given_names(parser, argv):
-    """Which arguments the command line names (argparse leaves preset attributes alone)."""
-    unset = object()
-    namespace = argparse.Namespace(**{a.dest: unset for a in parser._actions})
-    parsed = parser.parse_args(argv, namespace=namespace)
-    return {name for name, value in vars(parsed).items() if value is not unset}
+    """Which arguments the command line names (argparse leaves preset attributes alone;
+    an append action copies a preset list before appending, so it gets an unset list)."""
+    unset, unset_list = object(), []
+    presets = {
+        a.dest: unset_list if isinstance(a, argparse._AppendAction) else unset for a in parser._actions
+    }
+    presets.update({dest: unset for dest in parser._defaults})  # the other kind's flags
+    parsed = parser.parse_args(argv, namespace=argparse.Namespace(**presets))
+    return {name for name, value in vars(parsed).items() if value is not unset and value is not unset_list}
 
 
 def check_combinations(args):
@@ -263,6 +350,11 @@ def check_combinations(args):
         raise UsageError(f"--limit: expected at least 6 (N/6 test examples), got {args.limit}")
     if args.data and (args.synthetic or args.data_dir):
         raise UsageError("--data is your own data: leave out --synthetic and --data-dir")
+    for flag in ("validation_data", "test_data"):
+        if getattr(args, flag) and not args.data:
+            raise UsageError(f"--{flag.replace('_', '-')} goes with --data (your own training data)")
+    if args.target is not None and not args.data:
+        raise UsageError("--target forecasts a column of your own .csv: give --data")
     cluster = [f for f in ("coordinator", "num_processes", "process_id") if getattr(args, f) is not None]
     if cluster and args.distribute != "multi-worker":
         flag = "--" + cluster[0].replace("_", "-")
@@ -285,44 +377,40 @@ def one_step_only(args):
     return args.backend == "torch" or (args.backend == "tensorflow" and distributed)
 
 
-def resolve(args):
-    if args.steps_per_execution is None:
-        args.steps_per_execution = 1 if one_step_only(args) else STEPS_PER_EXECUTION
-    if args.smoke:
-        args.epochs, args.limit = 1, args.limit or SMOKE_LIMIT
-    return args
+def resolve(config):
+    """Fill the defaults that follow from other arguments."""
+    changes = {"export": sorted(set(config.export or ()))}
+    if config.steps_per_execution is None:
+        changes["steps_per_execution"] = 1 if one_step_only(config) else STEPS_PER_EXECUTION
+    if config.smoke:
+        changes.update(epochs=1, limit=config.limit or SMOKE_LIMIT)
+    return config.replace(**changes)
 
 
-def settle(args, compared, saved):
+def settle(config, compared, saved):
     """Continue a saved run: its arguments, except where `compared` names give new values.
 
     A new value is taken where CHANGEABLE_ON_RESUME allows it, else refused in one line.
-    Returns the arguments and the changes {name: [saved, new]}.
+    Returns the settled Config and the changes {name: [saved, new]}.
     """
-    merged, changes = argparse.Namespace(**vars(args)), {}
+    merged, changes = {}, {}
     for name, old in saved.items():
-        if not hasattr(args, name):
+        if name not in config:
             raise UsageError(f"its args.json names an unknown argument {name!r}")
-        new = getattr(args, name)
+        new = getattr(config, name)
         if name in NOT_PART_OF_A_RUN:
             continue
         if name not in compared or new == old:
-            setattr(merged, name, old)
+            merged[name] = old
         elif name in CHANGEABLE_ON_RESUME:
             changes[name] = [old, new]
         else:
-            flag = "--" + name.replace("_", "-").replace("num-layers", "layers")
-            raise UsageError(f"{flag} was {show(old)}, now {show(new)}")
-    return merged, changes
+            raise UsageError(f"--{name.replace('_', '-')} was {show(old)}, now {show(new)}")
+    missing = sorted(set(dict(config.items())) - set(saved) - NOT_PART_OF_A_RUN)
+    if missing:
+        raise UsageError(f"its args.json lacks the argument {missing[0]!r} (another script's run?)")
+    return config.replace(**merged), changes
 
 
 def show(value):
     return "not given" if value is None else value
-
-
-def to_json(args):
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-
-
-def from_json(values):
-    return {k: (Path(v) if k in PATH_ARGUMENTS and v is not None else v) for k, v in values.items()}

@@ -1,81 +1,76 @@
-"""What must happen before Keras loads: signal handlers, the backend, quiet TensorFlow, JAX memory.
+"""What must happen before Keras loads: the backend, quiet TensorFlow, JAX memory.
 
-Keras reads KERAS_BACKEND once, when it is first imported, so the backend is settled here
-from the command line, or, for --resume DIR, from DIR/args.json (a resumed run keeps its
-backend whatever the environment says).
+Keras reads KERAS_BACKEND once, when it is first imported, so run() settles the backend
+after parsing the command line (for --resume DIR, from DIR/args.json: a resumed run keeps
+its backend whatever the environment says) and before anything imports Keras. A script that
+imports Keras at its top anyway (loading it with $KERAS_BACKEND, or TensorFlow) is started
+again with the backend asked for. Everything set here is put back when run() ends.
 """
 
-import argparse
+import contextlib
 import os
 import sys
-from pathlib import Path
 
-from .cli import BACKENDS
-from .errors import EXIT_USAGE, Interrupts, UsageError, fail
-from .rundir import RunDir
+from .errors import UsageError
 
 CPU_DEVICES_ENV = "RNN_SCRIPTS_CPU_DEVICES"  # split the CPU into N logical devices (tests)
+RESTARTED_ENV = "RNN_SCRIPTS_RESTARTED_FOR_BACKEND"
 
 
-def prepare(argv):
-    Interrupts.install()
-    early = early_options(argv)
+@contextlib.contextmanager
+def restored():
+    """os.environ and sys.stdout as they were, whatever happens inside."""
+    saved_environment, saved_stdout = dict(os.environ), sys.stdout
     try:
-        backend = choose_backend(early)
-    except UsageError as error:
-        fail(f"{Path(sys.argv[0]).name}: error: {error}", EXIT_USAGE)
+        yield
+    finally:
+        sys.stdout = saved_stdout
+        os.environ.clear()
+        os.environ.update(saved_environment)
+
+
+def prepare(backend, config, as_script):
+    """Set what Keras and its backends read at start-up; load Keras with `backend`."""
+    start_again_if_keras_differs(backend, as_script)
     os.environ["KERAS_BACKEND"] = backend
     # JAX grabs 75% of GPU memory at start unless told otherwise.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     cpu_devices = os.environ.get(CPU_DEVICES_ENV)
     if backend == "jax" and cpu_devices:
         add_xla_flag(f"--xla_force_host_platform_device_count={int(cpu_devices)}")
-    if early.deterministic and backend == "jax":
+    if config.deterministic and backend == "jax":
         add_xla_flag("--xla_gpu_deterministic_ops=true")
-    if early.deterministic and backend == "torch":
+    if config.deterministic and backend == "torch":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS asks for it
-    if not early.verbose:
+    if not config.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         # on JAX and torch too: Keras imports TensorFlow (when present) to save files
         import_tensorflow_quietly()
-
-
-def early_options(argv):
-    """The few arguments needed before Keras loads; the full parse comes later and reports
-    any mistake in them."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--backend")
-    parser.add_argument("--resume", type=Path)
-    parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("--deterministic", action="store_true")
     try:
-        early, _ = parser.parse_known_args(argv)
-    except SystemExit:  # e.g. --backend without a value: the full parse says so
-        early = parser.parse_known_args([])[0]
-    if early.resume is not None:
-        try:
-            saved = RunDir(early.resume).saved_arguments()["arguments"]
-            early.saved_backend = saved.get("backend")
-            early.deterministic = early.deterministic or saved.get("deterministic", False)
-        except UsageError:
-            pass
-    return early
-
-
-def choose_backend(early):
-    saved = getattr(early, "saved_backend", None)
-    if saved in BACKENDS:
-        return saved
-    if early.backend in BACKENDS:
-        return early.backend
-    from_environment = os.environ.get("KERAS_BACKEND")
-    if from_environment is None:
-        return "tensorflow"
-    if from_environment not in BACKENDS:
+        import keras  # noqa: F401  (with the backend set above)
+    except ImportError as error:
         raise UsageError(
-            f"KERAS_BACKEND={from_environment!r} is not one of {', '.join(BACKENDS)}"
+            f"could not load Keras with the {backend} backend ({error}); install it: "
+            f"pip install -r requirements{'' if backend == 'tensorflow' else '-' + backend}.txt"
+        ) from None
+
+
+def start_again_if_keras_differs(backend, as_script):
+    """Keras imported before run() with another backend: start the script again with
+    KERAS_BACKEND set (a notebook or a caller gets one line instead)."""
+    keras = sys.modules.get("keras")
+    if keras is None or keras.backend.backend() == backend:
+        return
+    loaded = keras.backend.backend()
+    if not as_script or os.environ.get(RESTARTED_ENV) == backend:
+        raise UsageError(
+            f"Keras was loaded with the {loaded} backend before run() and cannot switch to "
+            f"{backend}; start Python with KERAS_BACKEND={backend}, or import Keras inside "
+            "build_model as the scripts do"
         )
-    return from_environment
+    sys.stdout.flush()
+    environment = {**os.environ, "KERAS_BACKEND": backend, RESTARTED_ENV: backend}
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
 
 
 def add_xla_flag(flag):
@@ -84,6 +79,8 @@ def add_xla_flag(flag):
 
 def import_tensorflow_quietly():
     """TensorFlow's C++ start-up lines reach stderr before any log level applies."""
+    if "tensorflow" in sys.modules:
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     try:

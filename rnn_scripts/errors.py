@@ -1,13 +1,17 @@
-"""Exit codes, the errors a user can cause, and SIGINT/SIGTERM from the first line to the last.
+"""Exit codes, the errors a user can cause, and what a signal does in each phase of a run.
 
-Nothing here imports Keras: the signal handlers are installed before it loads.
+Nothing here imports Keras, and importing it changes nothing: `Interrupts.installed()` sets
+the handlers for the length of a run and puts the previous ones back.
 """
 
+import contextlib
 import os
 import signal
 import sys
+import threading
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM = 129, 130, 143
 
 
 class UserError(Exception):
@@ -36,10 +40,20 @@ def first_line(error, limit=200):
     return text.splitlines()[0][:limit] if text else type(error).__name__
 
 
+def say(message, stream=None):
+    """Print one line; a closed or broken stream loses the line, never the run."""
+    stream = stream or sys.stdout
+    try:
+        print(message, file=stream, flush=True)
+    except (OSError, ValueError, AttributeError):  # closed, broken pipe, or None
+        pass
+
+
 def fail(message, exit_code, hard=False):
     """Print the one line and exit; `hard`: at once, without Python's exit handlers."""
-    sys.stdout.flush()
-    print(message, file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stdout.flush()
+    say(message, sys.stderr)
     if hard:
         exit_now(exit_code)
     sys.exit(exit_code)
@@ -48,16 +62,18 @@ def fail(message, exit_code, hard=False):
 def exit_now(exit_code, message=None):
     """Exit at once, without Python's exit handlers. The message goes to stderr as it was
     when the handlers were installed (os.write: safe in a signal handler or a thread)."""
-    sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stdout.flush()
     if message is not None:
-        os.write(Interrupts.stderr, message.encode())
+        with contextlib.suppress(OSError):
+            os.write(Interrupts.stderr, message.encode())
     os._exit(exit_code)
 
 
 class Interrupts:
-    """What SIGINT (Ctrl-C) and SIGTERM do depends on the phase of the run:
+    """What SIGINT (Ctrl-C), SIGTERM and SIGHUP do depends on the phase of the run:
 
-    - "exit":   nothing is written yet (Keras loading, arguments): one line, exit at once.
+    - "exit":   nothing is written yet (arguments, Keras loading): one line, exit at once.
     - "raise":  setting up (data, model): stop with TrainingStopped where we are.
     - "defer":  training or writing files: remembered, and the run stops at the next safe
                 point (`check`), so no file is left half-written. A second signal stops at
@@ -69,13 +85,33 @@ class Interrupts:
     MEANING = {
         signal.SIGINT: ("interrupted (Ctrl-C)", EXIT_SIGINT),
         signal.SIGTERM: ("terminated (SIGTERM)", EXIT_SIGTERM),
+        signal.SIGHUP: ("hung up (SIGHUP: the terminal closed)", EXIT_SIGHUP),
     }
     mode, pending, stderr = "exit", None, 2
 
     @classmethod
-    def install(cls):
-        cls.stderr = os.dup(2)  # stderr as it is now: TensorFlow's import silences fd 2
-        for signum in cls.MEANING:  # SIGINT too, even if the parent shell ignores it
+    @contextlib.contextmanager
+    def installed(cls):
+        """Our handlers inside the block (SIGINT too, even if the parent shell ignores it);
+        the previous handlers, mode and stderr copy afterwards, however the block ends."""
+        main_thread = threading.current_thread() is threading.main_thread()
+        saved = {s: signal.getsignal(s) for s in cls.MEANING} if main_thread else {}
+        saved_state = (cls.mode, cls.pending, cls.stderr)
+        cls.mode, cls.pending, cls.stderr = "exit", None, os.dup(2)
+        try:
+            if main_thread:  # Python lets only the main thread set handlers
+                cls.take_signals()
+            yield cls
+        finally:
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
+            os.close(cls.stderr)
+            cls.mode, cls.pending, cls.stderr = saved_state
+
+    @classmethod
+    def take_signals(cls):
+        """(Re)install our handlers, e.g. after a library set its own."""
+        for signum in cls.MEANING:
             signal.signal(signum, cls.handle)
 
     @classmethod
@@ -92,11 +128,8 @@ class Interrupts:
 
     @classmethod
     def finished(cls):
-        """Every output is written: from now on a signal changes nothing. SIG_IGN rather than
-        a Python handler, since Python restores the default handlers at exit."""
+        """Every output is written: from now on a signal changes nothing."""
         cls.mode = "ignore"
-        for signum in cls.MEANING:
-            signal.signal(signum, signal.SIG_IGN)
 
     @classmethod
     def check(cls, signalled=None):

@@ -1,12 +1,14 @@
-"""What a run leaves to look at: curves, confusion matrix, sample predictions, metrics.json."""
+"""What a run leaves to look at: history, curves, the confusion matrix (or predicted against
+true values for a regression), sample predictions, and the figures of metrics.json."""
 
 import platform
 
 import keras
 import numpy as np
 
-from .devices import EVAL_BATCH_SIZE, backend_version
-from .training import HISTORY_FIELDS
+from .feed import EVAL_BATCH_SIZE
+
+SAMPLES_SHOWN, MISTAKES_SHOWN = 24, 12  # samples.png: up to 12 mistakes, then right ones
 
 
 def pyplot():
@@ -18,36 +20,57 @@ def pyplot():
     return plt
 
 
+def history_fields(rows):
+    """epoch, then every logged value in the order the rows first hold it."""
+    fields = ["epoch"]
+    for row in rows:
+        fields += [k for k in row if k not in fields and k not in ("learning_rate", "seconds")]
+    return fields + ["learning_rate", "seconds"]
+
+
 def history_csv(rows):
-    lines = [",".join(HISTORY_FIELDS)]
+    fields = history_fields(rows)
+    lines = [",".join(fields)]
     for row in rows:
         cells = (
-            "" if row[k] is None else str(row[k]) if k == "epoch" else f"{row[k]:.6g}"
-            for k in HISTORY_FIELDS
+            "" if row.get(k) is None else str(row[k]) if k == "epoch" else f"{row[k]:.6g}"
+            for k in fields
         )
         lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(rows, path):
-    """Loss and accuracy by epoch, training against validation; the learning rate too
-    when it changed during the run."""
+def curve_panels(rows):
+    """loss, the main metric (accuracy or mae), and the learning rate when it changed."""
+    panels = ["loss"] + [m for m in ("accuracy", "mae") if rows and m in rows[0]][:1]
+    if len({r["learning_rate"] for r in rows}) > 1:
+        panels.append("learning_rate")
+    return panels
+
+
+def plot_curves(rows, path, best_epoch=None):
+    save(curves_figure(rows, best_epoch), path)
+
+
+def curves_figure(rows, best_epoch=None):
+    """Loss and the main metric by epoch, training against validation; the learning rate
+    too when it changed; a dashed line at the epoch best.keras holds."""
     plt = pyplot()
-    rates = [r["learning_rate"] for r in rows]
-    panels = ["loss", "accuracy"] + (["learning_rate"] if len(set(rates)) > 1 else [])
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    panels = curve_panels(rows)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     epochs = [r["epoch"] for r in rows]
-    for axis, metric in zip(axes, panels):
-        axis.plot(epochs, [r[metric] for r in rows], "o-", label="training")
+    for axis, metric in zip(axes[0], panels):
+        axis.plot(epochs, [r.get(metric) for r in rows], "o-", label="training")
         if any(r.get("val_" + metric) is not None for r in rows):
-            axis.plot(epochs, [r["val_" + metric] for r in rows], "o-", label="validation")
+            axis.plot(epochs, [r.get("val_" + metric) for r in rows], "o-", label="validation")
+        if best_epoch:
+            axis.axvline(best_epoch, color="grey", linestyle="--", label=f"best.keras (epoch {best_epoch})")
         axis.set(xlabel="epoch", ylabel=metric.replace("_", " "), title=metric.replace("_", " "))
         axis.grid(alpha=0.3)
         if metric == "learning_rate":
             axis.set_yscale("log")
-        else:
-            axis.legend()
-    save(figure, path)
+        axis.legend(fontsize=8)
+    return figure
 
 
 def save(figure, path):
@@ -56,9 +79,13 @@ def save(figure, path):
     pyplot().close(figure)
 
 
-def predicted_classes(logits):
-    logits = np.asarray(logits)
-    return (logits[:, 0] > 0).astype(int) if logits.shape[1] == 1 else logits.argmax(axis=1)
+def predicted_classes(outputs):
+    """Class ids from a classifier's outputs: one logit or probability per class, or one
+    unit for two classes (> 0 as a logit, > 0.5 as a probability)."""
+    outputs = np.asarray(outputs)
+    if outputs.shape[1] > 1:
+        return outputs.argmax(axis=1)
+    return (outputs[:, 0] > 0).astype(int)
 
 
 def confusion_matrix(y_true, y_predicted, classes):
@@ -75,7 +102,23 @@ def per_class_accuracy(counts, names):
     }
 
 
+def regression_metrics(y_true, y_predicted, names):
+    errors = np.asarray(y_predicted, np.float64) - np.asarray(y_true, np.float64)
+    return {
+        "mae": float(np.abs(errors).mean()),
+        "rmse": float(np.sqrt((errors**2).mean())),
+        "per_target": {
+            name: {"mae": float(np.abs(errors[:, i]).mean()), "rmse": float(np.sqrt((errors[:, i] ** 2).mean()))}
+            for i, name in enumerate(names)
+        },
+    }
+
+
 def plot_confusion(counts, names, path):
+    save(confusion_figure(counts, names), path)
+
+
+def confusion_figure(counts, names):
     plt = pyplot()
     size = max(4, 0.5 * len(names) + 2)
     figure, axis = plt.subplots(figsize=(size + 1, size))
@@ -90,27 +133,53 @@ def plot_confusion(counts, names, path):
         for (i, j), count in np.ndenumerate(counts):
             color = "white" if count > middle else "black"
             axis.text(j, i, str(count), ha="center", va="center", color=color, fontsize=8)
+    return figure
+
+
+def plot_predictions(y_true, y_predicted, names, path):
+    """A regression's test set: each target's predicted against true values."""
+    plt = pyplot()
+    shown = names[:4]
+    figure, axes = plt.subplots(1, len(shown), figsize=(4.5 * len(shown), 4.2), squeeze=False)
+    for i, (axis, name) in enumerate(zip(axes[0], shown)):
+        true, predicted = y_true[:, i], y_predicted[:, i]
+        axis.scatter(true, predicted, s=8, alpha=0.6)
+        low, high = float(min(true.min(), predicted.min())), float(max(true.max(), predicted.max()))
+        axis.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = true")
+        axis.set(xlabel=f"true {name}", ylabel=f"predicted {name}", title=f"test set: {name}")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
     save(figure, path)
 
 
-def plot_samples(images, y_true, y_predicted, names, path, count=24):
-    """Test images with predicted and true class, mistakes first."""
-    plt = pyplot()
+def samples_shown(y_true, y_predicted, count=SAMPLES_SHOWN, mistakes=MISTAKES_SHOWN):
+    """Which test examples samples.png shows: mistakes first (at most `mistakes`), then
+    right predictions, so that both kinds are shown where both exist."""
     wrong = np.flatnonzero(y_true != y_predicted)
     right = np.flatnonzero(y_true == y_predicted)
-    shown = np.concatenate([wrong, right])[:count]
+    kept_wrong = wrong[: max(mistakes, count - len(right))]
+    return np.concatenate([kept_wrong, right[: count - len(kept_wrong)]])
+
+
+def plot_samples(pictures, y_true, y_predicted, names, path):
+    save(samples_figure(pictures, y_true, y_predicted, names), path)
+
+
+def samples_figure(pictures, y_true, y_predicted, names):
+    """Test images with predicted and true class: the examples samples_shown picks."""
+    plt = pyplot()
+    shown = samples_shown(y_true, y_predicted)
     columns = 8
-    figure, axes = plt.subplots(
-        -(-len(shown) // columns), columns, figsize=(2 * columns, 2.3 * -(-len(shown) // columns))
-    )
+    rows = max(1, -(-len(shown) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.3 * rows), squeeze=False)
     for axis in np.ravel(axes):
         axis.axis("off")
     for axis, i in zip(np.ravel(axes), shown):
-        axis.imshow(images[i], cmap="gray")
+        axis.imshow(pictures[i], cmap="gray")
         mistake = y_true[i] != y_predicted[i]
         title = f"{names[y_predicted[i]]}" + (f" (true {names[y_true[i]]})" if mistake else "")
         axis.set_title(title, color="red" if mistake else "black", fontsize=9)
-    save(figure, path)
+    return figure
 
 
 def versions():
@@ -119,7 +188,7 @@ def versions():
         "python": platform.python_version(),
         "keras": keras.__version__,
         "numpy": np.__version__,
-        backend: backend_version(backend),
+        backend: __import__(backend).__version__,
     }
     if backend != "tensorflow":
         try:
@@ -132,7 +201,6 @@ def versions():
 def reload_difference(model, path, x):
     """How far the saved file's predictions are from the trained model's (0: the same)."""
     reloaded = keras.saving.load_model(path, safe_mode=True)
-    sample = x[:EVAL_BATCH_SIZE]
-    expected = model.predict(sample, verbose=0, batch_size=EVAL_BATCH_SIZE)
-    found = reloaded.predict(sample, verbose=0, batch_size=EVAL_BATCH_SIZE)
+    expected = model.predict(x, verbose=0, batch_size=EVAL_BATCH_SIZE)
+    found = reloaded.predict(x, verbose=0, batch_size=EVAL_BATCH_SIZE)
     return float(np.abs(np.asarray(found) - np.asarray(expected)).max())

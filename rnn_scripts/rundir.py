@@ -1,13 +1,14 @@
 """The run folder: one run owns it (a lock), and every file in it is written whole or not at all.
 
-    args.json        the arguments, so that --resume DIR can repeat them
+    args.json        the script and its arguments, so that --resume DIR can repeat them
     training-state/  the last two finished epochs (weights, optimizer, history, counters)
-    .lock            held while a run trains in the folder (released on any exit)
+    .lock            exists while a run holds the folder (an flock: a killed run frees it)
 
 Only one process writes: a RunDir made with writer=False (the other processes of a
 multi-process run) reads like any other and writes nothing.
 """
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -41,7 +42,7 @@ class DamagedState(Exception):
 class RunDir:
     def __init__(self, path, writer=True):
         self.path, self.writer = Path(path), writer
-        self._lock = None
+        self._lock, self.created, self.written = None, False, set()
 
     @classmethod
     def new(cls, script, parent=Path("runs")):
@@ -53,7 +54,9 @@ class RunDir:
             path = parent / f"{script}-{stamp}{suffix}"
             try:
                 path.mkdir(parents=True)
-                return cls(path)
+                run_dir = cls(path)
+                run_dir.created = True
+                return run_dir
             except FileExistsError:
                 continue
             except OSError as error:
@@ -64,25 +67,18 @@ class RunDir:
         return str(self.path)
 
     # ---- ownership -----------------------------------------------------------------------
-    def claim(self, overwrite, command):
-        """Lock the folder for this run; refuse a finished run unless overwrite, then clear it."""
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.path / LOCK_FILE, "a+")
-        except OSError as error:
-            raise UserError(f"cannot write to output directory {self}: {error.strerror or error}")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = self._lock_holder()
-            self._lock.close()
-            self._lock = None
-            raise UserError(
-                f"{self} is in use by another run ({holder}); wait for it to finish or "
-                "choose another --output-dir"
-            )
-        self._write_holder(command)
+    def claim(self, overwrite, command, script):
+        """Lock the folder for this run; refuse another script's run, and a finished run
+        unless overwrite (then clear it)."""
+        self._take_lock(command)
         check_free_space(self.path, MIN_FREE_BYTES)
+        owner = self.owner()
+        if owner not in (None, script):
+            raise UserError(
+                f"{self} holds a run of {owner}, not of {script}; resume it with "
+                f"python {shlex.quote(owner)} --resume {shlex.quote(str(self.path))}, "
+                "or choose another --output-dir"
+            )
         if self.is_finished() and not overwrite:
             raise UserError(
                 f"{self} already holds a finished run; use --overwrite to replace it or "
@@ -90,6 +86,42 @@ class RunDir:
             )
         if overwrite:
             self.clear()
+
+    def _take_lock(self, command):
+        """An flock on .lock, checked to be the file the path names (a run that ended may
+        have unlinked it between our open and our lock)."""
+        try:
+            if not self.path.is_dir():
+                self.path.mkdir(parents=True)
+                self.created = True
+        except OSError as error:
+            raise UserError(f"cannot write to output directory {self}: {error.strerror or error}")
+        for _ in range(100):
+            try:
+                self._lock = open(self.path / LOCK_FILE, "a+")
+            except OSError as error:
+                raise UserError(f"cannot write to output directory {self}: {error.strerror or error}")
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = self._lock_holder()
+                self._lock.close()
+                self._lock = None
+                raise UserError(
+                    f"{self} is in use by another run ({holder}); wait for it to finish or "
+                    "choose another --output-dir"
+                )
+            if self._lock_is_the_path():
+                self._write_holder(command)
+                return
+            self._lock.close()
+        raise UserError(f"{self}: could not lock {LOCK_FILE} (it keeps changing)")
+
+    def _lock_is_the_path(self):
+        try:
+            return os.path.samestat(os.fstat(self._lock.fileno()), os.stat(self.path / LOCK_FILE))
+        except OSError:
+            return False
 
     def _lock_holder(self):
         try:
@@ -112,9 +144,30 @@ class RunDir:
         self._lock.flush()
 
     def release(self):
+        """Give the folder up: .lock goes (while still held, so no one shares a removed
+        file), then closing drops the flock. A killed process's flock drops too."""
         if self._lock is not None:
-            self._lock.close()  # closing drops the flock; a killed process's lock drops too
+            with contextlib.suppress(OSError):
+                (self.path / LOCK_FILE).unlink()
+            self._lock.close()
             self._lock = None
+
+    def abandon(self):
+        """The run ends: if it trained no epoch and did not finish (a refused start), remove
+        the folder it created, or the files it wrote into a folder it found; then release."""
+        if self._lock is not None and not self.states() and not self.is_finished():
+            if self.created:
+                shutil.rmtree(self.path, ignore_errors=True)
+            for name in self.written:
+                with contextlib.suppress(OSError):
+                    (self.path / name).unlink()
+        self.release()
+
+    def owner(self):
+        """The script whose run this folder holds (None: no run yet, or an older args.json)."""
+        if not (self.path / ARGS_FILE).is_file():
+            return None
+        return self.saved_arguments().get("script")
 
     def clear(self):
         for item in self.path.iterdir():
@@ -145,8 +198,8 @@ class RunDir:
             pass
         raise UsageError(f"{path} is not a saved argument list")
 
-    def save_arguments(self, arguments, argv, changes):
-        record = {"argv": argv, "arguments": arguments, "changes": changes}
+    def save_arguments(self, script, arguments, argv, changes):
+        record = {"script": script, "argv": argv, "arguments": arguments, "changes": changes}
         self.write_text(ARGS_FILE, json.dumps(record, indent=1))
 
     # ---- files, each written completely or not at all ------------------------------------
@@ -165,6 +218,7 @@ class RunDir:
         try:
             write_to(partial)
             os.replace(partial, final)
+            self.written.add(name)
         except BaseException as error:
             partial.unlink(missing_ok=True)
             if isinstance(error, OSError):

@@ -1,7 +1,8 @@
-"""Model, compile, the feed, and the epoch loop's bookkeeping: history, best model, early
-stopping and the saved state that makes a resumed run equal an uninterrupted one."""
+"""Model, compile, and the epoch loop's bookkeeping: history, best model, early stopping and
+the saved state that makes a resumed run equal an uninterrupted one."""
 
-import inspect
+import hashlib
+import json
 import math
 import sys
 import time
@@ -9,13 +10,10 @@ import time
 import keras
 import numpy as np
 
-from .devices import EVAL_BATCH_SIZE
-from .errors import EXIT_FAILED, TrainingStopped, UserError
+from . import feed
+from .errors import EXIT_FAILED, TrainingStopped, UserError, first_line
 from .rundir import DamagedState, read_state
 
-HISTORY_FIELDS = (
-    "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
-)  # fmt: skip
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
     "rmsprop": keras.optimizers.RMSprop,
@@ -26,47 +24,158 @@ PLATEAU_STATE = ("wait", "best", "cooldown_counter")  # what ReduceLROnPlateau c
 
 
 # --------------------------------------------------------------------------------------
-# Model and compile
+# Model
 # --------------------------------------------------------------------------------------
-def build(build_model, options):
-    """Call build_model with the options its signature names; check what it returns."""
-    wanted = inspect.signature(build_model).parameters
-    model = build_model(**{k: v for k, v in options.items() if k in wanted})
-    if not isinstance(model, keras.Model) or not model.built:
+def build(build_model, options, preprocessing):
+    """build_model(**options), checked against the data; for a regression, followed by a
+    layer that takes the standardised output back to the targets' units. Returns the model
+    and what its output is ("logits", "probabilities" or "values")."""
+    try:
+        model = build_model(**options)
+    except ValueError as error:  # Keras' refusal of an argument (a flag's value)
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        raise UserError(f"build_model({shown}) failed: {first_line(error)}") from None
+    if not isinstance(model, keras.Model) or not model.built or not model.inputs:
         raise UserError(
             "build_model must return a Keras model that starts with keras.Input(...), "
             f"got {type(model).__name__}"
         )
-    classes, width = options["classes"], model.outputs[0].shape[-1]
+    if len(model.outputs) != 1:
+        raise UserError(f"build_model's model has {len(model.outputs)} outputs; the pipeline trains one")
+    output = output_of(model, preprocessing)
+    if output == "values":
+        layer = preprocessing.output_layer()
+        model = keras.Model(model.inputs, layer(model.outputs[0]), name=model.name)
+    return model, output
+
+
+def output_of(model, preprocessing):
+    width, options = model.outputs[0].shape[-1], preprocessing.model_options()
+    if preprocessing.is_regression:
+        if width != options["outputs"]:
+            raise UserError(
+                f"build_model's output has {width} units but the data have "
+                f"{options['outputs']} target value(s); end the model with Dense(outputs)"
+            )
+        return "values"
+    classes = options["classes"]
     if width != classes and not (classes == 2 and width == 1):
         raise UserError(
             f"build_model's output has {width} units but the data have {classes} classes; "
-            "end the model with Dense(classes)"
+            "end the model with Dense(outputs)"
         )
-    return model
-
-
-def compile_model(model, args, steps_per_epoch, steps_per_execution=None):
-    """The one compile recipe: loss and metric follow the output (1 logit: binary)."""
-    if model.outputs[0].shape[-1] == 1:
-        loss = keras.losses.BinaryCrossentropy(from_logits=True)
-        accuracy = keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")  # on logits
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(
-        optimizer=make_optimizer(args, steps_per_epoch * args.epochs),
-        loss=loss,
-        metrics=[accuracy],
-        steps_per_execution=steps_per_execution or args.steps_per_execution,
+    activation = last_activation(model)
+    if activation in (None, "linear"):
+        return "logits"
+    if (activation, width > 1) in (("softmax", True), ("sigmoid", False)):
+        return "probabilities"
+    raise UserError(
+        f"build_model's last layer applies {activation} to {width} unit(s); end a "
+        "classifier with logits (no activation), softmax, or sigmoid on one unit"
     )
 
 
-def make_optimizer(args, total_steps):
-    rate = args.learning_rate
-    if args.lr_schedule == "cosine":
+def last_activation(model):
+    """The name of the activation the model's output comes out of ("linear", "softmax",
+    "relu", ...), or None where its last operation has none (a reshape, an addition)."""
+    operation = model.outputs[0]._keras_history.operation
+    while isinstance(operation, keras.Model):  # a model used as a layer
+        operation = operation.outputs[0]._keras_history.operation
+    if isinstance(operation, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(operation, "activation", None)
+    if activation is None:
+        name = type(operation).__name__.lower()  # keras.ops.softmax / sigmoid in a graph
+        return name if name in ("softmax", "sigmoid") else None
+    return getattr(activation, "__name__", str(activation)).lower()
+
+
+def use_cudnn(model, setting):
+    """--use-cudnn for every LSTM and GRU layer (Keras reads the attribute at each call)."""
+    if setting == "auto":
+        return
+    for layer in recurrent_layers(model):
+        if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+            layer.use_cudnn = setting == "true"
+
+
+def recurrent_layers(model):
+    """Every layer of the model, those inside Bidirectional and nested models included."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from recurrent_layers(layer)
+        elif isinstance(layer, keras.layers.Bidirectional):
+            yield from (layer.forward_layer, layer.backward_layer)
+        else:
+            yield layer
+
+
+def architecture_of(model):
+    """A hash of the model's structure (layer types and settings, not names or weights)."""
+
+    def unnamed(value):
+        if isinstance(value, dict):
+            return {k: unnamed(v) for k, v in value.items() if k != "name"}
+        if isinstance(value, list):
+            return [unnamed(v) for v in value]
+        return value
+
+    config = json.dumps(unnamed(model.get_config()), sort_keys=True, default=str)
+    return hashlib.sha256(config.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------
+# Compile: loss and metrics follow the task and the output; a script may bring its own
+# --------------------------------------------------------------------------------------
+def compile_model(model, config, output, hooks, steps_per_epoch, steps_per_execution=None):
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch * config.epochs, hooks.optimizer),
+        loss=hooks.loss if hooks.loss is not None else default_loss(model, output),
+        metrics=default_metrics(model, output) + list(hooks.metrics or ()),
+        steps_per_execution=steps_per_execution or config.steps_per_execution,
+    )
+
+
+def default_loss(model, output):
+    if output == "values":
+        return keras.losses.MeanSquaredError()
+    from_logits = output == "logits"
+    if model.outputs[0].shape[-1] == 1:
+        return keras.losses.BinaryCrossentropy(from_logits=from_logits)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+
+
+def default_metrics(model, output):
+    if output == "values":
+        return [keras.metrics.MeanAbsoluteError(name="mae"), keras.metrics.RootMeanSquaredError(name="rmse")]
+    if model.outputs[0].shape[-1] == 1:
+        threshold = 0.0 if output == "logits" else 0.5
+        return [keras.metrics.BinaryAccuracy(threshold=threshold, name="accuracy")]
+    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+
+def make_optimizer(config, total_steps, own=None):
+    rate = config.learning_rate
+    if config.lr_schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, total_steps))
-    return OPTIMIZERS[args.optimizer](learning_rate=rate, clipnorm=args.clipnorm)
+    make = own if own is not None else OPTIMIZERS[config.optimizer]
+    return make(learning_rate=rate, clipnorm=config.clipnorm)
+
+
+def class_weights(config, y, names, own=None):
+    """{class id: weight} for model.fit, or None. balanced: N / (classes x count)."""
+    if config.class_weight == "none":
+        return None
+    if config.class_weight == "balanced":
+        counts = np.bincount(y, minlength=len(names)).astype(np.float64)
+        return {i: float(len(y) / (len(names) * c)) if c else 0.0 for i, c in enumerate(counts)}
+    weights = {}
+    for key, weight in own.items():
+        index = names.index(key) if key in names else key
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < len(names):
+            raise UserError(f"run(class_weight=...): {key!r} is not a class of these data ({', '.join(names)})")
+        weights[int(index)] = float(weight)
+    return {i: weights.get(i, 1.0) for i in range(len(names))}
 
 
 def portable_copy(model):
@@ -79,91 +188,6 @@ def portable_copy(model):
     config["steps_per_execution"] = 1
     copy.compile_from_config(config)
     return copy
-
-
-# --------------------------------------------------------------------------------------
-# The feed: batch order is a function of (seed, epoch) only, so a resumed run trains the
-# same batches as an uninterrupted one. Keras starts a new pass over the feed for every
-# epoch (a pass must end with its epoch: with several steps per call, a longer stream
-# would run on into the next epoch), and each pass takes the next epoch's order.
-# --------------------------------------------------------------------------------------
-class EpochOrder:
-    """The row order of each epoch to train, one per pass over the data."""
-
-    def __init__(self, count, seed, epochs):
-        self.count, self.seed, self.epochs, self.passes = count, seed, list(epochs), 0
-
-    def next_epoch(self):
-        epoch = self.epochs[min(self.passes, len(self.epochs) - 1)]
-        self.passes += 1
-        return epoch_order(self.count, self.seed, epoch)
-
-
-def epoch_order(count, seed, epoch):
-    return np.random.default_rng([seed, epoch]).permutation(count)
-
-
-def batch_rows(order, batch_size, part=0, parts=1):
-    """Row numbers of each batch, in order; with parts > 1, share `part` of each batch (the
-    processes of a multi-process run each feed theirs)."""
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        share = len(rows) // parts
-        yield rows[part * share : (part + 1) * share]
-
-
-class EpochBatches(keras.utils.PyDataset):
-    def __init__(self, x, y, batch_size, order, part=0, parts=1):
-        super().__init__()
-        self.x, self.y, self.order = x, y, order
-        self.split = (batch_size, part, parts)
-        self.rows = list(batch_rows(order.next_epoch(), *self.split))
-        self.order.passes = 0  # the first pass (on_epoch_begin) takes the first epoch again
-
-    def on_epoch_begin(self):
-        self.rows = list(batch_rows(self.order.next_epoch(), *self.split))
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __getitem__(self, index):
-        rows = self.rows[index]
-        return self.x[rows], self.y[rows]
-
-
-def training_feed(x, y, batch_size, seed, epochs, part=0, parts=1):
-    """What model.fit trains on for `epochs` (a range).
-
-    On TensorFlow a tf.data pipeline gathers the rows, asking Python only for each epoch's
-    order: a Python feed per batch (PyDataset or generator) runs through tf.py_function
-    there and kept TensorFlow on one core (docs/performance.md). The other backends iterate
-    in Python anyway."""
-    order = EpochOrder(len(x), seed, epochs)
-    if keras.backend.backend() != "tensorflow":
-        return EpochBatches(x, y, batch_size, order, part, parts)
-    import tensorflow as tf  # one process on TensorFlow: part 0 of 1
-
-    def one_epoch(_):
-        rows = tf.numpy_function(order.next_epoch, [], tf.int64, stateful=True)
-        rows.set_shape([len(x)])
-        return tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
-
-    x, y = tf.constant(x), tf.constant(y)
-    return (
-        tf.data.Dataset.from_tensors(0)
-        .flat_map(one_epoch)
-        .map(lambda rows: (tf.gather(x, rows), tf.gather(y, rows)))
-        .apply(tf.data.experimental.assert_cardinality(-(-order.count // batch_size)))
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
-def even_rows(x, y, multiple):
-    """Drop the last len(x) % multiple rows (at most multiple - 1) when a batch is split
-    over several devices, where an uneven batch fails: JAX cannot shard it, and Keras'
-    MirroredStrategy step fails on unequal replica inputs (AddN)."""
-    keep = len(x) - len(x) % multiple
-    return (x, y) if keep == len(x) else (x[:keep], y[:keep])
 
 
 # --------------------------------------------------------------------------------------
@@ -185,7 +209,7 @@ class Progress:
     def epochs_done(self):
         return len(self.rows)
 
-    def meta(self, fingerprint, plateau_callback, learning_rate_argument):
+    def meta(self, run, plateau_callback):
         plateau = None
         if plateau_callback is not None:
             plateau = {k: float(getattr(plateau_callback, k)) for k in PLATEAU_STATE}
@@ -195,9 +219,19 @@ class Progress:
             "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early,
             "plateau": plateau,
-            "fingerprint": fingerprint,
-            "learning_rate_argument": learning_rate_argument,  # a new one on resume wins
+            "fingerprint": run.fingerprint,
+            "architecture": run.architecture,
+            "learning_rate_argument": run.config.learning_rate,  # a new one on resume wins
         }
+
+
+def score_of(row, regression):
+    """The validation score that picks the best epoch (higher is better): accuracy, or for
+    a regression the negated loss; the training one where there is no validation split."""
+    if regression:
+        loss = row.get("val_loss", row.get("loss"))
+        return None if loss is None else -loss
+    return row.get("val_accuracy", row.get("accuracy"))
 
 
 class CheckSignals(keras.callbacks.Callback):
@@ -234,6 +268,7 @@ class KeepProgress(CheckSignals):
                 setattr(self.plateau, name, value)  # after its own on_train_begin reset
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.run.check_signals()  # a signal during the last epoch's end stops here
         self.epoch, self.started, self.last_batch = epoch, time.perf_counter(), 0
 
     def on_train_batch_end(self, batch, logs=None):
@@ -242,29 +277,26 @@ class KeepProgress(CheckSignals):
         last = min(batch + 1, self.steps_per_epoch)
         if not math.isfinite(loss):
             where = f"batch {last}" if last == self.last_batch + 1 else f"batches {self.last_batch + 1}-{last}"
-            raise TrainingStopped(
-                f"loss became {loss} at epoch {self.epoch + 1}, {where}", EXIT_FAILED
-            )
+            raise TrainingStopped(f"loss became {loss} at epoch {self.epoch + 1}, {where}", EXIT_FAILED)
         self.last_batch = last
 
     def on_epoch_end(self, epoch, logs=None):
         progress, logs = self.progress, logs or {}
-        row = {k: (float(logs[k]) if k in logs else None) for k in HISTORY_FIELDS[1:5]}
-        row.update(epoch=epoch + 1, learning_rate=learning_rate(self.model))
-        row["seconds"] = time.perf_counter() - self.started
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"}}
+        if not math.isfinite(row.get("val_loss", 0.0)):
+            raise TrainingStopped(f"the validation loss became {row['val_loss']} at epoch {epoch + 1}", EXIT_FAILED)
+        row.update(learning_rate=learning_rate(self.model), seconds=time.perf_counter() - self.started)
         progress.rows.append(row)
-        score = row["val_accuracy"] if row["val_accuracy"] is not None else row["accuracy"]
+        score = score_of(row, self.run.regression)
         if score is not None and (progress.best is None or score > progress.best):
             progress.best, progress.best_epoch = score, epoch + 1
             self.run.best_weights = self.model.get_weights()
             self.run.save_best(self.model)
-        patience = self.run.args.early_stopping
+        patience = self.run.config.early_stopping
         if patience and epoch + 1 - progress.best_epoch >= patience:
             progress.stopped_early = epoch + 1
             self.model.stop_training = True
-        meta = progress.meta(self.run.fingerprint, self.plateau, self.run.args.learning_rate)
-        self.run.save_epoch(self.model, meta)
-        self.run.check_signals()  # this epoch is kept; stop before the next
+        self.run.save_epoch(self.model, progress.meta(self.run, self.plateau))
 
 
 class FlushedTensorBoard(keras.callbacks.TensorBoard):
@@ -282,28 +314,36 @@ def learning_rate(model):
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
-def restore(model, run_dir, fingerprint, allow_data_change):
+def restore(model, run):
     """Weights, optimizer state and progress of the newest saved epoch that reads back
-    (the one before, with a line saying so, if the newest is damaged); None if none."""
-    states = run_dir.states()
+    (the one before, with a line saying so, if the newest is damaged); a fresh Progress if
+    there is none."""
+    run_dir, states = run.run_dir, run.run_dir.states()
     for path in states:
         try:
             weights, optimizer_values, meta = read_state(path)
-            assign(model, weights, optimizer_values)
-        except (DamagedState, ValueError) as error:
+        except DamagedState as error:
             print(f"warning: {path} cannot be used ({str(error)[:150]}); trying the epoch before")
             continue
-        if meta.get("fingerprint") != fingerprint and not allow_data_change:
+        if meta.get("architecture") not in (None, run.architecture):
+            raise UserError(
+                f"{run_dir} holds a run of another model (build_model or its flags differ "
+                "from the ones it started with); continue it with the script that started "
+                "it, or choose another --output-dir"
+            )
+        try:
+            assign(model, weights, optimizer_values)
+        except ValueError as error:
+            print(f"warning: {path} cannot be used ({str(error)[:150]}); trying the epoch before")
+            continue
+        if meta.get("fingerprint") != run.fingerprint and not run.config.allow_data_change:
             raise UserError(
                 f"{run_dir} was trained on other data than these (their fingerprint "
                 "differs); pass --allow-data-change to continue anyway"
             )
         return Progress(meta)
     if states:
-        raise UserError(
-            f"no saved epoch in {run_dir}/training-state can be read; start again "
-            "with --overwrite"
-        )
+        raise UserError(f"no saved epoch in {run_dir}/training-state can be read; start again with --overwrite")
     return Progress()
 
 
@@ -322,42 +362,48 @@ def optimizer_values(model):
     return [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
 
 
-def plateau_callback(args, has_validation):
-    if args.lr_schedule != "plateau":
+def plateau_callback(config, has_validation):
+    if config.lr_schedule != "plateau":
         return None
     monitor = "val_loss" if has_validation else "loss"
     return keras.callbacks.ReduceLROnPlateau(monitor=monitor, verbose=1, **PLATEAU)
 
 
 def fit_verbosity():
-    return 1 if sys.stdout.isatty() else 2  # a progress bar only on a terminal
+    try:
+        return 1 if sys.stdout.isatty() else 2  # a progress bar only on a terminal
+    except (ValueError, AttributeError):  # stdout closed
+        return 0
 
 
-def train(model, data, args, run, progress, distribution):
+def train(model, data, preprocessing, run, progress, distribution, extra_callbacks, class_weight):
     """model.fit from the first unfinished epoch; returns the number of training rows."""
-    x, y = even_rows(data.x_train, data.y_train, distribution.replicas)
-    validation = None
-    if len(data.x_val):
-        validation = distribution.local_rows(*even_rows(data.x_val, data.y_val, distribution.replicas))
+    config = run.config
+    train_split = feed.even_rows(data.train, distribution.replicas)
     start = progress.epochs_done
-    if progress.stopped_early or start >= args.epochs:
-        return len(x)
+    if progress.stopped_early or start >= config.epochs:
+        return len(train_split)
+    validation = None
+    if len(data.validation):
+        local = distribution.local_split(feed.even_rows(data.validation, distribution.replicas))
+        validation = feed.validation_data(local, preprocessing, feed.EVAL_BATCH_SIZE // distribution.process_count)
     part, parts = distribution.process_index, distribution.process_count
-    epochs = range(start, args.epochs)
-    feed = training_feed(x, y, args.batch_size, args.seed, epochs, part, parts)
-    steps = -(-len(x) // args.batch_size)
-    plateau = plateau_callback(args, validation is not None)
+    epochs = range(start, config.epochs)
+    train_feed = feed.training_feed(train_split, preprocessing, config.batch_size, config.seed, epochs, part, parts)
+    steps = -(-len(train_split) // config.batch_size)
+    plateau = plateau_callback(config, validation is not None)
     # The state is saved last, after the epoch's learning rate and logs are in.
-    callbacks = [plateau] if plateau else []
+    callbacks = ([plateau] if plateau else []) + list(extra_callbacks)
     callbacks += run.extra_callbacks() + [KeepProgress(run, progress, steps, plateau)]
     model.fit(
-        feed,
+        train_feed,
         validation_data=validation,
-        validation_batch_size=EVAL_BATCH_SIZE // parts,
-        epochs=args.epochs,
+        validation_batch_size=feed.EVAL_BATCH_SIZE // parts,
+        epochs=config.epochs,
         initial_epoch=start,
         shuffle=False,  # the feed is in (seed, epoch) order already
         callbacks=callbacks,
+        class_weight=class_weight,
         verbose=fit_verbosity(),
     )
-    return len(x)
+    return len(train_split)

@@ -23,12 +23,14 @@ _KERAS_HOME = tempfile.mkdtemp(prefix="rnn-scripts-keras-home-")
 
 def script_env(env=None, **overrides):
     """os.environ plus `env`: KERAS_HOME in a temp dir (no download cache), no TF_CONFIG,
-    no KERAS_BACKEND and no CPU split unless the caller sets them."""
+    no KERAS_BACKEND and no CPU split unless the caller sets them, and the repository on
+    PYTHONPATH (as if the package were installed) for scripts copied elsewhere."""
     merged = dict(os.environ)
     for name in ("TF_CONFIG", "KERAS_BACKEND", "RNN_SCRIPTS_CPU_DEVICES", "XLA_FLAGS"):
         merged.pop(name, None)
     merged["KERAS_HOME"] = _KERAS_HOME
-    merged.update(env or {})
+    merged["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), (env or {}).get("PYTHONPATH")) if p)
+    merged.update({k: v for k, v in (env or {}).items() if k != "PYTHONPATH"})
     merged.update(overrides)
     return merged
 
@@ -101,6 +103,28 @@ def help_defaults(script):
         else:
             text += " " + line
     return found
+
+
+def copy_script(script, folder, edit=lambda text: text, name=None):
+    """A script copied as a template: the script (edited) and common.py, into folder."""
+    import shutil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / (name or script)
+    target.write_text(edit((ROOT / script).read_text()))
+    shutil.copy(ROOT / "common.py", folder / "common.py")
+    return target
+
+
+def without_backends(folder):
+    """An environment in which importing TensorFlow, JAX or torch fails (fake packages
+    first on the path): what answers there never loaded a backend."""
+    fakes = Path(folder) / "no-backends"
+    for name in ("tensorflow", "jax", "torch"):
+        (fakes / name).mkdir(parents=True, exist_ok=True)
+        (fakes / name / "__init__.py").write_text('raise ImportError("backend unavailable in this test")\n')
+    return {"PYTHONPATH": str(fakes)}
 
 
 def load_model(path):

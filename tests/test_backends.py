@@ -29,11 +29,11 @@ def data_args(script):
 
 # Each script also tries some of the steering flags, so that every flag runs on every backend.
 STEERING = {
-    "train_simplernn.py": ["--optimizer", "sgd", "--layers", "1"],
+    "train_simplernn.py": ["--optimizer", "sgd", "--num-layers", "1"],
     "train_gru.py": ["--lr-schedule", "plateau", "--optimizer", "rmsprop", "--epochs", "2"],
     "train_lstm.py": ["--lr-schedule", "cosine", "--clipnorm", "1.0", "--early-stopping", "1",
                       "--epochs", "2", "--tensorboard"],  # fmt: skip
-    "train_bilstm.py": ["--layers", "1", "--mixed-precision", "bfloat16"],
+    "train_bilstm.py": ["--num-layers", "1", "--mixed-precision", "bfloat16"],
     "train_imdb_bilstm.py": ["--deterministic"],
 }
 
@@ -65,7 +65,7 @@ def test_smoke_run_on_backend(script, backend, tmp_path):
         assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
         assert metrics["restored_best_weights"] is True
     if backend == "torch":
-        assert settings["torch_fused_cpu_kernels"] is True
+        assert settings["fused_kernels"] == {"torch_fused_cpu_kernels": True}
     if "--mixed-precision" in STEERING[script]:
         assert settings["compute_dtype"] == "bfloat16"
 

@@ -1,44 +1,129 @@
-"""The command line: --help, the README's flag table, and every kind of invalid value."""
+"""The command line and the template contract: flags made from build_model, --help, the
+documented flag table, and every kind of invalid value (one line, exit code 2)."""
 
+import importlib
 import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import ROOT, SCRIPTS, SHORT_NAMES, explain, help_defaults, run_script
+from helpers import ROOT, SCRIPTS, SHORT_NAMES, copy_script, explain, help_defaults, run_script, without_backends
 from rnn_scripts import cli
+from rnn_scripts.contract import ContractError, read_contract
 
-SIZE_FLAGS = ("--epochs", "--batch-size", "--units", "--limit", "--steps-per-execution")
-MNIST_DEFAULTS = {"epochs": 10, "units": 256, "num_layers": 2}
-IMDB_DEFAULTS = {"epochs": 3, "units": 64, "vocab_size": 20000}
-GROUPS = ("training", "data", "run folder", "hardware and speed", "more than one device or machine")
-
-
-def parse(argv, defaults=MNIST_DEFAULTS):
-    return cli.parse_arguments("train_x.py", None, defaults, argv)[0]
+SIZE_FLAGS = ("--epochs", "--batch-size", "--units", "--limit", "--steps-per-execution", "--num-layers")
+GROUPS = ("training", "model (build_model's keyword parameters)", "data", "run folder", "hardware and speed", "more than one device or machine")
 
 
-def rejected(argv, capsys, defaults=MNIST_DEFAULTS):
+def script_module(script):
+    return importlib.import_module(script.removesuffix(".py"))
+
+
+def contract_of(script="train_lstm.py"):
+    module = script_module(script)
+    reads = "text" if "imdb" in script else "sequences"
+    return read_contract(module.build_model, reads, cli.reserved_names())
+
+
+def script_defaults(script):
+    """The defaults the script's run() call sets (its epochs)."""
+    epochs = re.search(r"epochs=(\d+)", (ROOT / script).read_text()).group(1)
+    return cli.ScriptDefaults(epochs=int(epochs))
+
+
+def parse(argv, script="train_lstm.py"):
+    return cli.parse_arguments("train_x.py", None, contract_of(script), script_defaults(script), argv)[0]
+
+
+def rejected(argv, capsys, script="train_lstm.py"):
     """Parse argv, expect exit code 2, return the one-line message."""
     with pytest.raises(SystemExit) as exit_info:
-        parse(argv, defaults)
+        parse(argv, script)
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert message.count("\n") == 1 and "error:" in message, message
     return message
 
 
+# --------------------------------------------------------------------------------------
+# The contract: build_model's signature makes the flags
+# --------------------------------------------------------------------------------------
+def test_every_keyword_with_a_default_becomes_a_flag_of_its_name_type_and_default():
+    def build_model(features, outputs, units=8, dropout=0.1, shift=-2, cell="lstm", masked=False, note=None):
+        """units: units per layer"""
+
+    contract = read_contract(build_model, "sequences", cli.reserved_names())
+    assert contract.data_parameters == ("features", "outputs")
+    assert [f.flag for f in contract.flags] == ["--units", "--dropout", "--shift", "--cell", "--masked", "--note"]
+    config = cli.parse_arguments("x", None, contract, cli.ScriptDefaults(), [])[0]
+    assert (config.units, config.dropout, config.shift, config.cell, config.masked, config.note) == (8, 0.1, -2, "lstm", False, None)
+    argv = ["--units", "3", "--dropout", "0.25", "--shift", "-5", "--cell", "gru", "--masked", "--note", "x"]
+    config = cli.parse_arguments("x", None, contract, cli.ScriptDefaults(), argv)[0]
+    assert (config.units, config.dropout, config.shift, config.cell, config.masked, config.note) == (3, 0.25, -5, "gru", True, "x")
+    assert contract.model_options(config, {"features": 4, "outputs": 2, "steps": 9}) == {
+        "units": 3, "dropout": 0.25, "shift": -5, "cell": "gru", "masked": True, "note": "x", "features": 4, "outputs": 2,
+    }  # fmt: skip
+    assert cli.parse_arguments("x", None, contract, cli.ScriptDefaults(), ["--no-masked"])[0].masked is False
+
+
+@pytest.mark.parametrize(
+    "source, words",
+    [
+        ("def build_model(features, hidden): pass", "parameter 'hidden' has no default and is not one the data fill"),
+        ("def build_model(features, epochs=3): pass", "'epochs' is also one of the pipeline's own flags"),
+        ("def build_model(features, sizes=(1, 2)): pass", "default of type tuple"),
+        ("def build_model(features, **options): pass", "name each parameter"),
+    ],
+)
+def test_a_parameter_outside_the_contract_is_named_in_one_line(source, words):
+    namespace = {}
+    exec(source, namespace)
+    with pytest.raises(ContractError, match=re.escape(words)):
+        read_contract(namespace["build_model"], "sequences", cli.reserved_names())
+
+
+def test_the_script_says_what_it_reads():
+    with pytest.raises(ContractError, match="reads='images'"):
+        read_contract(lambda features: None, "images")
+
+
+def test_a_copied_script_with_an_added_keyword_gets_its_flag_and_its_value_reaches_the_model(tmp_path):
+    def add_dropout(script):
+        script = script.replace("units=256, num_layers=2)", "units=256, num_layers=2, dropout=0.1)")
+        script = script.replace("num_layers: recurrent layers", "num_layers: recurrent layers\n    dropout: input dropout of each LSTM layer")
+        return script.replace("layers.LSTM(units, return_sequences=more)", "layers.LSTM(units, dropout=dropout, return_sequences=more)")
+
+    copy_script("train_lstm.py", tmp_path, add_dropout, "train_dropout.py")
+    help_text = run_script(tmp_path / "train_dropout.py", "--help", cwd=tmp_path).stdout
+    assert re.search(r"--dropout DROPOUT\s+input dropout of each LSTM layer \(default: 0\.1\)", help_text), help_text
+    result = run_script(tmp_path / "train_dropout.py", "--synthetic", "--limit", "60", "--epochs", "1", "--units", "4", "--dropout", "0.3", "--output-dir", tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 0, explain(result)
+    from helpers import load_model, read_metrics
+
+    layer = load_model(tmp_path / "run" / "model.keras").layers[0]
+    assert layer.dropout == 0.3 and read_metrics(tmp_path / "run")["arguments"]["dropout"] == 0.3
+
+
+def test_a_build_model_outside_the_contract_stops_at_help_in_one_line(tmp_path):
+    copy_script("train_lstm.py", tmp_path, lambda s: s.replace("units=256, num_layers=2)", "hidden_size, num_layers=2)"), "train_bad.py")
+    result = run_script(tmp_path / "train_bad.py", "--help", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "'hidden_size' has no default" in result.stderr, explain(result)
+
+
+# --------------------------------------------------------------------------------------
+# --help and the documented flags
+# --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def helps():
     return {script: help_defaults(script) for script in SCRIPTS}
 
 
-def readme_flags():
-    """{flag: (default cell, meaning)} from the README's flag table."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Every flag", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `(--[a-z-]+)[^`]*` \|([^|]*)\|([^|]*)\|", section, re.MULTILINE)
+def documented_flags():
+    """{flag: (default cell, meaning)} from docs/flags.md's table."""
+    text = (ROOT / "docs" / "flags.md").read_text()
+    rows = re.findall(r"^\| `(--[a-z-]+)[^`]*` \|([^|]*)\|([^|]*)\|", text, re.MULTILINE)
     return {flag: (default.strip(), meaning.strip()) for flag, default, meaning in rows}
 
 
@@ -54,43 +139,70 @@ def documented_default(cell, script):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_readme_flag_table_gives_each_scripts_real_defaults(helps, script):
-    documented = readme_flags()
+def test_the_flag_table_gives_each_scripts_real_flags_and_defaults(helps, script):
+    documented = documented_flags()
     for flag, default in helps[script].items():
         if flag == "--help":
             continue
-        assert flag in documented, f"{flag} missing from README"
-        expected = documented_default(documented[flag][0], script)
-        assert (default or "") == expected, f"{script} {flag}: --help says {default!r}"
+        assert flag in documented, f"{flag} missing from docs/flags.md"
+        assert (default or "") == documented_default(documented[flag][0], script), f"{script} {flag}: --help says {default!r}"
     flags_of_all = set().union(*(helps[s] for s in SCRIPTS))
-    assert set(documented) <= flags_of_all, "README documents a flag no script has"
-
-
-def test_the_default_reader_can_fail():
-    assert documented_default("256 (simplernn: 512, imdb_bilstm: 64)", "train_gru.py") == "256"
-    assert documented_default("256 (simplernn: 512, imdb_bilstm: 64)", "train_simplernn.py") == "512"
+    assert set(documented) <= flags_of_all, "docs/flags.md documents a flag no script has"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_help_is_grouped_and_shows_every_default(script, tmp_path):
-    result = run_script(script, "--help", cwd=tmp_path)
+def test_help_shows_every_default_the_parser_uses(helps, script):
+    """Each flag's shown default is the value a run without that flag gets."""
+    config = parse([], script)
+    described = ("--help", "--steps-per-execution")  # its help text gives the derived default
+    for flag, shown in helps[script].items():
+        if flag in described or shown is None:
+            continue
+        value = getattr(config, cli_dest(flag))
+        assert shown == str(value), f"{script} {flag}: --help shows {shown!r}, the parser uses {value!r}"
+    unshown = {f for f, shown in helps[script].items() if shown is None and f not in described}
+    defaults_that_matter = {f for f in unshown if getattr(config, cli_dest(f)) not in (None, False, [])}
+    assert defaults_that_matter == set(), f"{script}: defaults not shown: {defaults_that_matter}"
+
+
+def cli_dest(flag):
+    return flag[2:].replace("-", "_")
+
+
+def test_help_groups_the_flags_and_writes_nothing(tmp_path):
+    result = run_script("train_imdb_bilstm.py", "--help", cwd=tmp_path)
     assert result.returncode == 0, explain(result)
-    headers = re.findall(r"^([a-z ]+):$", result.stdout, re.MULTILINE)
+    headers = re.findall(r"^([a-z ']+(?:\([^)]*\))?):$", result.stdout, re.MULTILINE)
     assert [h for h in headers if h in GROUPS] == list(GROUPS)
     assert list(tmp_path.iterdir()) == []  # --help writes nothing
 
 
-def test_per_script_defaults_come_from_build_model(helps):
+def test_help_and_argument_errors_answer_without_loading_a_backend(tmp_path):
+    """With TensorFlow, JAX and torch made unimportable, --help and a bad value still answer."""
+    env = without_backends(tmp_path)
+    result = run_script("train_gru.py", "--help", env=env, cwd=tmp_path)
+    assert result.returncode == 0 and "--num-layers" in result.stdout, explain(result)
+    result = run_script("train_gru.py", "--batch-size", "0", env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "--batch-size" in result.stderr, explain(result)
+    result = run_script("train_gru.py", "--smoke", env=env, cwd=tmp_path)  # training needs one
+    assert result.returncode != 0 and "backend unavailable in this test" in result.stderr
+
+
+def test_per_script_defaults_come_from_build_model_and_run(helps):
     assert helps["train_simplernn.py"]["--units"] == "512"
     assert helps["train_lstm.py"]["--units"] == "256"
     assert helps["train_imdb_bilstm.py"]["--units"] == "64"
+    assert helps["train_imdb_bilstm.py"]["--embedding-size"] == "64"
     assert helps["train_imdb_bilstm.py"]["--epochs"] == "3"
     assert helps["train_imdb_bilstm.py"]["--vocab-size"] == "20000"
-    assert "--layers" not in helps["train_imdb_bilstm.py"]
-    assert helps["train_gru.py"]["--layers"] == "2"
+    assert "--num-layers" not in helps["train_imdb_bilstm.py"] and "--window" not in helps["train_imdb_bilstm.py"]
+    assert helps["train_gru.py"]["--num-layers"] == "2" and "--max-length" not in helps["train_gru.py"]
 
 
-@pytest.mark.parametrize("flag", SIZE_FLAGS + ("--layers",))
+# --------------------------------------------------------------------------------------
+# Invalid values
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flag", SIZE_FLAGS)
 @pytest.mark.parametrize("value", ["0", "-3", "2.5", "many"])
 def test_sizes_must_be_positive_integers(flag, value, capsys):
     message = rejected([flag, value], capsys)
@@ -98,8 +210,8 @@ def test_sizes_must_be_positive_integers(flag, value, capsys):
 
 
 @pytest.mark.parametrize("flag", ("--vocab-size", "--max-length"))
-def test_imdb_sizes_must_be_positive_integers(flag, capsys):
-    assert flag in rejected([flag, "0"], capsys, IMDB_DEFAULTS)
+def test_text_sizes_must_be_positive_integers(flag, capsys):
+    assert flag in rejected([flag, "0"], capsys, "train_imdb_bilstm.py")
 
 
 @pytest.mark.parametrize("flag", ("--learning-rate", "--clipnorm"))
@@ -121,12 +233,20 @@ def test_rates_must_be_positive_numbers(flag, value, capsys):
         (["--lr-schedule", "linear"], "invalid choice"),
         (["--early-stopping", "-2"], "positive integer"),
         (["--early-stopping", "0"], "positive integer"),
+        (["--learning-rate", "1e308"], "up to 1e6"),
         (["--limit", "5"], "at least 6"),
         (["--no-such-flag"], "unrecognized"),
         (["--back", "jax"], "unrecognized"),  # no abbreviations
+        (["--layers", "1"], "unrecognized"),  # the flag is build_model's name: --num-layers
         (["--resume", "x", "--overwrite"], "give one"),
         (["--resume", "x", "--output-dir", "y"], "leave out --output-dir"),
         (["--data", "x.npz", "--synthetic"], "leave out"),
+        (["--test-data", "x.npz"], "goes with --data"),
+        (["--target", "T"], "give --data"),
+        (["--delimiter", "ab"], "one character"),
+        (["--export", "pickle"], "invalid choice"),
+        (["--fused-kernels", "on"], "invalid choice"),
+        (["--class-weight", "inverse"], "invalid choice"),
         (["--coordinator", "h:1"], "multi-worker"),
         (["--distribute", "multi-worker", "--coordinator", "nohost"], "HOST:PORT"),
         (["--distribute", "multi-worker", "--num-processes", "2", "--process-id", "2"], "0..1"),
@@ -137,8 +257,8 @@ def test_invalid_values_are_rejected_in_one_line(argv, words, capsys):
     assert words in rejected(argv, capsys)
 
 
-def test_imdb_script_has_no_mnist_datasets(capsys):
-    assert "invalid choice" in rejected(["--dataset", "mnist"], capsys, IMDB_DEFAULTS)
+def test_the_text_script_offers_no_image_datasets(capsys):
+    assert "invalid choice" in rejected(["--dataset", "mnist"], capsys, "train_imdb_bilstm.py")
 
 
 @settings(max_examples=60, deadline=None)
@@ -152,13 +272,13 @@ def test_property_any_non_positive_size_is_rejected(flag, value):
 @settings(max_examples=60, deadline=None)
 @given(flag=st.sampled_from(SIZE_FLAGS), value=st.integers(min_value=6, max_value=10**6))
 def test_property_any_positive_size_is_accepted(flag, value):
-    assert getattr(parse([flag, str(value)]), flag[2:].replace("-", "_")) == value
+    assert getattr(parse([flag, str(value)]), cli_dest(flag)) == value
 
 
 @settings(max_examples=80, deadline=None)
 @given(value=st.floats(allow_nan=True, allow_infinity=True))
-def test_property_learning_rate_accepted_exactly_when_positive_and_finite(value):
-    if value > 0 and value != float("inf"):
+def test_property_learning_rate_accepted_exactly_when_positive_finite_and_at_most_1e6(value):
+    if 0 < value <= 1e6:
         assert parse(["--learning-rate", repr(value)]).learning_rate == value
     else:
         with pytest.raises(SystemExit):
@@ -176,9 +296,24 @@ def test_property_validation_split_accepted_exactly_in_zero_to_one(value):
 
 
 def test_smoke_means_one_epoch_on_a_small_subset():
-    args = parse(["--smoke"])
-    assert args.epochs == 1 and args.limit == cli.SMOKE_LIMIT
+    config = parse(["--smoke"])
+    assert config.epochs == 1 and config.limit == cli.SMOKE_LIMIT
     assert parse(["--smoke", "--limit", "300"]).limit == 300
+
+
+def test_the_configuration_is_built_once_and_cannot_change():
+    config = parse(["--epochs", "4"])
+    with pytest.raises(AttributeError, match="does not change"):
+        config.epochs = 5
+    assert config.replace(epochs=5).epochs == 5 and config.epochs == 4
+    with pytest.raises(AttributeError):
+        config.replace(colour="red")
+
+
+def test_every_run_has_every_argument_whatever_data_its_script_reads():
+    sequences, text = parse([]), parse([], "train_imdb_bilstm.py")
+    assert set(dict(sequences.items())) - {"units", "num_layers"} == set(dict(text.items())) - {"units", "embedding_size"}
+    assert text.window == 24 and sequences.max_length == 200  # the other kind's defaults
 
 
 def test_invalid_value_in_a_real_run_exits_2_in_one_line_and_writes_nothing(tmp_path):
@@ -204,47 +339,22 @@ def test_steps_per_execution_is_16_but_1_where_keras_allows_no_more():
 
 
 def test_given_names_are_the_flags_on_the_command_line():
-    parser = cli.build_parser("t", None, MNIST_DEFAULTS)
-    given = cli.given_names(parser, ["--epochs", "10", "--seed=3", "--smoke"])
-    assert given == {"epochs", "seed", "smoke"}  # --epochs 10 equals the default: still given
+    parser = cli.build_parser("t", None, contract_of())
+    given = cli.given_names(parser, ["--epochs", "10", "--seed=3", "--smoke", "--export", "onnx"])
+    assert given == {"epochs", "seed", "smoke", "export"}  # --epochs 10 equals the default: still given
 
 
 def test_settle_takes_saved_values_allows_safe_changes_and_refuses_others():
-    saved = vars(parse(["--seed", "7", "--learning-rate", "0.01"])).copy()
+    saved = parse(["--seed", "7", "--learning-rate", "0.01"]).to_json()
     again = parse(["--learning-rate", "0.005", "--epochs", "12"])
     merged, changes = cli.settle(again, {"learning_rate", "epochs"}, saved)
     assert merged.seed == 7 and merged.learning_rate == 0.005 and merged.epochs == 12
     assert changes == {"learning_rate": [0.01, 0.005], "epochs": [10, 12]}
     with pytest.raises(cli.UsageError, match="--seed was 7, now 1"):
         cli.settle(parse([]), {"seed"}, saved)
-    with pytest.raises(cli.UsageError, match="--layers was 2, now 3"):
-        cli.settle(parse(["--layers", "3"]), {"num_layers"}, saved)
+    with pytest.raises(cli.UsageError, match="--num-layers was 2, now 3"):
+        cli.settle(parse(["--num-layers", "3"]), {"num_layers"}, saved)
     with pytest.raises(cli.UsageError, match="unknown argument 'colour'"):
         cli.settle(parse([]), set(), {**saved, "colour": "red"})
-
-
-def test_the_faster_backend_note_follows_the_measured_table_and_only_on_a_cpu():
-    from rnn_scripts.devices import CPU_SAMPLES_PER_SECOND, faster_backend_note
-
-    cpu = "CPU (x86_64, 2 cores)"
-    imdb_model = ("imdb_bilstm", 1_354_369)
-    imdb = CPU_SAMPLES_PER_SECOND[imdb_model]
-    expected_ratio = imdb["tensorflow"] / imdb["torch"]
-    assert expected_ratio > 2
-    assert faster_backend_note(*imdb_model, "torch", cpu) == (
-        f"note: on a 2-core CPU the tensorflow backend trained this model {expected_ratio:.1f}x "
-        "faster (docs/performance.md): --backend tensorflow"
-    )
-    assert faster_backend_note(*imdb_model, "tensorflow", cpu) is None  # already the fastest
-    assert faster_backend_note(*imdb_model, "torch", "1 GPU: NVIDIA H100") is None
-    assert faster_backend_note("imdb_bilstm", 7_683, "torch", cpu) is None  # a copy on other data
-
-
-def test_the_faster_backend_note_says_how_to_install_a_missing_backend(monkeypatch):
-    import importlib.util
-
-    from rnn_scripts.devices import faster_backend_note
-
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    note = faster_backend_note("lstm", 819_722, "tensorflow", "CPU (x86_64, 2 cores)")
-    assert note.endswith("--backend torch (pip install -r requirements-torch.txt)")
+    with pytest.raises(cli.UsageError, match="lacks the argument 'units'"):
+        cli.settle(parse([]), set(), {k: v for k, v in saved.items() if k != "units"})

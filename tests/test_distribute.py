@@ -30,7 +30,6 @@ SMALL = (
 )
 TWO_DEVICES = {"RNN_SCRIPTS_CPU_DEVICES": "2"}
 EXPECTED_FILES = {
-    ".lock",
     "args.json",
     "preprocessing.json",
     "model.keras",

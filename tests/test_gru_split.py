@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rnn_scripts import gru_split
+from rnn_scripts.speedups import gru_split
+from rnn_scripts.pipeline import Hooks
 from rnn_scripts.training import compile_model
 
 B, T, F, U = 4, 6, 5, 8  # batch, time steps, features, units
@@ -102,7 +103,7 @@ def test_training_with_the_split_cell_ends_with_keras_weights():
     for active in (False, True):
         with split_cell(active):
             model = gru_model()
-            compile_model(model, options, steps_per_epoch=6)
+            compile_model(model, options, "logits", Hooks(), steps_per_epoch=6)
             model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
             weights[active] = model.get_weights()
     for ours, theirs in zip(weights[True], weights[False]):

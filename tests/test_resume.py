@@ -94,20 +94,20 @@ def test_best_keras_is_the_epoch_with_the_best_validation_accuracy(uninterrupted
     best = max(rows, key=lambda r: r["val_accuracy"])
     assert read_metrics(uninterrupted)["best_epoch"] == best["epoch"]
     data, _ = prepared(dataset="mnist-sample", limit=600, seed=7)
-    logits = load_model(uninterrupted / "best.keras").predict(data.x_val, verbose=0)
-    assert np.mean(logits.argmax(axis=1) == data.y_val) == pytest.approx(best["val_accuracy"], abs=1e-6)
+    logits = load_model(uninterrupted / "best.keras").predict(data.validation.x, verbose=0)
+    assert np.mean(logits.argmax(axis=1) == data.validation.y) == pytest.approx(best["val_accuracy"], abs=1e-6)
 
 
 def test_another_seed_changes_weights_split_and_batch_order(tmp_path, uninterrupted):
-    from rnn_scripts.training import epoch_order
+    from rnn_scripts.feed import epoch_order
     from test_data import prepared
 
     result = run_script("train_lstm.py", *TINY[:-1], "8", "--epochs", "1", "--output-dir", tmp_path / "r")
     assert result.returncode == 0, explain(result)
     first = read_history(uninterrupted)[0]
     assert first["loss"] != read_history(tmp_path / "r")[0]["loss"]
-    assert not np.array_equal(prepared(dataset="mnist-sample", limit=600, seed=7)[0].y_val,
-                              prepared(dataset="mnist-sample", limit=600, seed=8)[0].y_val)  # fmt: skip
+    assert not np.array_equal(prepared(dataset="mnist-sample", limit=600, seed=7)[0].validation.y,
+                              prepared(dataset="mnist-sample", limit=600, seed=8)[0].validation.y)  # fmt: skip
     assert not np.array_equal(epoch_order(100, 7, 0), epoch_order(100, 8, 0))
     assert not np.array_equal(epoch_order(100, 7, 0), epoch_order(100, 7, 1))
 
@@ -159,11 +159,12 @@ def test_a_signal_while_keras_loads_is_one_line_and_writes_nothing(tmp_path, sen
 def test_a_signal_while_the_data_load_stops_with_nothing_to_resume(tmp_path):
     out = tmp_path / "run"
     process = start_script("train_lstm.py", "--synthetic", "--units", "4", "--output-dir", out)
-    wait_for(out / "args.json", process)  # the folder is claimed; the data are loading
+    wait_for(out / ".lock", process)  # the folder is claimed; the data are loading
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert stderr.strip() == "interrupted (Ctrl-C); no epoch had finished, nothing to resume", stderr
+    assert not out.exists()  # the start that trained nothing left nothing
 
 
 def test_a_signal_after_the_last_epoch_ends_finished_or_resumable_never_lost(tmp_path):
@@ -200,7 +201,9 @@ def test_a_signal_after_the_final_line_leaves_a_finished_run(tmp_path):
 # --------------------------------------------------------------------------------------
 # A non-finite loss, and continuing with the advice it gives
 # --------------------------------------------------------------------------------------
-def test_a_diverging_loss_stops_at_once_and_names_the_batch(tmp_path):
+def test_a_diverging_run_stops_before_keeping_a_non_finite_epoch(tmp_path):
+    """One batch an epoch: the first step's loss is finite, but it leaves NaN weights, which
+    the validation loss shows; that epoch is not kept (a resume from it would fail again)."""
     out = tmp_path / "run"
     result = run_script(
         "train_simplernn.py", "--dataset", "mnist-sample", "--limit", "60", "--units", "32",
@@ -209,10 +212,28 @@ def test_a_diverging_loss_stops_at_once_and_names_the_batch(tmp_path):
     assert result.returncode == 1
     message = result.stderr.strip()
     assert "\n" not in message and "Traceback" not in message
-    # one batch per epoch: the first step's loss is finite, the second's is not
-    assert message.startswith("loss became nan at epoch 2, batch 1; 1 finished epoch(s) kept"), message
-    assert message.endswith(f"--resume {out} --learning-rate 5000 --clipnorm 1.0 (a lower learning rate, clipped gradients)")
-    assert not (out / "metrics.json").exists()
+    assert message == (
+        "the validation loss became nan at epoch 1; no epoch had finished, nothing to resume; "
+        "try --learning-rate 5000 --clipnorm 1.0 (a lower learning rate, clipped gradients)"
+    )
+    assert not out.exists()
+
+
+def test_an_infinite_loss_stops_at_once_and_names_the_batch(tmp_path):
+    from helpers import copy_script
+
+    def infinite_loss(script):
+        hook = (
+            "def infinite_loss():\n    import keras\n\n"
+            '    return lambda y_true, y_pred: keras.ops.mean(y_pred) * 0.0 + float("inf")\n\n\n'
+        )
+        script = script.replace('if __name__ == "__main__":', hook + 'if __name__ == "__main__":')
+        return script.replace("common.run(build_model, ", "common.run(build_model, loss=infinite_loss, ")
+
+    script = copy_script("train_gru.py", tmp_path, infinite_loss, "train_inf.py")
+    result = run_script(script, "--synthetic", "--limit", "300", "--units", "4", "--steps-per-execution", "1", "--output-dir", tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 1, explain(result)
+    assert result.stderr.startswith("loss became inf at epoch 1, batch 1; no epoch had finished"), explain(result)
 
 
 def test_after_a_nan_the_suggested_command_continues_from_the_last_good_epoch(tmp_path):
@@ -220,6 +241,7 @@ def test_after_a_nan_the_suggested_command_continues_from_the_last_good_epoch(tm
     kill_after_epoch("train_simplernn.py", [*TINY, "--learning-rate", "0.001"], out)
     result = run_script("train_simplernn.py", "--resume", out, "--learning-rate", "1e4")
     assert result.returncode == 1 and "loss became nan at epoch 2" in result.stderr, explain(result)
+    assert "1 finished epoch(s) kept" in result.stderr
     advice = result.stderr.split("resume with: python train_simplernn.py ", 1)[1].split(" (")[0]
     assert advice == f"--resume {out} --learning-rate 5000 --clipnorm 1.0"
     result = run_script("train_simplernn.py", "--resume", out, "--learning-rate", "0.0005", "--clipnorm", "1.0")

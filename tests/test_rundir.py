@@ -4,6 +4,7 @@ anywhere is one line that keeps the last good state, and the checks made before 
 import errno
 import importlib
 import json
+import os
 import resource
 import signal
 import sys
@@ -13,28 +14,25 @@ import pytest
 
 import common
 from files import write_mnist_npz
-from helpers import explain, importable, read_history, read_metrics, run_script, start_script
+from helpers import copy_script, explain, importable, read_history, read_metrics, run_script, start_script
 from rnn_scripts.rundir import RunDir
 from test_resume import SECONDS, wait_for
-from test_scripts import copy_project
 
 TINY = ["--dataset", "mnist-sample", "--limit", "120", "--units", "8", "--epochs", "2"]
 
 
 def run_in_process(script, argv, capsys):
-    """common.run as the script calls it, in this process: (exit code, stdout, stderr)."""
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    old_argv, sys.argv = sys.argv, [f"{script}.py", *map(str, argv)]
+    """common.run as a notebook calls it, in this process: (exit code, stdout, stderr).
+    run() must give back the signal handlers, streams and environment it found."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    streams, environment = (sys.stdout, sys.stderr), dict(os.environ)
     code = 0
     try:
-        common.run(importlib.import_module(script).build_model, epochs=10)
+        common.run(importlib.import_module(script).build_model, reads="sequences", epochs=10, argv=argv)
     except SystemExit as exit_info:
         code = exit_info.code
-    finally:
-        sys.argv = old_argv
-        common.Interrupts.mode, common.Interrupts.pending = "exit", None
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+    assert (sys.stdout, sys.stderr) == streams and dict(os.environ) == environment
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -231,11 +229,9 @@ def test_bad_data_file_fails_in_one_line_and_writes_only_in_the_output_dir(tmp_p
 
 
 def test_a_model_too_large_for_memory_is_one_line(tmp_path):
-    folder = tmp_path / "project"
-    copy_project(tmp_path)
-    script = (folder / "train_lstm.py").read_text()
-    (folder / "train_huge.py").write_text(script.replace("layers.Dense(classes,", "layers.Dense(2**36), layers.Dense(classes,"))
-    result = run_script(folder / "train_huge.py", *SECONDS, cwd=folder)
+    huge = lambda s: s.replace("model.add(layers.Dense(outputs,", "model.add(layers.Dense(2**36))\n    model.add(layers.Dense(outputs,")  # noqa: E731
+    script = copy_script("train_lstm.py", tmp_path, huge, "train_huge.py")
+    result = run_script(script, *SECONDS, cwd=tmp_path)
     assert result.returncode == 1, explain(result)
     assert result.stderr.startswith("error: out of memory at --batch-size 64 (")
     assert result.stderr.count("\n") == 1 and "try a smaller --batch-size" in result.stderr

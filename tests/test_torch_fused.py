@@ -250,7 +250,7 @@ def _torch_checks():
     import torch
     from keras.src import backend
 
-    from rnn_scripts import torch_fused
+    from rnn_scripts.speedups import torch_fused
 
     assert keras.backend.backend() == "torch"
     from keras.src.layers.rnn.simple_rnn import SimpleRNN
@@ -670,7 +670,7 @@ def test_lstm_kernels_in_torch_layout_train_and_save_as_keras(torch_results, cas
 def _other_backend_check():
     from keras.src import backend
 
-    from rnn_scripts import torch_fused
+    from rnn_scripts.speedups import torch_fused
 
     own = backend.lstm, backend.gru
     return {

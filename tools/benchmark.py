@@ -3,10 +3,10 @@ real shapes: the scripts' pipeline against the tutorial recipe and native PyTorc
 
 Variants, each in a process of its own (TensorFlow's threads are fixed when it starts, and
 two libraries in one process slow each other down):
-  ours      the scripts' pipeline: rnn_scripts.devices.setup_devices (one thread per op on
-            small CPUs and the split GRU cell on TensorFlow, torch's fused CPU kernels),
-            training.build and compile_model (16 steps per call where allowed),
-            training_feed, the evaluation batch of 1,024
+  ours      the scripts' pipeline: speedups.install (the split GRU cell on TensorFlow,
+            torch's fused CPU kernels), devices.setup_devices (one thread per op on small
+            CPUs), training.build and compile_model (16 steps per call where allowed),
+            feed.training_feed, the evaluation batch of 1,024
   baseline  the tutorial way: model.fit(x, y, batch_size=64) on arrays, shuffled by Keras,
             one step per call, the backend's own threads; evaluate with Keras' batch of 32
   pytorch   the same network in native PyTorch (torch.nn, torch.optim.Adam)
@@ -228,8 +228,7 @@ def package_versions():
 
 
 # --------------------------------------------------------------------------------------
-# Worker: one backend, one model, one variant. The script's import of common.py reads
-# --backend from this process's command line before Keras loads.
+# Worker: one backend, one model, one variant, on the KERAS_BACKEND its parent sets.
 # --------------------------------------------------------------------------------------
 class Worker:
     @classmethod
@@ -266,32 +265,45 @@ def lever_environment(variant):
 
 class KerasModel:
     def __init__(self, name, variant, args):
-        script = importlib.import_module(MODELS[name])  # imports common: backend first
-        import common
-        import keras
-        from rnn_scripts import cli, devices, training
+        script = importlib.import_module(MODELS[name])  # defines build_model, loads nothing
+        import keras  # with the worker's KERAS_BACKEND
 
-        self.keras, self.training, self.args = keras, training, args
+        from rnn_scripts import cli, devices, feed, speedups, training
+        from rnn_scripts.contract import read_contract
+        from rnn_scripts.pipeline import Hooks
+
+        self.keras, self.training, self.feed, self.args = keras, training, feed, args
         self.baseline, self.levers = variant == "baseline", levers(variant)
-        defaults = common.script_defaults(script.build_model, 1)
-        self.tokens = "vocab_size" in defaults
+        self.tokens = name == "imdb_bilstm"
+        contract = read_contract(script.build_model, "text" if self.tokens else "sequences", cli.reserved_names())
         argv = ["--batch-size", str(args.batch_size)] + self.lever_flags()
-        run_args, _ = cli.parse_arguments("benchmark", None, defaults, argv)
+        config = cli.parse_arguments("benchmark", None, contract, cli.ScriptDefaults(epochs=1), argv)[0]
         if self.levers.get("malloc") == "default":
             devices.keep_freed_memory = lambda: False
         if self.baseline:
             keras.utils.set_random_seed(1)
         else:
-            devices.setup_devices(run_args)
+            speedups.install(config)
+            devices.setup_devices(config)
+        self.apply_speedup_levers()
+        self.pool, self.eval_data = synthetic_data(self.tokens, args, self.levers)
+        build = unmasked(script.build_model) if self.levers.get("mask") == "off" else script.build_model
+        shape = {"features": 28, "steps": 28, "outputs": 2 if self.tokens else 10, "vocab_size": 20000}
+        shape["classes"] = shape["outputs"]
+        self.model, output = training.build(build, contract.model_options(config, shape), classes(shape["outputs"]))
+        training.compile_model(self.model, config, output, Hooks(), 1, steps_per_execution=1 if self.baseline else None)
+        self.per_call = 1 if self.baseline else config.steps_per_execution
+        self.eval_batch = 32 if self.baseline else int(self.levers.get("eval_batch", feed.EVAL_BATCH_SIZE))
+        self.flops = flops_per_sample(name, config.units, self.eval_data[0].shape[1])
+
+    def apply_speedup_levers(self):
         if self.levers.get("gru") == "keras":
-            from rnn_scripts import gru_split
+            from rnn_scripts.speedups import gru_split
 
             gru_split.uninstall()
-        torch_levers = {
-            "fused": "off", "adam": "keras", "layout": "keras", "bidirectional": "off"
-        }  # fmt: skip
+        torch_levers = {"fused": "off", "adam": "keras", "layout": "keras", "bidirectional": "off"}
         if torch_levers.items() & self.levers.items():
-            from rnn_scripts import torch_fused
+            from rnn_scripts.speedups import torch_fused
 
             torch_fused.uninstall()
             if self.levers.get("fused") != "off":
@@ -300,15 +312,6 @@ class KerasModel:
                     torch_layout=self.levers.get("layout") != "keras",
                     bidirectional=self.levers.get("bidirectional") != "off",
                 )
-        self.pool, self.eval_data = synthetic_data(self.tokens, args, self.levers)
-        build = unmasked(script.build_model) if self.levers.get("mask") == "off" else script.build_model
-        options = {**common.model_arguments(run_args), "features": 28, "classes": 2 if self.tokens else 10}
-        options["vocab_size"] = defaults.get("vocab_size")
-        self.model = training.build(build, options)
-        training.compile_model(self.model, run_args, 1, steps_per_execution=1 if self.baseline else None)
-        self.per_call = 1 if self.baseline else run_args.steps_per_execution
-        self.eval_batch = 32 if self.baseline else int(self.levers.get("eval_batch", devices.EVAL_BATCH_SIZE))
-        self.flops = flops_per_sample(name, run_args.units, self.eval_data[0].shape[1])
 
     def backend(self):
         return self.keras.backend.backend()
@@ -330,10 +333,12 @@ class KerasModel:
         if self.baseline:
             self.model.fit(x, y, batch_size=size, epochs=1, verbose=0, callbacks=[timer.callback])
         else:
-            feed = self.training.training_feed(x, y, size, 1, range(1))
+            from rnn_scripts.data import Split
+
+            batches = self.feed.training_feed(Split(x, y), None, size, 1, range(1))
             if self.levers.get("feed") == "pydataset":
-                feed = self.training.EpochBatches(x, y, size, self.training.EpochOrder(len(x), 1, range(1)))
-            self.model.fit(feed, epochs=1, verbose=0, shuffle=False, callbacks=[timer.callback])
+                batches = self.feed.EpochBatches(x, y, size, self.feed.EpochOrder(len(x), 1, range(1)))
+            self.model.fit(batches, epochs=1, verbose=0, shuffle=False, callbacks=[timer.callback])
         return timer.samples_per_second(size)
 
     def evaluate(self):
@@ -360,6 +365,14 @@ class StepTimer:
         return (last - first) * batch_size / (end - start)
 
 
+def classes(count):
+    """The preprocessing of a run with `count` classes (what training.build checks)."""
+    from rnn_scripts.preprocess import Preprocessing
+
+    names = [str(c) for c in range(count)]
+    return Preprocessing({"kind": "sequences", "task": "classification", "class_names": names, "features": 28, "steps": 28})
+
+
 def window(pool, count):
     x, y = pool
     start = int(time.perf_counter_ns() % (len(x) - count + 1))
@@ -371,7 +384,7 @@ def synthetic_data(tokens, args, lever):
     run prepares them."""
     import numpy as np
 
-    from rnn_scripts.data import synthetic_images, synthetic_reviews
+    from rnn_scripts.data.official import synthetic_images, synthetic_reviews
     from rnn_scripts.preprocess import PIXEL_SCALE, pad
 
     rng = np.random.default_rng(1)
@@ -420,19 +433,16 @@ def flops_per_sample(name, units, steps):
         "imdb_bilstm": (4, 2, [64]),
     }[name]
     recurrent = sum(steps * directions * 2 * gates * (i + units) * units for i in inputs)
-    dense = 2 * directions * units * 64 + 2 * 64 if name == "imdb_bilstm" else 2 * directions * units * 10
+    dense = 2 * directions * units * 64 + 2 * 64 * 2 if name == "imdb_bilstm" else 2 * directions * units * 10
     return recurrent + dense
 
 
 def script_defaults(name):
-    """build_model's defaults, read from the script's source: importing the script would
-    load Keras (and TensorFlow) into the native-PyTorch process."""
-    import ast
+    """build_model's keyword defaults (importing a script loads no Keras)."""
+    import inspect
 
-    tree = ast.parse((ROOT / f"{MODELS[name]}.py").read_text())
-    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "build_model")
-    names = [a.arg for a in function.args.args][-len(function.args.defaults) :]
-    return {n: ast.literal_eval(d) for n, d in zip(names, function.args.defaults)}
+    parameters = inspect.signature(importlib.import_module(MODELS[name]).build_model).parameters
+    return {n: p.default for n, p in parameters.items() if p.default is not p.empty}
 
 
 def matmul_peak(size=1024, repeats=5):
@@ -475,13 +485,13 @@ def torch_network(name, units, vocab_size):
             super().__init__()
             self.embedding = nn.Embedding(vocab_size, 64, padding_idx=0)
             self.rnn = nn.LSTM(64, units, batch_first=True, bidirectional=True)
-            self.hidden, self.out = nn.Linear(2 * units, 64), nn.Linear(64, 1)
+            self.hidden, self.out = nn.Linear(2 * units, 64), nn.Linear(64, 2)
 
         def forward(self, x):
             lengths = (x != 0).sum(1).clamp(min=1)
             packed = nn.utils.rnn.pack_padded_sequence(self.embedding(x), lengths, batch_first=True, enforce_sorted=False)
             _, (h, _) = self.rnn(packed)
-            return self.out(torch.relu(self.hidden(torch.cat([h[-2], h[-1]], 1)))).squeeze(1)
+            return self.out(torch.relu(self.hidden(torch.cat([h[-2], h[-1]], 1))))
 
     if name == "imdb_bilstm":
         return Reviews()
@@ -498,11 +508,11 @@ class TorchNetwork:
         keep_freed_memory()  # the allocator setting ours has: compare the networks alone
         defaults = script_defaults(name)
         self.torch, self.args = torch, args
-        self.tokens = "vocab_size" in defaults
-        self.network = torch_network(name, defaults["units"], defaults.get("vocab_size"))
+        self.tokens = name == "imdb_bilstm"
+        self.network = torch_network(name, defaults["units"], 20000)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=1e-3)
-        self.loss = torch.nn.BCEWithLogitsLoss() if self.tokens else torch.nn.CrossEntropyLoss()
-        self.label_type = torch.float32 if self.tokens else torch.int64
+        self.loss = torch.nn.CrossEntropyLoss()
+        self.label_type = torch.int64
         self.pool, self.eval_data = synthetic_data(self.tokens, args, {})
         self.flops = flops_per_sample(name, defaults["units"], self.eval_data[0].shape[1])
 
