@@ -1,0 +1,151 @@
+"""Export a finished run for serving: the model takes raw inputs (the preprocessing is in it)
+and returns class probabilities, or values.
+
+    python export.py RUN                          # RUN/export/saved_model (TensorFlow)
+    python export.py RUN --format onnx            # RUN/export/model.onnx (onnxruntime)
+    python train_lstm.py --export onnx ...        # the same at the end of training
+
+What each format takes: pixels 0-255 or unscaled features as float32 (the scaling is a
+Rescaling layer inside); SavedModel text runs take strings (TextVectorization inside).
+ONNX has no string operations, so an ONNX text model takes word ids: vectorize with the
+vocabulary.json beside it (RUN/export/serving.json says so). The export is made with
+model.export on the TensorFlow backend, whatever backend trained the run (model.keras
+loads on every backend): a run on JAX or torch is exported by a TensorFlow subprocess.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import EXIT_FAILED, UserError, fail, first_line
+
+FORMATS = {"saved_model": ("tf_saved_model", "saved_model"), "onnx": ("onnx", "model.onnx")}
+EXPORT_DIR = "export"
+
+
+def check_exporter(formats):
+    """One line now, rather than after training, if a format's converter is missing."""
+    import importlib.util
+
+    if "onnx" in formats and importlib.util.find_spec("tf2onnx") is None:
+        raise UserError("--export onnx needs tf2onnx: pip install -r requirements-export.txt")
+
+
+def export_run(folder, formats, model="final", output=None):
+    """Write each format into output (default RUN/export); returns the paths written."""
+    import keras
+
+    folder = Path(folder)
+    output = Path(output) if output else folder / EXPORT_DIR
+    check_exporter(formats)
+    if keras.backend.backend() != "tensorflow":
+        return export_in_tensorflow(folder, formats, model, output)
+    from .serving import TrainedRun
+
+    run = TrainedRun(folder, model)
+    output.mkdir(parents=True, exist_ok=True)
+    written = [write_format(run, name, output) for name in formats]
+    (output / "serving.json").write_text(json.dumps(description(run, formats), indent=2))
+    return written
+
+
+def write_format(run, name, output):
+    keras_format, file_name = FORMATS[name]
+    path = output / file_name
+    if path.is_dir():
+        shutil.rmtree(path)
+    model = run.serving_model()
+    if run.preprocessing.kind == "texts" and name == "saved_model":
+        model = with_text_input(model, run.preprocessing)
+    if run.preprocessing.kind == "texts" and name == "onnx":
+        (output / "vocabulary.json").write_text(json.dumps(run.preprocessing.vocabulary))
+    try:
+        model(dummy_batch(model))  # Keras' ONNX export wants a model that has been called
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's np.object probe
+            model.export(str(path), format=keras_format, verbose=False)
+    except Exception as error:  # the converters raise many kinds
+        raise UserError(f"could not export {run.folder} as {name} ({first_line(error)})") from None
+    return path
+
+
+def dummy_batch(model):
+    import numpy as np
+
+    spec = model.inputs[0]
+    shape = [1 if size is None else size for size in spec.shape]
+    return np.array([""], dtype=object) if spec.dtype == "string" else np.zeros(shape, spec.dtype)
+
+
+def with_text_input(model, preprocessing):
+    """Strings in: TextVectorization (the run's vocabulary) before the word-id model."""
+    import keras
+
+    texts = keras.Input(shape=(), dtype="string", name="text")
+    return keras.Model(texts, model(preprocessing.vectorizer()(texts)), name=model.name)
+
+
+def description(run, formats):
+    preprocessing = run.preprocessing
+    spec = preprocessing.spec
+    inputs = {
+        "images": f"pixels 0-255, float32, shape (N, {spec.get('shape', ['', ''])[0]}, {spec.get('shape', ['', ''])[-1]})",
+        "sequences": f"unscaled values, float32, shape (N, steps, {spec.get('features')})",
+        "tokens": f"word ids, int32, shape (N, steps), 0 = padding, below {spec.get('vocab_size')}",
+        "texts": "SavedModel: strings, shape (N,); ONNX: word ids from vocabulary.json "
+        f"(TextVectorization: lower case, no punctuation, first {spec.get('max_length')} words, 0-padded)",
+    }[preprocessing.kind]
+    outputs = (
+        f"values of {', '.join(preprocessing.class_names)}"
+        if preprocessing.is_regression
+        else f"probabilities of the classes {', '.join(preprocessing.class_names)}"
+    )
+    return {"formats": sorted(formats), "input": inputs, "output": outputs, "classes": preprocessing.class_names}
+
+
+def export_in_tensorflow(folder, formats, model, output):
+    command = [sys.executable, "-m", "rnn_scripts.export", str(folder), "--model", model, "--output", str(output)]
+    for name in formats:
+        command += ["--format", name]
+    environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"the TensorFlow export of {folder} failed: {last}")
+    return [output / FORMATS[name][1] for name in formats]
+
+
+def parse_arguments(argv):
+    from .cli import OneLineParser
+
+    parser = OneLineParser(prog="export.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, metavar="RUN", help="a finished run's folder")
+    parser.add_argument("--format", action="append", choices=sorted(FORMATS), help="saved_model (default) or onnx; repeat for both")
+    parser.add_argument("--model", choices=("final", "best"), default="final", help="model.keras or best.keras")
+    parser.add_argument("--output", type=Path, help="where to write (default RUN/export)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    try:
+        if not args.run_dir.is_dir():
+            raise UserError(f"no run folder {args.run_dir}")
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        from .environment import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        for path in export_run(args.run_dir, sorted(set(args.format or ["saved_model"])), args.model, args.output):
+            print(f"wrote {path}")
+    except UserError as error:
+        fail(f"error: {error}", EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    main()

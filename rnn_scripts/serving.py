@@ -1,0 +1,131 @@
+"""A finished run in use: its model and preprocessing as one model that takes raw inputs
+and returns what a user wants (class probabilities, or values). predict.py, export.py and
+the README's Python snippet go through it, so all three give the same numbers:
+
+    from rnn_scripts.serving import TrainedRun
+
+    run = TrainedRun("runs/my-model")              # or TrainedRun(path, model="best")
+    found = run.predict(np.load("new.npy"))        # one example or a batch, raw values
+    print(found.labels, found.probabilities)       # a regression: found.values
+
+Raw inputs are what the data held: pixels 0-255, unscaled features, word ids, or texts.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from .errors import UserError, first_line
+from .preprocess import Preprocessing
+
+PREDICT_BATCH = 1024
+
+
+class Predictions:
+    """What a run predicts for a batch: class names and probabilities, or values."""
+
+    def __init__(self, outputs, preprocessing):
+        self.outputs = np.asarray(outputs, np.float64)
+        self.names = preprocessing.class_names
+        self.is_regression = preprocessing.is_regression
+
+    def __len__(self):
+        return len(self.outputs)
+
+    @property
+    def values(self):
+        """A regression's predicted values, one row per example."""
+        return self.outputs if self.is_regression else None
+
+    @property
+    def probabilities(self):
+        """Each class's probability, one row per example (columns: class_names)."""
+        return None if self.is_regression else self.outputs
+
+    @property
+    def class_ids(self):
+        return None if self.is_regression else self.outputs.argmax(axis=1)
+
+    @property
+    def labels(self):
+        """The predicted class names (a regression: the values)."""
+        if self.is_regression:
+            return self.outputs
+        return [self.names[i] for i in self.class_ids]
+
+
+class TrainedRun:
+    def __init__(self, folder, model="final"):
+        self.folder = Path(folder)
+        self.preprocessing = Preprocessing.load(self.folder)
+        self.model = load_model(self.folder / ("best.keras" if model == "best" else "model.keras"))
+        self._serving = None
+
+    @property
+    def output(self):
+        return self.preprocessing.spec.get("output", "logits")
+
+    def serving_model(self):
+        """Raw inputs -> probabilities (or values): the preprocessing as layers, the trained
+        model, then softmax or sigmoid where the model gives logits. Text runs take word
+        ids: TextVectorization runs before it (export.py adds it for SavedModel)."""
+        if self._serving is None:
+            self._serving = serving_model(self.model, self.preprocessing, self.output)
+        return self._serving
+
+    def prepare(self, examples):
+        """Raw examples (one, or a batch) -> the serving model's input batch."""
+        preprocessing = self.preprocessing
+        if preprocessing.kind == "texts":
+            texts = [examples] if isinstance(examples, str) else list(examples)
+            return preprocessing.vectorize(texts)
+        if preprocessing.kind == "tokens":
+            rows = [examples] if np.ndim(examples[0]) == 0 else list(examples)
+            ids = preprocessing.apply(rows)
+            check_ids(ids, preprocessing.spec["vocab_size"])
+            return ids
+        x = np.asarray(examples, np.float32)
+        return x[None] if x.ndim == len(self.model.inputs[0].shape) - 1 else x
+
+    def predict(self, examples):
+        return self.predict_prepared(self.prepare(examples))
+
+    def predict_prepared(self, batch):
+        return Predictions(self.serving_model().predict(batch, verbose=0, batch_size=PREDICT_BATCH), self.preprocessing)
+
+
+def check_ids(ids, vocab_size):
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise UserError(f"word ids must lie in 0..{vocab_size - 1} for this run, got {ids.min()}..{ids.max()}")
+
+
+def load_model(path):
+    if not path.is_file():
+        raise UserError(f"{path}: not found (has the run finished? --model best reads best.keras)")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, OSError, zip and h5 errors
+        raise UserError(f"{path}: cannot load this .keras file ({first_line(error)})") from None
+
+
+def serving_model(model, preprocessing, output):
+    spec = model.inputs[0]
+    raw = keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name="raw_input")
+    x = raw
+    for layer in preprocessing.input_layers():
+        x = layer(x)
+    y = model(x)
+    if not preprocessing.is_regression:
+        y = class_probabilities(y, output)
+    return keras.Model(raw, y, name=f"{model.name}_serving")
+
+
+def class_probabilities(y, output):
+    """(N, classes) probabilities from logits or probabilities; one unit -> two columns."""
+    layers = keras.layers
+    if output == "logits":
+        y = layers.Softmax(name="probabilities")(y) if y.shape[-1] > 1 else layers.Activation("sigmoid")(y)
+    if y.shape[-1] == 1:
+        y = layers.Concatenate(name="probabilities")([layers.Rescaling(-1.0, 1.0)(y), y])  # 1 - p, p
+    return y
