@@ -2,6 +2,7 @@
 (one device; mirrored over this machine's devices; several processes on JAX, cluster.py)."""
 
 import contextlib
+import importlib.util
 import os
 import platform
 
@@ -101,6 +102,45 @@ def backend_settings():
         "xla_gpu_deterministic_ops": "--xla_gpu_deterministic_ops=true" in flags,
         "jax_gpu_preallocation": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE") != "false",
     }
+
+
+SPEED_TABLE = "cpu-speeds.json"  # written by tools/benchmark.py --speed-table; docs check it
+CLEARLY_FASTER = 1.2
+
+
+def measured_speeds():
+    """The training samples/s each backend reached with each script's default model on the
+    CPU of docs/performance.md: {model name: {"parameters": N, "samples_per_second": {...}}}."""
+    import importlib.resources
+    import json
+
+    try:
+        return json.loads((importlib.resources.files("rnn_scripts") / SPEED_TABLE).read_text())["models"]
+    except (OSError, ValueError, KeyError, TypeError):  # no table: no note
+        return {}
+
+
+def faster_backend_note(model_name, parameters, backend, device):
+    """A line naming a backend that trained this very model (same name and parameter count)
+    clearly faster on the CPU of the table, or None. torch's figures are with its fused
+    kernels: torch is named only where they would be active here."""
+    from . import speedups
+
+    entry = measured_speeds().get(model_name)
+    if entry is None or entry["parameters"] != parameters or not device.startswith("CPU"):
+        return None
+    speeds = {b: s for b, s in entry["samples_per_second"].items() if b in ("tensorflow", "jax", "torch")}
+    if not speedups.would_be_active("torch"):
+        speeds.pop("torch", None)
+    fastest = max(speeds, key=speeds.get)
+    if backend not in speeds or speeds[fastest] / speeds[backend] < CLEARLY_FASTER:
+        return None
+    kernels = " with its fused kernels" if fastest == "torch" else ""
+    install = "" if importlib.util.find_spec(fastest) else f" (pip install -r requirements-{fastest}.txt)"
+    return (
+        f"note: on a 2-core CPU the {fastest} backend{kernels} trained this model "
+        f"{speeds[fastest] / speeds[backend]:.1f}x faster (docs/performance.md): --backend {fastest}{install}"
+    )
 
 
 def describe_devices(backend):

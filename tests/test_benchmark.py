@@ -11,8 +11,8 @@ from helpers import ROOT
 
 
 def test_quick_benchmark_alternates_processes_and_reports_medians_and_ranges(tmp_path):
-    out = tmp_path / "b.json"
-    command = [sys.executable, str(ROOT / "tools" / "benchmark.py"), "--quick", "--json", str(out)]
+    out, table = tmp_path / "b.json", tmp_path / "speeds.json"
+    command = [sys.executable, str(ROOT / "tools" / "benchmark.py"), "--quick", "--json", str(out), "--speed-table", str(table)]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -37,3 +37,7 @@ def test_quick_benchmark_alternates_processes_and_reports_medians_and_ranges(tmp
         assert figures["ratios"]["tensorflow ours / pytorch eval"]["median"] > 0
     assert report["hardware"]["cores"] >= 1 and report["versions"]["keras"]
     assert "tensorflow ours / tensorflow baseline train" in done.stdout
+    speeds = json.loads(table.read_text())  # the start-up note's table, in the same run
+    assert speeds["models"]["lstm"]["parameters"] == 819_722
+    assert speeds["models"]["lstm"]["samples_per_second"]["tensorflow"] == round(ours["train"])
+    assert speeds["measured_with"].startswith("python tools/benchmark.py --quick")

@@ -1,5 +1,6 @@
-"""rnn_scripts/gru_split.py: Keras' GRU cell with its recurrent product split, not sliced,
-gives Keras' own values, gradients and training to the bit, without the slices' gradients."""
+"""rnn_scripts/speedups/gru_split.py: Keras' GRU cell with its recurrent product split, not
+sliced, gives Keras' own values, gradients and training to the bit, without the slices'
+gradients; its self-check finds that too (the guard around it: test_speedups.py)."""
 
 import collections
 import contextlib
@@ -110,9 +111,24 @@ def test_training_with_the_split_cell_ends_with_keras_weights():
         np.testing.assert_array_equal(ours, theirs)
 
 
-def test_install_acts_only_on_the_keras_versions_it_was_tested_with(monkeypatch):
-    with split_cell(active=False):
-        monkeypatch.setattr(keras, "__version__", "3.16.0")
-        assert gru_split.install() is False and not gru_split.installed()
-        monkeypatch.undo()
-        assert gru_split.install() is True and gru_split.installed()
+def test_the_self_check_passes_on_keras_own_arithmetic_and_fails_on_another():
+    with split_cell(active=True):
+        assert gru_split.self_check() is None
+        own_split = gru_split._split_call
+        gru_split.uninstall()
+        gru_split._split_call = lambda original: (lambda self, x, states, training=False: (lambda h, s: (h * 1.01, s))(*own_split(original)(self, x, states, training)))
+        try:
+            gru_split.install()
+            assert gru_split.self_check().startswith("its outputs or gradients differ from Keras' by ")
+        finally:
+            gru_split.uninstall()
+            gru_split._split_call = own_split
+
+
+def test_at_inference_the_split_cell_applies_no_dropout_as_keras():
+    x = np.random.default_rng(4).standard_normal((B, T, F)).astype("float32")
+    found = {}
+    for active in (False, True):
+        with split_cell(active):
+            found[active] = gru_model(dropout=0.5)(x, training=False).numpy()
+    np.testing.assert_array_equal(found[True], found[False])

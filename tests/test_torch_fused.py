@@ -4,7 +4,7 @@ Keras' backend is fixed at its first import, and this pytest process has Keras o
 TensorFlow, so the torch checks run in one subprocess: this file run as a script with
 KERAS_BACKEND=torch, which prints its measurements as JSON for the tests to assert on.
 The fused kernels are observed through a counting spy on torch._VF.lstm / torch._VF.gru
-(and torch._fused_adam_ for the Adam update).
+(and torch._VF.rnn_relu / rnn_tanh for SimpleRNN).
 """
 
 import contextlib
@@ -182,55 +182,6 @@ KERAS_PATH_CASES = {
     ),
     "simplernn_while_torch_compiles": _sequence_model(lambda L: [L.SimpleRNN(U)]),
 }
-# Adam options: torch._fused_adam_ must give Keras' update (epsilon 1e-3 with gradients
-# of 1e-3 makes epsilon's place in the formula matter).
-ADAM_FUSED_CASES = {
-    "adam_default": ({"learning_rate": 1e-2}, "float32", 1.0),
-    "adam_schedule_clipnorm_weight_decay": (
-        {
-            "learning_rate": {"cosine": 1e-2},
-            "clipnorm": 1.0,
-            "weight_decay": 0.01,
-            "beta_1": 0.8,
-            "beta_2": 0.95,
-            "epsilon": 1e-3,
-        },
-        "float32",
-        1e-3,
-    ),
-    "adam_float64": ({"learning_rate": 1e-2, "epsilon": 1e-3}, "float64", 1e-3),
-}
-ADAM_KERAS_CASES = {
-    "adam_amsgrad": ({"learning_rate": 1e-2, "amsgrad": True}, "float32", 1.0),
-    "adam_float16_weights": ({"learning_rate": 1e-2}, "float16", 1.0),
-}
-# Models built with LSTM kernels in Keras' layout and in torch's; then, per case, the
-# number of LSTM kernels and how many torch._VF.lstm gets without a copy in torch's layout.
-TORCH_LAYOUT_CASES = {
-    "fused_bidirectional_stacked": _sequence_model(
-        lambda L: [
-            L.Bidirectional(L.LSTM(U, return_sequences=True)),
-            L.LSTM(U, go_backwards=True),
-            L.Dense(U),
-        ]
-    ),
-    "masked_keras_loop": _sequence_model(
-        lambda L: [L.Masking(0.0), L.LSTM(U, return_sequences=True), L.LSTM(U)],
-        padded=True,
-    ),
-}
-TORCH_LAYOUT_KERNELS = {
-    "fused_bidirectional_stacked": (6, 6),
-    "masked_keras_loop": (4, 0),
-}
-# The bidirectional flag of each torch._VF.lstm call these cases make with the adapter:
-# one call per Bidirectional LSTM, except where the forward layer runs backwards.
-BIDIRECTIONAL_CALLS = {
-    "bidirectional_lstm_stacked": [True, True],
-    "bidirectional_lstm_initial_state": [True],
-    "bidirectional_lstm_reversed_pair": [False, False],
-    "stacked_lstm_gru_dense": [False, False],
-}
 # Cases run with this torch function (module, name) answering True, as under
 # torch.compile (e.g. jit_compile=True) or torch.jit.trace.
 PRETENDING = {
@@ -305,31 +256,6 @@ def _torch_checks():
         assert torch_fused.install()
         return without, train(), fused_calls[0]
 
-    def adam_updates(options, dtype, scale):
-        """Six Adam steps on fixed gradients, with Keras' update and then the fused one."""
-        rng = np.random.default_rng(3)
-        shapes = [(5, 12), (12,), (3, 4, 2)]
-        start = [rng.standard_normal(s).astype(dtype) for s in shapes]
-        grads = [[scale * rng.standard_normal(s) for s in shapes] for _ in range(6)]
-
-        def train():
-            variables = [keras.Variable(value, dtype=dtype) for value in start]
-            settings = dict(options)
-            if isinstance(settings["learning_rate"], dict):
-                rate = settings["learning_rate"]["cosine"]
-                settings["learning_rate"] = keras.optimizers.schedules.CosineDecay(rate, 6)
-            optimizer = keras.optimizers.Adam(**settings)
-            for step in grads:
-                optimizer.apply([torch.tensor(g.astype(dtype)) for g in step], variables)
-            return [keras.ops.convert_to_numpy(v).astype("float64") for v in variables]
-
-        keras_way, fused, calls = without_and_with_adapter(train)
-        return {
-            "fused_calls": calls,
-            "difference": max_difference(fused, keras_way),
-            "moved": max_difference(keras_way, [s.astype("float64") for s in start]),
-        }
-
     def install_twice():
         first, wrapped = torch_fused.install(), backend.lstm
         second, still_wrapped = torch_fused.install(), backend.lstm is wrapped
@@ -343,19 +269,47 @@ def _torch_checks():
             "installed_after_uninstall": torch_fused.installed(),
         }
 
-    def untested_version():
-        real_version, keras.__version__ = keras.__version__, "3.16.0"
+    def installed_under(change):
+        """speedups.install under `change` (a faked version, a kernel that computes
+        otherwise): what it reports, and whether Keras' own code stayed in place."""
+        import types
+
+        from rnn_scripts import speedups
+
+        torch_fused.uninstall()
+        undo = change()
         try:
-            refused = torch_fused.install()
+            report = speedups.install(types.SimpleNamespace(fused_kernels="auto"))
             fused_calls[0] = 0
             model, data = FUSED_CASES["lstm_last"](keras, np.random.default_rng(1))
             outputs_and_gradients(model, data)
         finally:
-            keras.__version__ = real_version
+            undo()
+            torch_fused.uninstall()
+        return {"report": report, "keras_untouched": keras_untouched(), "fused_calls": fused_calls[0]}
+
+    def faked(owner, name, value):
+        def change():
+            real = getattr(owner, name)
+            setattr(owner, name, value)
+            return lambda: setattr(owner, name, real)
+
+        return change
+
+    real_fused_lstm = torch_fused._fused_lstm
+
+    def doubled(call):
+        last, sequences, states = real_fused_lstm(call)
+        return last * 2, sequences * 2, states
+
+    def untested_version():
+        from rnn_scripts import speedups
+
+        torch_version = lambda package: "2.14.0" if package == "torch" else keras.__version__  # noqa: E731
         return {
-            "install_returns": refused,
-            "keras_untouched": keras_untouched(),
-            "fused_calls": fused_calls[0],
+            "keras": installed_under(faked(keras, "__version__", "3.16.0")),
+            "torch": installed_under(faked(speedups, "installed_version", torch_version)),
+            "broken_kernel": installed_under(faked(torch_fused, "_fused_lstm", doubled)),
         }
 
     def training():
@@ -394,67 +348,6 @@ def _torch_checks():
             "weights_moved": max_difference(without, initial_weights),
         }
 
-    def torch_layout(build):
-        """The same LSTM model built before install() (Keras' layout) and after (kernels
-        stored transposed), from the same weights: storage, what torch._VF.lstm gets,
-        outputs and gradients, the gradients' layout, training, saving and loading."""
-        keras.utils.set_random_seed(1)
-        models = {"keras": build(keras, np.random.default_rng(1))[0]}
-        assert torch_fused.install()
-        models["torch"], data = build(keras, np.random.default_rng(1))
-        models["torch"].set_weights(models["keras"].get_weights())
-        result = {
-            "difference": max_difference(
-                *(sum(outputs_and_gradients(m, data), []) for m in models.values())
-            )
-        }
-        rng = np.random.default_rng(2)
-        x = rng.standard_normal((32, *data[0].shape[1:])).astype("float32")
-        y = rng.integers(0, U, size=32)
-        for layout, model in models.items():
-            variables = model.trainable_variables
-            kernels = [v.value for v in variables if "lstm" in v.path and "kernel" in v.path]
-            calls = _lstm_calls(torch, lambda: model(data[0]))
-            handed = set().union(*(weights for _, weights in calls))
-            model.compile(
-                optimizer=keras.optimizers.Adam(1e-2),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            )
-            model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
-            with torch.profiler.profile() as profiler:
-                model.train_on_batch(x[:8], y[:8])
-            result[layout] = {
-                "copies_in_fused_adam": _copies_within(profiler, "aten::_fused_adam_"),
-                "kernels": len(kernels),
-                "stored_transposed": sum(
-                    k.T.is_contiguous() and not k.is_contiguous() for k in kernels
-                ),
-                "handed_without_copy": len({k.data_ptr() for k in kernels} & handed),
-                "gradients_in_kernel_layout": sum(
-                    k.grad.stride() == k.stride() for k in kernels
-                ),
-            }
-        result["trained_difference"] = max_difference(
-            models["torch"].get_weights(), models["keras"].get_weights()
-        )
-        with tempfile.TemporaryDirectory() as directory:
-            models["torch"].save(os.path.join(directory, "model.keras"))
-            loaded = keras.models.load_model(os.path.join(directory, "model.keras"))
-        outputs = [keras.ops.convert_to_numpy(m(data[0])) for m in (loaded, models["torch"])]
-        result["loaded_difference"] = max_difference(outputs[:1], outputs[1:])
-        return result
-
-    def bidirectional_calls():
-        """Per model, the bidirectional flag of each torch._VF.lstm call of a forward and
-        backward pass with the adapter."""
-        assert torch_fused.install()
-        flags = {}
-        for name in BIDIRECTIONAL_CALLS:
-            model, data = FUSED_CASES[name](keras, np.random.default_rng(1))
-            calls = _lstm_calls(torch, lambda: outputs_and_gradients(model, data))
-            flags[name] = [bidirectional for bidirectional, _ in calls]
-        return flags
-
     def guarded(check, *args):
         """The check's result, or the error it raised (so that only its tests fail)."""
         torch_fused.uninstall()
@@ -465,56 +358,35 @@ def _torch_checks():
         finally:
             torch_fused.uninstall()
 
+    def simple_rnn_dropout():
+        """SimpleRNN with dropout: Keras' own loop in training (the fused kernel has no
+        dropout), the fused kernel at inference (where Keras' dropout does nothing)."""
+        torch_fused.install()
+        x = keras.Input((T, F))
+        layer = keras.layers.SimpleRNN(U, activation="relu", dropout=0.5)
+        data = torch.tensor(np.random.default_rng(2).standard_normal((B, T, F)).astype("float32"))
+        found = {}
+        for name, training in (("training", True), ("inference", False)):
+            fused_calls[0] = 0
+            keras.Model(x, layer(x, training=training))(data)
+            found[name] = fused_calls[0]
+        return found
+
     cases = {**FUSED_CASES, **KERAS_PATH_CASES}
-    adam_cases = {**ADAM_FUSED_CASES, **ADAM_KERAS_CASES}
     return {
         "cases": {name: guarded(compare, name, build) for name, build in cases.items()},
-        "adam": {name: guarded(adam_updates, *case) for name, case in adam_cases.items()},
         "install_twice": guarded(install_twice),
+        "simple_rnn_dropout": guarded(simple_rnn_dropout),
         "untested_version": guarded(untested_version),
         "training": guarded(training),
-        "bidirectional_calls": guarded(bidirectional_calls),
-        "torch_layout": {
-            name: guarded(torch_layout, build)
-            for name, build in TORCH_LAYOUT_CASES.items()
-        },
     }
-
-
-def _copies_within(profiler, operator):
-    """How many tensor copies a torch profiler saw made inside the named operator."""
-
-    def inside(event):
-        while event is not None and event.name != operator:
-            event = event.cpu_parent
-        return event is not None
-
-    return sum(e.name == "aten::copy_" and inside(e) for e in profiler.events())
-
-
-def _lstm_calls(torch, call):
-    """Each torch._VF.lstm call that call() makes: (bidirectional?, the data pointers of
-    the weights it passes)."""
-    seen, kernel = [], torch._VF.lstm
-
-    def record(*args, **kwargs):
-        # inputs, states, weights, biases, layers, dropout, training, bidirectional, ...
-        seen.append((args[7], {weight.data_ptr() for weight in args[2]}))
-        return kernel(*args, **kwargs)
-
-    torch._VF.lstm = record
-    try:
-        call()
-    finally:
-        torch._VF.lstm = kernel
-    return seen
 
 
 def _spy_on_fused_kernels(torch):
     """Count calls of torch's fused kernels; returns the one-item counter."""
     calls = [0]
     targets = [(torch._VF, name) for name in ("lstm", "gru", "rnn_relu", "rnn_tanh")]
-    for owner, name in targets + [(torch, "_fused_adam_")]:
+    for owner, name in targets:
 
         def spy(*args, _kernel=getattr(owner, name), **kwargs):
             calls[0] += 1
@@ -582,22 +454,8 @@ def test_adapter_stays_off_where_it_would_not_be_exact(torch_results, case):
     assert result["gradient_difference"] == 0.0, result
 
 
-@pytest.mark.parametrize("case", ADAM_FUSED_CASES)
-def test_fused_adam_gives_keras_updates(torch_results, case):
-    result = torch_results["adam"][case]
-    assert "error" not in result, result
-    assert result["fused_calls"] == 6, result  # one call per step, for all weights
-    assert result["moved"] > 1e-3, result
-    assert result["difference"] <= 1e-6, result
-
-
-@pytest.mark.parametrize("case", ADAM_KERAS_CASES)
-def test_adam_stays_on_keras_where_fused_does_not_apply(torch_results, case):
-    result = torch_results["adam"][case]
-    assert "error" not in result, result
-    assert result["fused_calls"] == 0, result
-    assert result["moved"] > 1e-3, result
-    assert result["difference"] == 0.0, result
+def test_simplernn_dropout_trains_on_keras_loop_and_infers_on_the_fused_kernel(torch_results):
+    assert torch_results["simple_rnn_dropout"] == {"training": 0, "inference": 1}
 
 
 def test_install_twice_is_harmless_and_uninstall_restores_keras(torch_results):
@@ -610,12 +468,13 @@ def test_install_twice_is_harmless_and_uninstall_restores_keras(torch_results):
     }
 
 
-def test_install_refuses_an_untested_keras_version(torch_results):
-    assert torch_results["untested_version"] == {
-        "install_returns": False,
-        "keras_untouched": True,
-        "fused_calls": 0,
-    }
+def test_the_guard_keeps_the_kernels_off_for_untested_versions_and_a_failed_self_check(torch_results):
+    found = torch_results["untested_version"]
+    assert found["keras"]["report"] == {"torch_fused_kernels": "off: keras 3.16.0 is not a version it was tested with (3.15.0 up to 3.16.0)"}
+    assert found["torch"]["report"] == {"torch_fused_kernels": "off: torch 2.14.0 is not a version it was tested with (2.13.0 up to 2.14.0)"}
+    assert found["broken_kernel"]["report"]["torch_fused_kernels"].startswith("off: its LSTM differs from Keras' by ")
+    for case in found.values():
+        assert case["keras_untouched"] is True and case["fused_calls"] == 0
 
 
 def test_install_refuses_other_backends():
@@ -631,40 +490,6 @@ def test_training_with_adapter_ends_at_the_same_weights(torch_results):
     assert result["fused_calls"] > 0, result
     assert result["weights_moved"] > 100 * TRAINING_TOLERANCE, result
     assert result["weight_difference"] <= TRAINING_TOLERANCE, result
-
-
-def test_a_bidirectional_lstm_runs_both_directions_in_one_call(torch_results):
-    assert torch_results["bidirectional_calls"] == BIDIRECTIONAL_CALLS
-
-
-@pytest.mark.parametrize("case", TORCH_LAYOUT_CASES)
-def test_lstm_kernels_in_torch_layout_reach_torch_and_adam_uncopied(torch_results, case):
-    result = torch_results["torch_layout"][case]
-    assert "error" not in result, result
-    kernels, handed = TORCH_LAYOUT_KERNELS[case]
-    assert result["keras"] == {
-        "copies_in_fused_adam": 0,
-        "kernels": kernels,
-        "stored_transposed": 0,
-        "handed_without_copy": 0,
-        "gradients_in_kernel_layout": kernels,
-    }
-    assert result["torch"] == {
-        "copies_in_fused_adam": 0,
-        "kernels": kernels,
-        "stored_transposed": kernels,
-        "handed_without_copy": handed,
-        "gradients_in_kernel_layout": kernels,
-    }
-
-
-@pytest.mark.parametrize("case", TORCH_LAYOUT_CASES)
-def test_lstm_kernels_in_torch_layout_train_and_save_as_keras(torch_results, case):
-    result = torch_results["torch_layout"][case]
-    assert "error" not in result, result
-    assert result["difference"] <= TOLERANCE, result
-    assert result["trained_difference"] <= TRAINING_TOLERANCE, result
-    assert result["loaded_difference"] == 0.0, result
 
 
 def _other_backend_check():

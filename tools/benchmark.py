@@ -12,10 +12,8 @@ two libraries in one process slow each other down):
   pytorch   the same network in native PyTorch (torch.nn, torch.optim.Adam)
   ours:KEY=VALUE+KEY=VALUE  ours with levers changed: spe=N, threads=N, feed=pydataset,
             gru=keras (TensorFlow: Keras' own GRU cell, which slices its recurrent
-            product), fused=off (torch: no fused kernels), adam=keras (torch: fused
-            recurrent kernels, Keras' own Adam update), layout=keras (torch: LSTM kernels
-            stored in Keras' layout), bidirectional=off (torch: a Bidirectional LSTM as
-            two calls), malloc=default (torch, JAX), xla=FLAGS (JAX: XLA_FLAGS for the
+            product), fused=off (torch: no fused kernels), malloc=default (torch, JAX),
+            xla=FLAGS (JAX: XLA_FLAGS for the
             worker, e.g. "xla=--xla_cpu_use_thunk_runtime=false"), env=NAME:VALUE;...
             (environment variables for the worker, e.g. "env=OMP_PROC_BIND:true"), eval_batch=N,
             mask=off and max_length=N (IMDB)
@@ -68,6 +66,7 @@ def parse_arguments(argv=None):
     add("--rounds", type=int, help="rounds per variant (default 5, quick 2)")
     add("--eval-examples", type=int, help="examples per evaluation (default 2048)")
     add("--json", type=Path, help="write every figure, the hardware and versions here")
+    add("--speed-table", type=Path, help="write the start-up note's table (rnn_scripts/cpu-speeds.json) here")
     add("--quick", action="store_true", help="a small run (about a minute)")
     add("--worker", nargs=3, metavar=("BACKEND", "MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -106,8 +105,26 @@ def main(argv=None):
     print(f"\nwall time {report['wall_seconds']} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(json.dumps(report, indent=2, default=str))
+    if args.speed_table:
+        args.speed_table.write_text(json.dumps(speed_table(report, argv), indent=1) + "\n")
     return 0
+
+
+def speed_table(report, argv):
+    """Each default model's training samples/s per backend ("ours") and native PyTorch."""
+    models = {}
+    for model, figures in report["results"].items():
+        speeds, parameters = {}, None
+        for name, row in figures["variants"].items():
+            backend, _, variant = name.partition(" ")
+            if name == "pytorch":
+                speeds["pytorch"] = round(row["train"])
+            elif variant == "ours":
+                speeds[backend], parameters = round(row["train"]), row["parameters"]
+        models[model] = {"parameters": parameters, "samples_per_second": speeds}
+    command = "python tools/benchmark.py " + " ".join(argv or sys.argv[1:])
+    return {"measured_with": command, "hardware": report["hardware"], "versions": report["versions"], "models": models}
 
 
 def measure_model(args, model, peak):
@@ -237,7 +254,7 @@ class Worker:
         worker = (TorchNetwork if variant == "pytorch" else KerasModel)(model, variant, args)
         worker.train_window()  # warm-up: tracing, compiling, first steps
         worker.evaluate()
-        info = {"train_flops": 3 * worker.flops, "backend": worker.backend()}
+        info = {"train_flops": 3 * worker.flops, "backend": worker.backend(), "parameters": worker.parameters()}
         print("@@ " + json.dumps(info), flush=True)
         for _ in sys.stdin:
             figures = {"train": worker.train_window(), "eval": worker.evaluate()}
@@ -283,8 +300,8 @@ class KerasModel:
         if self.baseline:
             keras.utils.set_random_seed(1)
         else:
+            devices.setup_devices(config)  # first, as in the pipeline: TensorFlow's threads are fixed by its first op
             speedups.install(config)
-            devices.setup_devices(config)
         self.apply_speedup_levers()
         self.pool, self.eval_data = synthetic_data(self.tokens, args, self.levers)
         build = unmasked(script.build_model) if self.levers.get("mask") == "off" else script.build_model
@@ -301,20 +318,16 @@ class KerasModel:
             from rnn_scripts.speedups import gru_split
 
             gru_split.uninstall()
-        torch_levers = {"fused": "off", "adam": "keras", "layout": "keras", "bidirectional": "off"}
-        if torch_levers.items() & self.levers.items():
+        if self.levers.get("fused") == "off":
             from rnn_scripts.speedups import torch_fused
 
             torch_fused.uninstall()
-            if self.levers.get("fused") != "off":
-                torch_fused.install(
-                    adam=self.levers.get("adam") != "keras",
-                    torch_layout=self.levers.get("layout") != "keras",
-                    bidirectional=self.levers.get("bidirectional") != "off",
-                )
 
     def backend(self):
         return self.keras.backend.backend()
+
+    def parameters(self):
+        return self.model.count_params()
 
     def lever_flags(self):
         flags = []
@@ -518,6 +531,9 @@ class TorchNetwork:
 
     def backend(self):
         return "pytorch"
+
+    def parameters(self):
+        return sum(p.numel() for p in self.network.parameters())
 
     def batches(self, x, y, size):
         for start in range(0, len(x), size):

@@ -8,21 +8,22 @@ spent in TensorFlow ops. ops.split gives the same three values, and its gradient
 concatenation, so values and gradients stay Keras' own to the bit (tested). install()
 gives GRUCell that form where Keras' cell takes the sliced path (reset_after=True, with
 biases, the default implementation 2); every other cell runs Keras' call. The form copies
-the 3.15 cell's arithmetic, so install() only acts on the Keras versions it was tested with.
+the 3.15 cell's arithmetic: speedups.install() applies it only to the Keras versions it was
+tested with, and after self_check() finds Keras' own outputs and gradients.
 """
 
 import functools
 
 import keras
+import numpy as np
 
-TESTED_KERAS = "3.15."
+NAME, BACKEND = "gru_split_cell", "tensorflow"
+TESTED = {"keras": ("3.15.0", "3.16.0")}
 _original = []  # Keras' GRUCell.call, while installed
 
 
 def install():
     """Give GRU cells the split form; True if it is (now) active."""
-    if not keras.__version__.startswith(TESTED_KERAS):
-        return False
     if not _original:
         from keras.src.layers.rnn.gru import GRUCell
 
@@ -41,6 +42,33 @@ def uninstall():
 
 def installed():
     return bool(_original)
+
+
+def self_check():
+    """None if a tiny GRU gives Keras' own outputs and gradients with the split cell."""
+    import tensorflow as tf
+    from keras.src.layers.rnn.gru import GRUCell
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    layer = keras.layers.GRU(3, return_sequences=True, dtype="float32")  # whatever the global policy
+    layer.build(x.shape)
+    layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.5 for w in layer.get_weights()])
+
+    def step():
+        with tf.GradientTape() as tape:
+            y = layer(x)
+            loss = tf.reduce_sum(y * y)
+        return [y.numpy()] + [g.numpy() for g in tape.gradient(loss, layer.trainable_variables)]
+
+    split = step()
+    patched, GRUCell.call = GRUCell.call, _original[0]
+    try:
+        own = step()
+    finally:
+        GRUCell.call = patched
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(split, own))
+    return None if worst <= 1e-6 else f"its outputs or gradients differ from Keras' by {worst:.2g}"
 
 
 def _split_call(original):

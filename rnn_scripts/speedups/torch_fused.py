@@ -1,73 +1,43 @@
-"""Run Keras LSTM, GRU and SimpleRNN layers, and the Adam update, on torch's fused CPU
-kernels (torch._VF, torch._fused_adam_).
+"""Run Keras LSTM, GRU and SimpleRNN layers on torch's fused CPU kernels (torch._VF).
 
 Keras 3.15's torch backend uses the fused kernels only for CUDA inputs; on the CPU it
-loops over time steps in Python, and training is markedly slower than native PyTorch
-(LSTM about 1.5x). install() wraps keras.src.backend.lstm and .gru so that float32/64
+loops over time steps in Python, and training runs at about half the speed
+(docs/performance.md). install() wraps keras.src.backend.lstm and .gru so that float32/64
 CPU calls that Keras' cuDNN path would accept go to Keras' own _cudnn_lstm / _cudnn_gru
-helpers, which work on the CPU too. A Bidirectional LSTM runs both directions in one
-call, as Keras does on CUDA (not when its forward layer runs backwards, which Keras'
-fused call ignores); a Bidirectional GRU runs its two layers. LSTM cells built while
-installed store their kernels transposed in memory (Keras' shape and values, torch's
-strides): the transpose torch wants is then the stored tensor itself, with no copy of
-each kernel forward and of its gradient backward. SimpleRNN (relu or tanh) goes to
-torch._VF.rnn_relu / rnn_tanh, which Keras never uses. Keras' Adam update on torch makes
-a dozen _foreach passes with temporaries (about 2 ms of a 60 ms LSTM step on the 2-core
-CPU of docs/performance.md); torch._fused_adam_ does the same arithmetic in one pass
-(0.4 ms). All other calls go to Keras unchanged. The wrappers rely on private Keras
-functions and signatures, so install() only acts on the Keras versions it was tested
-with (3.15.x).
+helpers, which work on the CPU too; SimpleRNN (relu or tanh) goes to torch._VF.rnn_relu /
+rnn_tanh, which Keras never uses. All other calls go to Keras unchanged. The wrappers rely on private Keras functions and signatures:
+speedups.install() applies them only to the Keras and torch versions they were tested
+with, and after self_check() finds Keras' own results.
 """
 
+import contextlib
 import functools
 import importlib
 import inspect
-import math
 
 import keras
+import numpy as np
 
-TESTED_KERAS = "3.15."
+NAME, BACKEND = "torch_fused_kernels", "torch"
+TESTED = {"keras": ("3.15.0", "3.16.0"), "torch": ("2.13.0", "2.14.0")}
 _originals = {}  # (owner, name) -> Keras' own function, while installed
 
 
-def install(adam=True, torch_layout=True, bidirectional=True):
-    """Route eligible LSTM/GRU/SimpleRNN calls (with adam, Adam updates; with
-    bidirectional, both directions of a Bidirectional LSTM in one call) to the fused
-    kernels, and with torch_layout store new LSTM kernels transposed; True if it is (now)
-    active."""
-    if keras.backend.backend() != "torch" or not keras.__version__.startswith(
-        TESTED_KERAS
-    ):
+def install():
+    """Route eligible LSTM/GRU/SimpleRNN calls to the fused kernels; True if they are
+    (now) active."""
+    if keras.backend.backend() != "torch":
         return False
     if not _originals:
         from keras.src import backend
-        from keras.src.backend.torch.optimizers.torch_adam import Adam
-        from keras.src.layers.rnn.bidirectional import Bidirectional
-        from keras.src.layers.rnn.lstm import LSTMCell
         from keras.src.layers.rnn.simple_rnn import SimpleRNN
 
         for name, fused in (("lstm", _fused_lstm), ("gru", _fused_gru)):
             _originals[backend, name] = getattr(backend, name)
             setattr(backend, name, _wrap(_originals[backend, name], fused))
-        if bidirectional:
-            _originals[backend, "bidirectional_lstm"] = backend.bidirectional_lstm
-            backend.bidirectional_lstm = _wrap(
-                backend.bidirectional_lstm,
-                _fused_bidirectional_lstm,
-                _bidirectional_eligible,
-            )
-            check = Bidirectional._can_attempt_fused_lstm
-            _originals[Bidirectional, "_can_attempt_fused_lstm"] = check
-            Bidirectional._can_attempt_fused_lstm = _only_forward_then_backward(check)
-        if torch_layout:
-            _originals[LSTMCell, "build"] = LSTMCell.build
-            LSTMCell.build = _kernels_in_torch_layout(LSTMCell.build)
         # SimpleRNN has no backend function to wrap: its layer loops over the steps.
         _originals[SimpleRNN, "inner_loop"] = SimpleRNN.inner_loop
         SimpleRNN.inner_loop = _simple_rnn_loop(SimpleRNN.inner_loop)
-        if adam:
-            _originals[Adam, "_parallel_update_step"] = Adam._parallel_update_step
-            Adam._parallel_update_step = _fused_adam_step(Adam._parallel_update_step)
     return True
 
 
@@ -81,6 +51,49 @@ def uninstall():
 def installed():
     """Whether install() is in effect."""
     return bool(_originals)
+
+
+@contextlib.contextmanager
+def keras_own():
+    """Keras' own functions inside the block, the fused ones again afterwards."""
+    uninstall()
+    try:
+        yield
+    finally:
+        install()
+
+
+def self_check():
+    """None if, on a tiny input, every fused path gives Keras' own outputs and gradients
+    (LSTM, GRU, SimpleRNN), else what differs."""
+    layers = keras.layers
+    checks = {
+        "LSTM": lambda: layers.LSTM(3, return_sequences=True, dtype="float32"),
+        "GRU": lambda: layers.GRU(3, return_sequences=True, dtype="float32"),
+        "SimpleRNN": lambda: layers.SimpleRNN(3, activation="relu", return_sequences=True, dtype="float32"),
+    }
+    for name, make in checks.items():
+        fused = _layer_step(make)
+        with keras_own():
+            own = _layer_step(make)
+        worst = max(float(np.abs(a - b).max()) for a, b in zip(fused, own))
+        if worst > 1e-5:
+            return f"its {name} differs from Keras' by {worst:.2g}"
+    return None
+
+
+def _layer_step(make):
+    """A new layer's outputs and gradients on a fixed input, with fixed weights."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    layer = make()
+    layer.build(x.shape)
+    layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.5 for w in layer.get_weights()])
+    y = layer(torch.from_numpy(x))
+    gradients = torch.autograd.grad((y * y).sum(), [v.value for v in layer.trainable_variables])
+    return [y.detach().numpy()] + [g.numpy() for g in gradients]
 
 
 def _wrap(original, fused, eligible=None):
@@ -125,13 +138,6 @@ def _eligible(call):
     return _full_precision(torch, kernel.dtype) and inputs.device.type == "cpu"
 
 
-def _bidirectional_eligible(call):
-    """_eligible for Keras' bidirectional_lstm(), which names each direction's weights."""
-    both_biases = call["fwd_bias"] is not None and call["bwd_bias"] is not None
-    bias = call["fwd_bias"] if both_biases else None
-    return _eligible({**call, "bias": bias, "kernel": call["fwd_kernel"]})
-
-
 def _compiling(torch):
     return getattr(torch.compiler, "is_compiling", lambda: False)()
 
@@ -173,71 +179,6 @@ def _fused_gru(call):
     )
 
 
-def _fused_bidirectional_lstm(call):
-    """Both directions in one torch._VF.lstm call, returned as Keras' CUDA one returns."""
-    import torch
-    from keras.src.backend.torch.core import convert_to_tensor
-
-    prepare = _keras_torch_rnn().prepare_lstm_params
-    dtype = convert_to_tensor(call["fwd_kernel"]).dtype
-    inputs = convert_to_tensor(call["inputs"]).to(dtype)
-    weights, states = [], {"h": [], "c": []}
-    for side in ("fwd", "bwd"):
-        names = ("kernel", "recurrent_kernel", "bias")
-        tensors = [convert_to_tensor(call[f"{side}_{name}"]) for name in names]
-        weights += prepare(*tensors, inputs.device)
-        for state in states:
-            state_name = f"{side}_initial_state_{state}"
-            states[state].append(convert_to_tensor(call[state_name]))
-    h, c = (torch.stack(states[state]).to(dtype) for state in "hc")
-    outputs, h_n, c_n = torch._VF.lstm(
-        inputs, (h, c), weights, True, 1, 0.0, torch.is_grad_enabled(), True, True
-    )  # biases, layers, dropout, training, bidirectional, batch_first
-    forward, backward = outputs.split(h.shape[-1], dim=-1)
-    lasts = (forward[:, -1], backward[:, 0])  # the backward direction ends at step 0
-    if call["return_sequences"]:
-        sequences = (forward, backward)
-    else:
-        sequences = tuple(last.unsqueeze(1) for last in lasts)
-    return tuple((lasts[i], sequences[i], [h_n[i], c_n[i]]) for i in range(2))
-
-
-def _only_forward_then_backward(check):
-    """Bidirectional._can_attempt_fused_lstm, refusing a forward layer that runs
-    backwards (with an explicit backward_layer): the fused call always reads the forward
-    direction first, and Keras does not check go_backwards."""
-
-    @functools.wraps(check)
-    def can_attempt(self, *args, **kwargs):
-        return not self.forward_layer.go_backwards and check(self, *args, **kwargs)
-
-    return can_attempt
-
-
-def _kernels_in_torch_layout(build):
-    """LSTMCell.build, then its CPU float32/64 kernels stored as torch's kernel reads them.
-
-    Keras' _cudnn_lstm passes kernel.T.contiguous() to torch: with the storage
-    transposed, that is the stored tensor, and the gradient arrives in the same layout.
-    The values, the shape and every other use of the variable are unchanged."""
-
-    @functools.wraps(build)
-    def build_then_relayout(self, input_shape):
-        import torch
-
-        build(self, input_shape)
-        for variable in (self.kernel, self.recurrent_kernel):
-            value = variable._value  # None until initialized (in a stateless scope)
-            if (
-                value is not None
-                and value.device.type == "cpu"
-                and _full_precision(torch, value.dtype)
-            ):
-                _store_transposed(value)
-
-    return build_then_relayout
-
-
 def _simple_rnn_loop(original):
     """SimpleRNN.inner_loop on torch._VF.rnn_relu / rnn_tanh where that is exact."""
 
@@ -274,66 +215,3 @@ def _simple_rnn_loop(original):
         return last, outputs if self.return_sequences else last.unsqueeze(1), [last_state[0]]
 
     return inner_loop
-
-
-def _fused_adam_step(original):
-    """Adam._parallel_update_step on torch._fused_adam_ for CPU float32/64 weights."""
-
-    @functools.wraps(original)
-    def update_step(self, grads, variables, learning_rate):
-        import torch
-
-        params = [v.value for v in variables]
-        dtype = params[0].dtype
-        if (
-            self.amsgrad
-            or not _full_precision(torch, dtype)
-            or any(p.device.type != "cpu" or p.dtype != dtype for p in params)
-            or any(g.dtype != dtype for g in grads)
-            or _compiling(torch)
-        ):
-            return original(self, grads, variables, learning_rate)
-        slots = [self._get_variable_index(v) for v in variables]
-        step = float(self.iterations.value.item()) + 1
-        # Keras adds epsilon to sqrt(v), torch to sqrt(v / (1 - beta_2**step)): the same
-        # update when torch's epsilon is Keras' over sqrt(1 - beta_2**step).
-        epsilon = self.epsilon / math.sqrt(1 - self.beta_2**step)
-        momentums = [self._momentums[i].value for i in slots]
-        velocities = [self._velocities[i].value for i in slots]
-        groups = zip(params, grads, momentums, velocities)
-        groups = [_contiguous_views(*group) for group in groups]
-        params, grads, momentums, velocities = (list(tensors) for tensors in zip(*groups))
-        torch._fused_adam_(
-            params,
-            grads,
-            momentums,
-            velocities,
-            [],
-            [torch.tensor(step)] * len(params),
-            lr=float(learning_rate),
-            beta1=float(self.beta_1),
-            beta2=float(self.beta_2),
-            weight_decay=0.0,  # Keras applies its weight decay before this update
-            eps=epsilon,
-            amsgrad=False,
-            maximize=False,
-        )
-
-    return update_step
-
-
-def _contiguous_views(weight, gradient, *slots):
-    """The weight, its gradient and Adam slots, transposed where the weight is a kernel
-    stored transposed (see _kernels_in_torch_layout): torch's fused Adam copies
-    non-contiguous tensors in and out. The slots take the weight's layout, once."""
-    if weight.dim() != 2 or weight.is_contiguous() or not weight.T.is_contiguous():
-        return (weight, gradient, *slots)
-    for slot in slots:
-        if slot.stride() != weight.stride():
-            _store_transposed(slot)
-    return tuple(tensor.T for tensor in (weight, gradient, *slots))
-
-
-def _store_transposed(tensor):
-    """Keep tensor's shape and values, with its memory laid out as its transpose's."""
-    tensor.data = tensor.data.T.contiguous().T
