@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.official import FIRST_WORD_INDEX, OOV_TOKEN, START_TOKEN
+from .data.rows import TokenIds
 from .errors import UserError, first_line
 
 SPEC_FILE, VOCABULARY_FILE, WORD_INDEX_FILE = (
@@ -26,6 +27,7 @@ PIXEL_SCALE = 255.0
 STATISTICS_ROWS = 1_000_000  # time steps sampled for a feature's mean and deviation
 ADAPT_BATCH = 1024
 KINDS = ("images", "sequences", "tokens", "texts")
+MAX_IMAGE_PIXELS = 4096 * 4096  # what predict.py decodes a PNG into, at most
 OUTPUTS = ("logits", "probabilities", "values")
 
 
@@ -100,11 +102,14 @@ class Preprocessing:
         return pad(x, self.spec["max_length"])
 
     def apply_to(self, data):
-        """Every in-memory split prepared now; streamed splits are prepared batch by batch."""
+        """Every in-memory split prepared now, and texts read from disk vectorized into a
+        scratch file; other streamed splits are prepared batch by batch."""
         for name in ("train", "validation", "test"):
             split = getattr(data, name)
             if not split.streamed:
                 split.x = self.apply(split.x)
+            elif self.kind == "texts":
+                split.x = TokenIds.write(split.x, self.vectorize, self.spec["max_length"])
             split.y = split.y.astype(np.float32 if self.is_regression else np.int32)
 
     def scale_and_offset(self):
@@ -190,8 +195,8 @@ def spec_problem(spec, vocabulary, word_index):
         return "'class_names' repeat"
     if spec.get("output", "logits") not in OUTPUTS:
         return f"'output' must be one of {', '.join(OUTPUTS)}"
-    if kind == "images" and not sizes(spec.get("shape"), 2):
-        return "'shape' must be two sizes (rows, columns)"
+    if kind == "images" and not (sizes(spec.get("shape"), 2) and math.prod(spec["shape"]) <= MAX_IMAGE_PIXELS):
+        return f"'shape' must be two sizes (rows, columns), at most {MAX_IMAGE_PIXELS:,} pixels"
     if kind in ("images", "sequences") and not numbers(spec.get("scale"), kind == "images"):
         return "'scale' must be numbers"
     if kind == "sequences" and not (sizes([spec.get("features")], 1) and numbers(spec.get("offset"))):

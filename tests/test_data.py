@@ -5,6 +5,7 @@ separate validation and test files), and bad files of every kind (one line namin
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import zipfile
@@ -14,13 +15,14 @@ import numpy as np
 import pytest
 
 from files import write_fashion_dir, write_idx_gz, write_mnist_npz, write_sentences_csv, write_sequences_npz
-from rnn_scripts import cli
+from rnn_scripts import cli, feed
 from rnn_scripts import data as datasets
 from rnn_scripts.contract import read_contract
 from rnn_scripts.data import official
 from rnn_scripts.data.core import DataError, Split, split
 from rnn_scripts.data.official import FASHION_FILES, sample_file
 from rnn_scripts.data.folders import read_text_folder
+from rnn_scripts.data.rows import TokenIds
 from rnn_scripts.data.tables import read_table
 from rnn_scripts.preprocess import Preprocessing
 
@@ -64,8 +66,11 @@ def refused(match, reads="sequences", **values):
 
 
 def batch(split_, rows=None):
-    """The raw examples of a split (read from disk where they live there)."""
+    """The raw examples of a split (read from disk where they live there; for texts, the
+    texts behind the word ids)."""
     rows = np.arange(len(split_)) if rows is None else rows
+    if isinstance(split_.x, TokenIds):
+        return split_.x.source.read(split_.x.rows[rows])
     return split_.x.read(rows) if split_.streamed else split_.x[rows]
 
 
@@ -525,6 +530,35 @@ def test_own_csv_texts_with_string_labels_stream_from_disk_with_a_vocabulary_of_
     assert ("zebraword" in preprocessing.vocabulary) == any("zebraword" in t for t in texts)
     assert preprocessing.model_options()["vocab_size"] == len(preprocessing.vocabulary) < 40
     assert preprocessing.vectorize(texts[:2]).shape == (2, 12)
+
+
+def test_texts_from_disk_are_vectorized_once_and_read_back_as_word_ids_in_any_order(tmp_path, monkeypatch):
+    write_sentences_csv(tmp_path / "s.csv", count=300)
+    monkeypatch.setattr(TokenIds, "CHUNK", 7)  # several chunks, the last one short
+    data, preprocessing = prepared("text", data=tmp_path / "s.csv", max_length=12)
+    ids = data.train.x
+    assert isinstance(ids, TokenIds) and ids.shape == (len(data.train), 12)
+    rows = np.random.default_rng(0).permutation(len(data.train))[:50]
+    expected = preprocessing.vectorize(batch(data.train, rows))
+    assert np.array_equal(ids.read(rows), expected) and expected.any()
+    assert np.array_equal(ids.take(rows[10:20]).read(np.arange(10)), expected[10:20])
+    first, x, y = data.fingerprint(), *next(iter(feed.evaluation(data.test, preprocessing, batch_size=8)["x"]))
+    assert np.array_equal(x, preprocessing.vectorize(batch(data.test, np.arange(8))))
+    assert np.array_equal(y, data.test.y[:8]) and first == prepared("text", data=tmp_path / "s.csv", max_length=12)[0].fingerprint()
+
+
+def test_no_room_for_the_word_ids_is_one_line_naming_tmpdir(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    class FullDisk(io.BytesIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    write_sentences_csv(tmp_path / "s.csv", count=50)
+    monkeypatch.setattr(tempfile, "TemporaryFile", lambda **_: FullDisk())
+    with pytest.raises(DataError, match="no room for the texts' word ids in .*No space left on device.*TMPDIR"):
+        prepared("text", data=tmp_path / "s.csv", max_length=12)
 
 
 def test_own_csv_with_named_columns_integer_labels_a_bom_and_long_texts(tmp_path):
