@@ -26,7 +26,12 @@ STEPS_PER_EXECUTION = 16  # measured faster on the CPU (docs/performance.md)
 SINGLE_THREAD_MAX_CORES = 2  # one thread per TensorFlow op measured faster up to here
 # Flags that may differ when an unfinished run continues: they change neither the data, the
 # model nor the batches, and are recorded in args.json. Everything else must stay the same.
+# The data's paths may change (a moved file): the data's fingerprint guards their content.
 CHANGEABLE_ON_RESUME = {
+    "data",
+    "validation_data",
+    "test_data",
+    "data_dir",
     "epochs",
     "learning_rate",
     "clipnorm",

@@ -1,9 +1,17 @@
 """Processes: one, or several on JAX (--distribute multi-worker), which join before JAX
 runs anything and agree at every step where one of them could stop."""
 
+import contextlib
+import errno
+import fcntl
 import hashlib
+import json
 import os
+import platform
+import socket
+import sys
 import threading
+from pathlib import Path
 
 from .errors import Interrupts, UsageError, UserError, exit_now, first_line
 
@@ -14,13 +22,24 @@ MULTI_WORKER_ON_TENSORFLOW = (
 )
 JOIN_TIMEOUT_ENV = "RNN_SCRIPTS_JOIN_TIMEOUT"  # seconds to wait for the other processes
 JOIN_TIMEOUT, HEARTBEAT_SECONDS = 300, 60
+PER_PROCESS = {"process_id", "verbose", "cpu_threads"}  # may differ between the processes
+PROCESS_LOCK = ".process-{}.lock"
 
 
 class Cluster:
     """This process's place among the processes of one run (alone: process 0 of 1)."""
 
-    def __init__(self, index=0, count=1):
+    def __init__(self, index=0, count=1, lock=None, created_folder=False):
         self.index, self.count = index, count
+        self.lock, self.created_folder = lock, created_folder
+
+    def release(self):
+        """Give up this process's id (its lock file goes while still held)."""
+        if self.lock is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.lock.name)
+            self.lock.close()
+            self.lock = None
 
     @property
     def is_writer(self):
@@ -62,18 +81,23 @@ class Cluster:
 
 def join_cluster(config):
     """--distribute multi-worker: connect to the other processes before JAX runs anything
-    (it refuses afterwards). Flags left out are read by JAX from the cluster (SLURM, Open
-    MPI); JAX's own 5-minute wait ends in an abort, so a timer says why in one line first."""
+    (it refuses afterwards), then check that they were started alike. Flags left out are
+    read by JAX from the cluster (SLURM, Open MPI); JAX's own 5-minute wait ends in an
+    abort, so a timer says why in one line first. What JAX would answer with an abort or
+    a crash (a used port, a duplicate process id) is checked before it starts."""
     if config.distribute != "multi-worker":
         return Cluster()
     if config.backend != "jax":
         raise UserError(MULTI_WORKER_ON_TENSORFLOW)
     import jax
 
+    if config.process_id == 0 and config.coordinator:
+        check_port_free(config.coordinator)
+    lock, created = claim_process_id(config)
     jax.config.update("jax_enable_preemption_service", False)  # it would take SIGTERM
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     timeout = int(os.environ.get(JOIN_TIMEOUT_ENV, JOIN_TIMEOUT))
-    timer = threading.Timer(timeout, give_up_joining, (config, timeout))
+    timer = threading.Timer(timeout, give_up_joining, (config, timeout, lock, created))
     timer.daemon = True
     timer.start()
     try:
@@ -85,14 +109,98 @@ def join_cluster(config):
         raise UsageError(
             "--distribute multi-worker needs --coordinator, --num-processes and "
             f"--process-id, or a cluster JAX detects such as SLURM ({first_line(error)})"
-        )
+        ) from None
     finally:
         timer.cancel()
     Interrupts.take_signals()  # ours again, whatever JAX set up
-    return Cluster(jax.process_index(), jax.process_count())
+    cluster = Cluster(jax.process_index(), jax.process_count(), lock, created)
+    check_same_arguments(cluster, config)
+    return cluster
 
 
-def give_up_joining(config, timeout):
+def check_port_free(coordinator):
+    """Process 0's coordinator port must be free: JAX crashes (exit 139) on a used one."""
+    port = int(coordinator.rpartition(":")[2])
+    for family, anywhere in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            probe = socket.socket(family)
+        except OSError:  # no IPv6 here
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((anywhere, port))
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise UsageError(
+                        f"--coordinator {coordinator}: port {port} is in use on this machine "
+                        "(another run?); give every process another free port"
+                    ) from None
+
+
+def claim_process_id(config):
+    """Lock --process-id in the run's folder (shared by every process): JAX aborts with a
+    C++ stack on a second process of the same id. (lock file, whether the folder is new)."""
+    folder = config.resume or config.output_dir
+    if config.process_id is None or folder is None:
+        return None, False
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / PROCESS_LOCK.format(config.process_id), "a+")
+    except OSError as error:
+        raise UserError(f"cannot write to output directory {folder}: {error.strerror or error}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "a process that has not said who it is"
+        lock.close()
+        raise UsageError(
+            f"--process-id {config.process_id} is taken by another process of this run "
+            f"({holder}); give each process its own id"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()} on {platform.node()}")
+    lock.flush()
+    return lock, created
+
+
+def digest(value):
+    text = json.dumps(value, sort_keys=True, default=str)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:7], 16)
+
+
+def check_same_arguments(cluster, config):
+    """Every process must run the same script with the same arguments (but PER_PROCESS):
+    the first difference is named in one line, before a collective could wait forever."""
+    from . import cli
+
+    values = dict(config.to_json())
+    names = sorted(cli.reserved_names() - PER_PROCESS)
+    model = {k: v for k, v in values.items() if k not in cli.reserved_names()}
+    own = [digest(values.get(name)) for name in names] + [digest([os.path.basename(sys.argv[0]), model])]
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    everyone = np.asarray(multihost_utils.process_allgather(np.array(own, np.int32)))
+    for column, name in enumerate(names + [None]):
+        if len(set(everyone[:, column].tolist())) > 1:
+            shown = f"--{name.replace('_', '-')}" if name else "scripts or model flags"
+            raise UsageError(
+                f"the processes of this run were started with different {shown}; start "
+                "every process with the same arguments but its own --process-id"
+            )
+
+
+def give_up_joining(config, timeout, lock, created):
+    if lock is not None:  # the folder and lock this process made, before exiting at once
+        Cluster(lock=lock).release()
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(config.resume or config.output_dir)
     where = config.coordinator or "the coordinator"
     who = f"process {config.process_id}" if config.process_id is not None else "this process"
     message = (

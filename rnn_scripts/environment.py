@@ -19,14 +19,54 @@ RESTARTED_ENV = "RNN_SCRIPTS_RESTARTED_FOR_BACKEND"
 
 @contextlib.contextmanager
 def restored():
-    """os.environ and sys.stdout as they were, whatever happens inside."""
+    """os.environ and sys.stdout as they were, whatever happens inside; inside, stdout
+    never stops the run (see Forgiving)."""
     saved_environment, saved_stdout = dict(os.environ), sys.stdout
+    sys.stdout = Forgiving(saved_stdout)
     try:
         yield
     finally:
         sys.stdout = saved_stdout
         os.environ.clear()
         os.environ.update(saved_environment)
+
+
+class Forgiving:
+    """A stream that stops writing, rather than raising, once its reader is gone: a closed
+    stdout (python train_gru.py >&-) or a pipe whose reader ended (| head -1) must not stop
+    a run that is writing its checkpoints."""
+
+    def __init__(self, stream):
+        self.stream, self.gone = stream, stream is None
+
+    def write(self, text):
+        if not self.gone:
+            try:
+                return self.stream.write(text)
+            except (OSError, ValueError):  # EPIPE, EBADF, or a closed file object
+                self.gone = True
+        return len(text)
+
+    def flush(self):
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.gone = True
+
+    def isatty(self):
+        try:
+            return not self.gone and self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self):
+        if self.gone:
+            raise OSError("stdout is gone")
+        return self.stream.fileno()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
 
 
 def prepare(backend, config, as_script):

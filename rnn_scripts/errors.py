@@ -51,12 +51,21 @@ def say(message, stream=None):
 
 def fail(message, exit_code, hard=False):
     """Print the one line and exit; `hard`: at once, without Python's exit handlers."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        sys.stdout.flush()
+    flush_or_silence_stdout()
     say(message, sys.stderr)
     if hard:
         exit_now(exit_code)
     sys.exit(exit_code)
+
+
+def flush_or_silence_stdout():
+    """Flush stdout; if its reader is gone (| head), point it at /dev/null, so that
+    Python's own flush at exit has nowhere to fail (the recipe of Python's signal docs)."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError, AttributeError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def exit_now(exit_code, message=None):
@@ -96,17 +105,26 @@ class Interrupts:
         the previous handlers, mode and stderr copy afterwards, however the block ends."""
         main_thread = threading.current_thread() is threading.main_thread()
         saved = {s: signal.getsignal(s) for s in cls.MEANING} if main_thread else {}
-        saved_state = (cls.mode, cls.pending, cls.stderr)
+        saved_state = (cls.mode, cls.pending, cls.stderr, sys.unraisablehook)
         cls.mode, cls.pending, cls.stderr = "exit", None, os.dup(2)
+        sys.unraisablehook = cls.quiet_when_swallowed
         try:
             if main_thread:  # Python lets only the main thread set handlers
                 cls.take_signals()
             yield cls
         finally:
+            sys.unraisablehook = saved_state[3]
             for signum, handler in saved.items():
                 signal.signal(signum, handler)
             os.close(cls.stderr)
-            cls.mode, cls.pending, cls.stderr = saved_state
+            cls.mode, cls.pending, cls.stderr = saved_state[:3]
+
+    @staticmethod
+    def quiet_when_swallowed(unraisable):
+        """A stop raised inside a library's garbage-collection hook is swallowed there
+        ("Exception ignored in ..."); the pending signal stops the run anyway, so say nothing."""
+        if not isinstance(unraisable.exc_value, TrainingStopped):
+            sys.__unraisablehook__(unraisable)
 
     @classmethod
     def take_signals(cls):

@@ -120,6 +120,7 @@ def guarded(build_model, reads, description, hooks, defaults, script, argv, as_s
     finally:
         if state["run_dir"] is not None:
             state["run_dir"].abandon()  # the lock goes; a start that trained nothing leaves nothing
+        state["cluster"].release()
     # With several processes, exit at once: JAX's exit handler would wait for the others.
     fail(message, code, hard=state["cluster"].count > 1)
 
@@ -137,7 +138,7 @@ def start(build_model, reads, description, hooks, defaults, script, argv, as_scr
     Interrupts.mode = "raise"
     state["cluster"] = cluster = join_cluster(config)
     if not cluster.is_writer:  # one console speaks for the run; errors still show
-        sys.stdout = open("/dev/null", "w")
+        sys.stdout = environment.Forgiving(None)
     run_dir, config, changes = open_run_dir(config, explicit, script, argv, cluster, state)
     from . import session
 
@@ -177,6 +178,7 @@ def claim_run_dir(config, explicit, script, argv, state):
         RunDir(config.resume).saved_arguments()  # one line if there is no run to resume
         config = config.replace(output_dir=config.resume)
     run_dir = RunDir(config.output_dir) if config.output_dir else RunDir.new(Path(script).stem)
+    run_dir.created |= state["cluster"].created_folder  # made by joining the other processes
     state["run_dir"] = run_dir
     config = config.replace(output_dir=run_dir.path)
     run_dir.claim(config.overwrite, script_command(argv), script)

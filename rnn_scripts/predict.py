@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EXIT_FAILED, UserError, fail, first_line, say
+from .preprocess import MAX_IMAGE_PIXELS
 
 IMAGE_SUFFIXES, ARRAY_SUFFIXES = (".png",), (".npy", ".npz")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_PATH_BYTES = 255  # a longer argument cannot be a file name: it is text
 WORD_INDEX_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb_word_index.json"
 

@@ -171,8 +171,8 @@ class RunDir:
 
     def clear(self):
         for item in self.path.iterdir():
-            if item.name == LOCK_FILE:
-                continue
+            if item.name == LOCK_FILE or (item.name.startswith(".process-") and item.name.endswith(".lock")):
+                continue  # held by this run's processes
             if item.is_dir() and not item.is_symlink():
                 shutil.rmtree(item)
             else:
@@ -200,7 +200,7 @@ class RunDir:
 
     def save_arguments(self, script, arguments, argv, changes):
         record = {"script": script, "argv": argv, "arguments": arguments, "changes": changes}
-        self.write_text(ARGS_FILE, json.dumps(record, indent=1))
+        self.write_text(ARGS_FILE, json.dumps(record, indent=1, default=str))  # paths as text
 
     # ---- files, each written completely or not at all ------------------------------------
     def write_text(self, name, text):

@@ -61,6 +61,7 @@ class TrainedRun:
         self.preprocessing = Preprocessing.load(self.folder)
         self.model = load_model(self.folder / ("best.keras" if model == "best" else "model.keras"))
         self._serving = None
+        check_outputs(self.model, self.preprocessing, self.folder)
 
     @property
     def output(self):
@@ -93,6 +94,18 @@ class TrainedRun:
 
     def predict_prepared(self, batch):
         return Predictions(self.serving_model().predict(batch, verbose=0, batch_size=PREDICT_BATCH), self.preprocessing)
+
+
+def check_outputs(model, preprocessing, folder):
+    """The class (or target) names must fit the model's outputs: an edited or mismatched
+    preprocessing.json would otherwise label predictions wrongly."""
+    width, names = model.outputs[0].shape[-1], preprocessing.class_names
+    fits = len(names) == width or (width == 1 and len(names) == 2 and not preprocessing.is_regression)
+    if not fits:
+        raise UserError(
+            f"{folder}: preprocessing.json names {len(names)} classes or targets, the model "
+            f"has {width} outputs (was it edited, or copied from another run?)"
+        )
 
 
 def check_ids(ids, vocab_size):

@@ -52,60 +52,69 @@ class Run:
     def extra_callbacks(self):
         if not (self.config.tensorboard and self.run_dir.writer):
             return []
-        log_dir = str(self.run_dir.path / "logs")
-        return [training.FlushedTensorBoard(log_dir, write_graph=False, profile_batch=0)]
+        return [training.FlushedTensorBoard(self.run_dir, write_graph=False, profile_batch=0)]
 
 
 def train_and_evaluate(build_model, contract, hooks, config, run_dir, changes, cluster, script, argv):
     if config.export:
         export.check_exporter(config.export)
+    device = devices.setup_devices(config)  # first: TensorFlow's threads and devices are fixed once it runs an op
     active = speedups.install(config)
-    device = devices.setup_devices(config)
+    keras.utils.set_random_seed(config.seed)  # again: the speed-ups' self-checks drew random numbers
     distribution = devices.choose_distribution(config, cluster)
     report_backend(device, distribution, config)
     data, preprocessing = prepare_data(config, contract.reads, run_dir)
-    if cluster.differs(data.fingerprint()):
+    fingerprint = data.fingerprint()
+    if cluster.differs(fingerprint):
         raise UserError("the processes of this run read different data (their fingerprints differ); give every process the same --data")
-    if run_dir.writer and not changes and not run_dir.has_unfinished_run():
-        run_dir.save_arguments(script, config_json(config), argv, [])
-    elif run_dir.writer and changes:
-        saved = run_dir.saved_arguments()
-        earlier = saved.get("changes", []) + [{"after_epoch": run_dir.latest_epoch(), "changed": changes}]
-        run_dir.save_arguments(script, config_json(config), saved.get("argv", argv), earlier)
-    if cluster.count > 1:
-        cluster.agree(0)  # process 0 has written args.json
-        if not (run_dir.path / "args.json").is_file():
-            raise UserError(f"{run_dir} holds no args.json from process 0: --output-dir must be on storage that every process sees")
-    regression = preprocessing.is_regression
-    if regression and config.class_weight != "none":
+    record_arguments(run_dir, cluster, config, changes, script, argv)
+    if preprocessing.is_regression and config.class_weight != "none":
         raise UsageError("--class-weight weighs classes; this run predicts values (a regression)")
-    run = Run(config, run_dir, distribution, data.fingerprint(), regression)
+    run = Run(config, run_dir, distribution, fingerprint, preprocessing.is_regression)
     own = resolved(hooks)
     with distribution.scope():
-        options = contract.model_options(config, preprocessing.model_options())
-        model, output = training.build(build_model, options, preprocessing)
-        training.use_cudnn(model, config.use_cudnn)
-        if "output" not in preprocessing.spec:
-            preprocessing.spec["output"] = output
-            preprocessing.save(run_dir)
-        run.architecture = training.architecture_of(model)
-        steps = -(-len(data.train) // config.batch_size)
-        training.compile_model(model, config, output, own, steps)
-        model.summary()  # before the optimizer's state exists: the model's parameters only
-        progress = training.restore(model, run)
+        model, progress = build_and_restore(build_model, contract, own, run, data, preprocessing, device)
     if -cluster.agree(-progress.epochs_done) != cluster.agree(progress.epochs_done):
         raise UserError(f"the processes found different saved epochs in {run_dir}: it must be shared storage")
     if progress.learning_rate_argument not in (None, config.learning_rate) and config.lr_schedule != "cosine":
         model.optimizer.learning_rate = config.learning_rate  # --learning-rate given on resume
     report_resume(run_dir, progress, changes)
-    weights = None if regression else training.class_weights(config, data.train.y, data.class_names, own.class_weight)
+    weights = None if run.regression else training.class_weights(config, data.train.y, data.class_names, own.class_weight)
     Interrupts.mode = "defer"
     train_examples = training.train(model, data, preprocessing, run, progress, distribution, own.callbacks or (), weights)
     finish(model, data, preprocessing, progress, run, train_examples, {"device": device, "speedups": active})
 
 
-def config_json(config):
-    return config.to_json()
+def record_arguments(run_dir, cluster, config, changes, script, argv):
+    """args.json: written when a run starts, and again with what changed when it resumes."""
+    if run_dir.writer and not changes and not run_dir.has_unfinished_run():
+        run_dir.save_arguments(script, config.to_json(), argv, [])
+    elif run_dir.writer and changes:
+        saved = run_dir.saved_arguments()
+        earlier = saved.get("changes", []) + [{"after_epoch": run_dir.latest_epoch(), "changed": changes}]
+        run_dir.save_arguments(script, config.to_json(), saved.get("argv", argv), earlier)
+    if cluster.count > 1:
+        cluster.agree(0)  # process 0 has written args.json
+        if not (run_dir.path / "args.json").is_file():
+            raise UserError(f"{run_dir} holds no args.json from process 0: --output-dir must be on storage that every process sees")
+
+
+def build_and_restore(build_model, contract, own, run, data, preprocessing, device):
+    """The model, built and compiled, with the state of the newest saved epoch (if any)."""
+    config = run.config
+    options = contract.model_options(config, preprocessing.model_options())
+    model, output = training.build(build_model, options, preprocessing)
+    training.use_cudnn(model, config.use_cudnn)
+    if "output" not in preprocessing.spec:
+        preprocessing.spec["output"] = output
+        preprocessing.save(run.run_dir)
+    run.architecture = training.architecture_of(model)
+    training.compile_model(model, config, output, own, -(-len(data.train) // config.batch_size))
+    note = devices.faster_backend_note(model.name, model.count_params(), keras.backend.backend(), device)
+    if note:
+        say(note)
+    model.summary()  # before the optimizer's state exists: the model's parameters only
+    return model, training.restore(model, run)
 
 
 def zero_argument_function(value):

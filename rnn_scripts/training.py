@@ -21,6 +21,7 @@ OPTIMIZERS = {
 }
 PLATEAU = {"factor": 0.5, "patience": 2, "min_lr": 1e-6}  # --lr-schedule plateau
 PLATEAU_STATE = ("wait", "best", "cooldown_counter")  # what ReduceLROnPlateau counts
+LOGGED_EPOCHS = "logs/epochs-logged"
 
 
 # --------------------------------------------------------------------------------------
@@ -164,9 +165,10 @@ def make_optimizer(config, total_steps, own=None):
 
 def class_weights(config, y, names, own=None):
     """{class id: weight} for model.fit, or None. balanced: N / (classes x count)."""
-    if config.class_weight == "none":
+    choice = own if config.class_weight == "script" and isinstance(own, str) else config.class_weight
+    if choice == "none":
         return None
-    if config.class_weight == "balanced":
+    if choice == "balanced":
         counts = np.bincount(y, minlength=len(names)).astype(np.float64)
         return {i: float(len(y) / (len(names) * c)) if c else 0.0 for i, c in enumerate(counts)}
     weights = {}
@@ -300,14 +302,25 @@ class KeepProgress(CheckSignals):
 
 
 class FlushedTensorBoard(keras.callbacks.TensorBoard):
-    """Keras' TensorBoard callback, its logs flushed at every epoch's end: its writers
+    """Keras' TensorBoard callback, its logs flushed at every epoch's end (its writers
     buffer for up to two minutes, and a killed run would lose epochs that the saved state
-    counts as done."""
+    counts as done), and each epoch logged once: a run killed after the flush but before the
+    epoch's state was saved trains that epoch again, to the same figures, and would log it
+    twice. logs/epochs-logged holds the last epoch logged."""
+
+    def __init__(self, run_dir, **options):
+        super().__init__(str(run_dir.path / "logs"), **options)
+        self.run_dir, self.marker = run_dir, run_dir.path / LOGGED_EPOCHS
+        self.logged = int(self.marker.read_text()) if self.marker.is_file() else 0
 
     def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 <= self.logged:
+            return
         super().on_epoch_end(epoch, logs)
         for writer in self._writers.values():
             writer.flush()
+        self.logged = epoch + 1
+        self.run_dir.write_text(LOGGED_EPOCHS, str(self.logged))
 
 
 def learning_rate(model):

@@ -139,3 +139,19 @@ def assert_same_weights(first, second, name="model.keras", atol=1e-6):
 
     for a, b in zip(load_model(Path(first) / name).get_weights(), load_model(Path(second) / name).get_weights()):
         np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+
+
+MODEL_NAMES = {"LSTM": "lstm", "GRU": "gru", "BiLSTM": "bilstm", "SimpleRNN": "simplernn", "IMDB BiLSTM": "imdb_bilstm"}
+BACKEND_NAMES = {"TensorFlow": "tensorflow", "JAX": "jax", "torch": "torch", "native PyTorch": "pytorch"}
+
+
+def documented_speeds():
+    """{model: {backend: training samples/s}} from docs/performance.md's per-model table."""
+    import re
+
+    text = (ROOT / "docs" / "performance.md").read_text().split("## Per model", 1)[1].split("\n## ", 1)[0]
+    found = {}
+    for model, backend, speed in re.findall(r"^\| ([A-Za-z ]+?) \| ([A-Za-z ]+?) \| \**([\d,]+)\**", text, re.MULTILINE):
+        if model in MODEL_NAMES and backend in BACKEND_NAMES:
+            found.setdefault(MODEL_NAMES[model], {})[BACKEND_NAMES[backend]] = int(speed.replace(",", ""))
+    return found

@@ -65,7 +65,7 @@ def test_smoke_run_on_backend(script, backend, tmp_path):
         assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
         assert metrics["restored_best_weights"] is True
     if backend == "torch":
-        assert settings["fused_kernels"] == {"torch_fused_cpu_kernels": True}
+        assert settings["fused_kernels"] == {"torch_fused_kernels": "active"}
     if "--mixed-precision" in STEERING[script]:
         assert settings["compute_dtype"] == "bfloat16"
 

@@ -206,6 +206,19 @@ def test_a_tensorflow_trained_model_loads_and_predicts_the_same_on(backend, imag
         assert done.returncode == 0 and done.stdout.strip().endswith("1"), done.stderr[-1500:]
 
 
+@pytest.mark.parametrize("trained_on", BACKENDS)
+def test_a_model_trained_on_jax_or_torch_loads_and_predicts_the_same_on_every_backend(trained_on, tmp_path):
+    from rnn_scripts.data.official import synthetic_images
+
+    out = tmp_path / "run"
+    result = run_script("train_gru.py", "--backend", trained_on, "--synthetic", "--limit", "300", "--epochs", "1", "--units", "8", "--output-dir", out)
+    assert result.returncode == 0, explain(result)
+    np.save(tmp_path / "raw.npy", synthetic_images(6, np.random.default_rng(5))[0])
+    found = {b: json_rows(predict(out, "raw.npy", "--json", "--backend", b, cwd=tmp_path)) for b in ("tensorflow", *BACKENDS)}
+    for rows in found.values():
+        np.testing.assert_allclose([r["probability"] for r in rows], [r["probability"] for r in found[trained_on]], atol=1e-4)
+
+
 def test_word_ids_of_an_imdb_run_and_raw_text_with_its_word_index(tmp_path):
     out = tmp_path / "run"
     result = run_script("train_imdb_bilstm.py", "--synthetic", "--smoke", "--units", "4", "--vocab-size", "500", "--output-dir", out)
@@ -343,6 +356,28 @@ def test_what_predict_cannot_handle_is_one_line(image_run, tmp_path, setup, inpu
     assert result.returncode == 1, explain(result)
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert words in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda spec, vocabulary: ({**spec, "max_length": "../../etc"}, vocabulary), "'max_length' and 'vocab_size' must be positive integers"),
+        (lambda spec, vocabulary: ({**spec, "max_length": -5}, vocabulary), "'max_length' and 'vocab_size' must be positive integers"),
+        (lambda spec, vocabulary: (spec, {"purr": 3}), "vocabulary.json must be a list of words"),
+        (lambda spec, vocabulary: ({**spec, "class_names": ["cats", "dogs"]}, vocabulary), "names 2 classes or targets, the model has 3 outputs"),
+        (lambda spec, vocabulary: ({**spec, "kind": "images", "shape": [100000, 100000], "scale": 1.0, "background": "dark"}, vocabulary), "at most 16,777,216 pixels"),
+    ],
+)
+def test_an_edited_text_run_is_one_line(text_run, tmp_path, edit, words):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(text_run, run)
+    spec, vocabulary = edit(json.loads((run / "preprocessing.json").read_text()), json.loads((run / "vocabulary.json").read_text()))
+    (run / "preprocessing.json").write_text(json.dumps(spec))
+    (run / "vocabulary.json").write_text(json.dumps(vocabulary))
+    result = predict(run, "--text", "a kitten", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and words in result.stderr, explain(result)
 
 
 def test_input_errors_answer_before_keras_loads(image_run, tmp_path):

@@ -2,6 +2,7 @@
 loss and how to continue after it, damaged states, changed data, arguments on resume."""
 
 import json
+import re
 import shlex
 import signal
 import subprocess
@@ -85,6 +86,8 @@ def test_sigkill_after_epoch_1_then_the_same_command_trains_epochs_2_and_3_exact
     assert [r["epoch"] for r in read_history(out)] == [1, 2, 3]
     assert_same_training(out, uninterrupted)
     assert not (out / "training-state").exists()
+    summary = re.search(r"Total params: ([\d,]+)", result.stdout).group(1)  # not the optimizer's
+    assert int(summary.replace(",", "")) == metrics["parameters"]
 
 
 def test_best_keras_is_the_epoch_with_the_best_validation_accuracy(uninterrupted):
@@ -327,3 +330,127 @@ def test_the_last_backend_flag_is_the_one_used_and_recorded(tmp_path):
     assert result.returncode == 0, explain(result)
     assert result.stdout.startswith("backend tensorflow ")
     assert read_metrics(tmp_path / "r")["backend"] == "tensorflow"
+
+
+# --------------------------------------------------------------------------------------
+# Exactly what is kept, what may change, and on every backend
+# --------------------------------------------------------------------------------------
+def test_exactly_the_last_two_finished_epochs_are_kept(tmp_path):
+    out = tmp_path / "run"
+    kill_after_epoch("train_gru.py", [*SECONDS, "--epochs", "5"], out, epoch=3)
+    assert sorted(p.name for p in (out / "training-state").iterdir()) == ["epoch-0002.npz", "epoch-0003.npz"]
+
+
+def test_a_signal_mid_epoch_keeps_the_epochs_shown_and_stops_within_the_epoch(tmp_path):
+    out = tmp_path / "run"
+    long_epochs = ["--dataset", "mnist-sample", "--limit", "3000", "--units", "64", "--epochs", "4"]
+    process = start_script("train_lstm.py", *long_epochs, "--steps-per-execution", "1", "--output-dir", out)
+    wait_for(state(out, 1), process)
+    time.sleep(0.2)  # early in epoch 2 (43 batches of about 30 ms)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    epoch_lines = [line for line in stdout.splitlines() if line.startswith("43/43 - ")]
+    assert len(epoch_lines) == 1 and "1 finished epoch(s) kept" in stderr, stdout + stderr
+    assert sorted(p.name for p in (out / "training-state").iterdir()) == ["epoch-0001.npz"]
+
+
+def test_every_flag_that_may_change_on_resume_changes_in_a_real_resume(tmp_path):
+    data, moved, out = tmp_path / "own.npz", tmp_path / "moved" / "own.npz", tmp_path / "run"
+    write_sequences_npz(data, train=200, test=40)
+    kill_after_epoch("train_gru.py", ["--data", data, "--epochs", "2", "--units", "4"], out)
+    moved.parent.mkdir()
+    data.rename(moved)  # the same data elsewhere: the fingerprint, not the path, decides
+    changes = {
+        "--epochs": "3", "--learning-rate": "0.002", "--clipnorm": "2.0", "--cpu-threads": "2",
+        "--fused-kernels": "off", "--data": str(moved), "--export": "saved_model",
+    }  # fmt: skip
+    argv = [a for pair in changes.items() for a in pair] + ["--tensorboard", "--verbose", "--allow-data-change"]
+    result = run_script("train_gru.py", "--resume", out, *argv)
+    assert result.returncode == 0, explain(result)
+    changed = json.loads((out / "args.json").read_text())["changes"][-1]["changed"]
+    assert set(changed) == {"epochs", "learning_rate", "clipnorm", "cpu_threads", "fused_kernels", "data", "export", "tensorboard", "verbose", "allow_data_change"}
+    assert [r["epoch"] for r in read_history(out)] == [1, 2, 3]  # extended from 2 epochs
+    assert (out / "logs").is_dir() and (out / "export" / "saved_model").is_dir()
+    assert read_metrics(out)["settings_in_effect"]["fused_kernels"] == {}
+
+
+def test_a_resume_reads_the_saved_preprocessing_and_does_not_fit_it_again(tmp_path):
+    data, out = tmp_path / "own.npz", tmp_path / "run"
+    write_sequences_npz(data, train=200, test=40)
+    kill_after_epoch("train_gru.py", ["--data", data, "--epochs", "2", "--units", "4"], out)
+    saved = (out / "preprocessing.json").read_text()
+    arrays = dict(np.load(data))
+    arrays["x_train"] = arrays["x_train"] * 3 + 5  # other statistics, if they were fitted again
+    np.savez(data, **arrays)
+    result = run_script("train_gru.py", "--resume", out, "--allow-data-change")
+    assert result.returncode == 0, explain(result)
+    assert (out / "preprocessing.json").read_text() == saved
+
+
+def test_a_run_folder_belongs_to_its_script_and_its_model(tmp_path):
+    from helpers import copy_script
+
+    out = tmp_path / "run"
+    kill_after_epoch("train_lstm.py", [*SECONDS, "--epochs", "3"], out)
+    other = run_script("train_gru.py", *SECONDS, "--epochs", "3", "--output-dir", out)
+    assert other.returncode == 1 and other.stderr.count("\n") == 1, explain(other)
+    assert f"holds a run of train_lstm.py, not of train_gru.py; resume it with python train_lstm.py --resume {out}" in other.stderr
+    assert "--overwrite" not in other.stderr
+    backwards = copy_script("train_lstm.py", tmp_path, lambda s: s.replace("layers.LSTM(units, return_sequences=more)", "layers.LSTM(units, return_sequences=more, go_backwards=True)"))
+    changed = run_script(backwards, "--resume", out, cwd=tmp_path)
+    assert changed.returncode == 1 and "holds a run of another model" in changed.stderr, explain(changed)
+    assert "--overwrite" not in changed.stderr and changed.stderr.count("\n") == 1
+    assert run_script("train_lstm.py", "--resume", out).returncode == 0  # the run itself is intact
+
+
+@pytest.mark.parametrize("backend", [b for b in ("jax", "torch") if importable(b)])
+def test_a_resumed_run_equals_an_uninterrupted_one_on(backend, tmp_path):
+    args = [*TINY[:6], "--units", "8", "--backend", backend]
+    whole = run_script("train_gru.py", *args, "--output-dir", tmp_path / "whole")
+    assert whole.returncode == 0, explain(whole)
+    kill_after_epoch("train_gru.py", args, tmp_path / "resumed")
+    resumed = run_script("train_gru.py", "--resume", tmp_path / "resumed")
+    assert resumed.returncode == 0 and "after epoch 1" in resumed.stdout, explain(resumed)
+    assert_same_training(tmp_path / "resumed", tmp_path / "whole")
+
+
+def test_sighup_stops_like_sigterm_with_its_own_line_and_code(tmp_path):
+    out = tmp_path / "run"
+    process = start_script("train_lstm.py", *TINY, "--output-dir", out, cwd=tmp_path)
+    wait_for(state(out, 1), process)
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 129, stderr
+    assert stderr.startswith("hung up (SIGHUP: the terminal closed); ") and "resume with: " in stderr
+
+
+def test_ctrl_c_while_the_vocabulary_is_adapted_is_130_and_leaves_nothing(tmp_path):
+    from files import write_sentences_csv
+
+    write_sentences_csv(tmp_path / "big.csv", count=200_000)
+    out = tmp_path / "run"
+    process = start_script("train_imdb_bilstm.py", "--data", tmp_path / "big.csv", "--units", "4", "--output-dir", out)
+    wait_for(out / ".lock", process)
+    time.sleep(3)  # indexing the records, then adapting the vocabulary
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and stderr.strip() == "interrupted (Ctrl-C); no epoch had finished, nothing to resume", stderr
+    assert not out.exists()
+
+
+def test_a_run_on_texts_read_from_disk_resumes_exactly(tmp_path):
+    from files import write_sentences_csv
+
+    write_sentences_csv(tmp_path / "s.csv", count=600)
+    args = ["--data", tmp_path / "s.csv", "--epochs", "3", "--units", "4", "--max-length", "12"]
+    whole = run_script("train_imdb_bilstm.py", *args, "--output-dir", tmp_path / "whole")
+    assert whole.returncode == 0, explain(whole)
+    kill_after_epoch("train_imdb_bilstm.py", args, tmp_path / "resumed")
+    resumed = run_script("train_imdb_bilstm.py", "--resume", tmp_path / "resumed")
+    assert resumed.returncode == 0 and "after epoch 1" in resumed.stdout, explain(resumed)
+    assert_same_training(tmp_path / "resumed", tmp_path / "whole")
+    kill_after_epoch("train_imdb_bilstm.py", args, tmp_path / "changed")
+    write_sentences_csv(tmp_path / "s.csv", count=600, seed=5)  # other texts under the same name
+    refused = run_script("train_imdb_bilstm.py", "--resume", tmp_path / "changed")
+    assert refused.returncode == 1 and "--allow-data-change" in refused.stderr, explain(refused)

@@ -95,6 +95,20 @@ def test_a_state_that_does_not_read_back_replaces_nothing(tmp_path, monkeypatch)
     assert sorted(p.name for p in (tmp_path / "training-state").iterdir()) == ["epoch-0001.npz"]
 
 
+def test_an_overwrite_keeps_the_lock_while_it_runs(tmp_path):
+    out = tmp_path / "run"
+    done = run_script("train_gru.py", *SECONDS, "--output-dir", out)
+    assert done.returncode == 0, explain(done)
+    rewriting = start_script("train_gru.py", "--synthetic", "--limit", "600", "--units", "4", "--epochs", "3", "--overwrite", "--output-dir", out)
+    try:
+        wait_for(out / "training-state" / "epoch-0001.npz", rewriting)
+        second = run_script("train_gru.py", *SECONDS, "--overwrite", "--output-dir", out)
+        assert second.returncode == 1 and "is in use by another run (pid" in second.stderr, explain(second)
+    finally:
+        rewriting.kill()
+        rewriting.communicate()
+
+
 def test_two_runs_started_together_without_output_dir_get_two_folders(tmp_path):
     runs = [start_script("train_gru.py", *SECONDS, cwd=tmp_path) for _ in range(2)]
     for process in runs:

@@ -47,7 +47,13 @@ def test_plateau_halves_the_learning_rate_when_the_validation_loss_stalls(platea
     assert rates[0] == 0.5 and 0.25 in rates  # reduced once the loss stalled for 2 epochs
     reduced = rates.index(0.25)  # the row of the epoch whose end reduced it
     losses = [r["val_loss"] for r in rows]
-    assert min(losses[reduced - 1 : reduced + 1]) > min(losses[: reduced - 1]) - 1e-4  # 2 stalled
+    best, stalled, expected = float("inf"), 0, None
+    for epoch, loss in enumerate(losses):  # ReduceLROnPlateau's count (min_delta 1e-4)
+        best, stalled = (loss, 0) if loss < best - 1e-4 else (best, stalled + 1)
+        if stalled == 2:
+            expected = epoch
+            break
+    assert reduced == expected  # after exactly 2 epochs without improvement
     assert image(out / "curves.png").shape[:2] == (400, 1500)  # a learning-rate panel
 
 
@@ -90,6 +96,18 @@ def test_cosine_resumes_exactly_and_tensorboard_appends_to_the_same_logs(tmp_pat
     assert result.returncode == 0, explain(result)
     assert without_seconds(read_history(out)) == without_seconds(read_history(cosine_run[0]))
     assert_same_weights(out, cosine_run[0])
+    assert scalars(out / "logs" / "train") == scalars(cosine_run[0] / "logs" / "train")
+
+
+def test_an_epoch_logged_before_its_state_was_saved_is_logged_once(tmp_path, cosine_run):
+    """Killed after TensorBoard wrote epoch 2 but before epoch 2's state was saved: the
+    resumed run trains epoch 2 again, to the same figures, and does not log it again."""
+    out = tmp_path / "run"
+    kill_after_epoch("train_lstm.py", COSINE, out, epoch=2)
+    (out / "training-state" / "epoch-0002.npz").unlink()  # as if the kill had come first
+    assert (out / "logs" / "epochs-logged").read_text() == "2"
+    result = run_script("train_lstm.py", "--resume", out)
+    assert result.returncode == 0 and "after epoch 1" in result.stdout, explain(result)
     assert scalars(out / "logs" / "train") == scalars(cosine_run[0] / "logs" / "train")
 
 

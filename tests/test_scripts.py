@@ -108,6 +108,24 @@ def test_saved_models_reload_and_reproduce_the_test_scores_of_the_final_and_the_
     assert metrics["best_model"]["epoch"] == 1
 
 
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_start_up_names_a_clearly_faster_backend_as_the_docs_measured_it(smoke_runs, script):
+    from helpers import documented_speeds
+
+    result, _ = smoke_runs(script)
+    speeds = documented_speeds()[script.removeprefix("train_").removesuffix(".py")]
+    keras_backends = {b: s for b, s in speeds.items() if b != "pytorch"}
+    fastest = max(keras_backends, key=keras_backends.get)
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: ")]
+    ratio = keras_backends[fastest] / keras_backends["tensorflow"]
+    if ratio < 1.2:
+        assert notes == []
+    else:
+        kernels = " with its fused kernels" if fastest == "torch" else ""
+        assert notes == [f"note: on a 2-core CPU the {fastest} backend{kernels} trained this model "
+                         f"{ratio:.1f}x faster (docs/performance.md): --backend {fastest}"]  # fmt: skip
+
+
 @pytest.mark.parametrize("script", ["train_lstm.py", "train_gru.py"])
 def test_gated_models_learn_real_digits_in_one_smoke_epoch(smoke_runs, script):
     _, out = smoke_runs(script)
@@ -238,3 +256,19 @@ def test_a_copied_script_that_imports_keras_at_its_top_still_takes_backend(tmp_p
     result = run_script(script, "--synthetic", "--limit", "60", "--units", "4", "--epochs", "1", "--backend", "jax", "--output-dir", tmp_path / "run", cwd=tmp_path)
     assert result.returncode == 0, explain(result)
     assert result.stdout.startswith("backend jax ") and read_metrics(tmp_path / "run")["backend"] == "jax"
+
+
+def test_a_closed_stdout_or_a_reader_that_stops_early_does_not_stop_training(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import ROOT, script_env
+
+    command = f"{sys.executable} {ROOT / 'train_gru.py'} --synthetic --limit 300 --units 4 --epochs 2"
+    closed = subprocess.run(f"{command} --output-dir {tmp_path / 'closed'} >&-", shell=True, cwd=tmp_path, env=script_env(), capture_output=True, text=True)
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr, explain(closed)
+    piped = subprocess.run(f"set -o pipefail; {command} --output-dir {tmp_path / 'piped'} | head -1", shell=True, executable="/bin/bash", cwd=tmp_path, env=script_env(), capture_output=True, text=True)
+    assert piped.stdout.startswith("backend tensorflow") and piped.stdout.count("\n") == 1
+    assert "Traceback" not in piped.stderr and "Broken pipe" not in piped.stderr, explain(piped)
+    for run in ("closed", "piped"):
+        assert read_metrics(tmp_path / run)["epochs_run"] == 2

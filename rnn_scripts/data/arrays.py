@@ -15,6 +15,7 @@ import numpy as np
 from .core import DataError
 
 ZIP_MAGIC = b"PK\x03\x04"
+BOMB_RATIO, BOMB_BYTES = 200, 2**30  # inflating more than 200-fold to over 1 GiB: a bomb
 
 
 def memory_limit():
@@ -75,6 +76,11 @@ def member_bytes(archive, info, path):
         header = member.tell()
     if dtype.hasobject:
         raise DataError(f"{path}: {name} is an object array (a pickle); save plain arrays")
+    if info.file_size > BOMB_BYTES and info.file_size > BOMB_RATIO * max(1, info.compress_size):
+        raise DataError(
+            f"{path}: {name} inflates {info.file_size // max(1, info.compress_size)}-fold to "
+            f"{info.file_size / 2**30:.1f} GiB; refused as a zip bomb"
+        )
     size = math.prod(shape) * dtype.itemsize
     if size != info.file_size - header:
         raise DataError(
