@@ -1,5 +1,6 @@
 """Shared test helpers: run a training script as a subprocess, read what it wrote."""
 
+import contextlib
 import csv
 import json
 import os
@@ -155,3 +156,18 @@ def documented_speeds():
         if model in MODEL_NAMES and backend in BACKEND_NAMES:
             found.setdefault(MODEL_NAMES[model], {})[BACKEND_NAMES[backend]] = int(speed.replace(",", ""))
     return found
+
+
+@contextlib.contextmanager
+def memory_limit(extra_bytes):
+    """Inside the block this process may map at most `extra_bytes` more memory: a runaway
+    allocation raises MemoryError (a failed test) instead of taking the machine."""
+    import resource
+
+    size = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (size + extra_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
