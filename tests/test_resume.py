@@ -406,11 +406,15 @@ def test_a_run_folder_belongs_to_its_script_and_its_model(tmp_path):
 
 @pytest.mark.parametrize("backend", [b for b in ("jax", "torch") if importable(b)])
 def test_a_resumed_run_equals_an_uninterrupted_one_on(backend, tmp_path):
-    args = [*TINY[:6], "--units", "8", "--backend", backend]
-    whole = run_script("train_gru.py", *args, "--output-dir", tmp_path / "whole")
+    assert_resume_equals_an_uninterrupted_run("train_gru.py", [*TINY[:6], "--units", "8", "--backend", backend], tmp_path)
+
+
+def assert_resume_equals_an_uninterrupted_run(script, args, tmp_path):
+    """A run killed after epoch 1 and resumed trains what an uninterrupted run trains."""
+    whole = run_script(script, *args, "--output-dir", tmp_path / "whole")
     assert whole.returncode == 0, explain(whole)
-    kill_after_epoch("train_gru.py", args, tmp_path / "resumed")
-    resumed = run_script("train_gru.py", "--resume", tmp_path / "resumed")
+    kill_after_epoch(script, args, tmp_path / "resumed")
+    resumed = run_script(script, "--resume", tmp_path / "resumed")
     assert resumed.returncode == 0 and "after epoch 1" in resumed.stdout, explain(resumed)
     assert_same_training(tmp_path / "resumed", tmp_path / "whole")
 
@@ -444,12 +448,7 @@ def test_a_run_on_texts_read_from_disk_resumes_exactly(tmp_path):
 
     write_sentences_csv(tmp_path / "s.csv", count=600)
     args = ["--data", tmp_path / "s.csv", "--epochs", "3", "--units", "4", "--max-length", "12"]
-    whole = run_script("train_imdb_bilstm.py", *args, "--output-dir", tmp_path / "whole")
-    assert whole.returncode == 0, explain(whole)
-    kill_after_epoch("train_imdb_bilstm.py", args, tmp_path / "resumed")
-    resumed = run_script("train_imdb_bilstm.py", "--resume", tmp_path / "resumed")
-    assert resumed.returncode == 0 and "after epoch 1" in resumed.stdout, explain(resumed)
-    assert_same_training(tmp_path / "resumed", tmp_path / "whole")
+    assert_resume_equals_an_uninterrupted_run("train_imdb_bilstm.py", args, tmp_path)
     kill_after_epoch("train_imdb_bilstm.py", args, tmp_path / "changed")
     write_sentences_csv(tmp_path / "s.csv", count=600, seed=5)  # other texts under the same name
     refused = run_script("train_imdb_bilstm.py", "--resume", tmp_path / "changed")
