@@ -54,9 +54,13 @@ def start_script(name, *args, env=None, cwd=None):
     )
 
 
+# The default working folders of launched scripts live here, removed when the test process ends.
+_SCRATCH = tempfile.TemporaryDirectory(prefix="rnn-scripts-cwd-")
+
+
 def _launch(name, args, env, cwd):
     command = [sys.executable, str(ROOT / name), *(str(a) for a in args)]
-    cwd = cwd or tempfile.mkdtemp(prefix="rnn-scripts-cwd-")
+    cwd = cwd or tempfile.mkdtemp(dir=_SCRATCH.name)
     return {"args": command, "cwd": cwd, "env": script_env(env), "text": True}
 
 
