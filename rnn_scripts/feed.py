@@ -151,7 +151,7 @@ def prepared_batches(row_batches, split, preprocessing):
 
 def input_shape(preprocessing):
     spec = preprocessing.spec
-    if preprocessing.kind in ("tokens", "texts"):
+    if preprocessing.kind == "tokens":  # texts on disk were turned into TokenIds before training
         return [spec["max_length"]]
     if preprocessing.kind == "images":
         return spec["shape"]
