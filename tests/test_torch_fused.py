@@ -1,4 +1,4 @@
-"""rnn_scripts/torch_fused.py gives the same outputs, gradients and training as Keras' own path.
+"""rnn_scripts/speedups/torch_fused.py gives the same outputs, gradients and training as Keras' own path.
 
 Keras' backend is fixed at its first import, and this pytest process has Keras on
 TensorFlow, so the torch checks run in one subprocess: this file run as a script with
