@@ -343,14 +343,21 @@ def test_exactly_the_last_two_finished_epochs_are_kept(tmp_path):
 
 def test_a_signal_mid_epoch_keeps_the_epochs_shown_and_stops_within_the_epoch(tmp_path):
     out = tmp_path / "run"
-    long_epochs = ["--dataset", "mnist-sample", "--limit", "3000", "--units", "64", "--epochs", "4"]
-    process = start_script("train_lstm.py", *long_epochs, "--steps-per-execution", "1", "--output-dir", out)
-    wait_for(state(out, 1), process)
-    time.sleep(0.2)  # early in epoch 2 (43 batches of about 30 ms)
+    # No validation split: a signal noticed only in validation would stop at the epoch's end too.
+    long_epochs = ["--dataset", "mnist-sample", "--limit", "3000", "--validation-split", "0", "--batch-size", "16",
+                   "--units", "64", "--epochs", "4", "--steps-per-execution", "1"]  # fmt: skip
+    process = start_script("train_lstm.py", *long_epochs, "--output-dir", out, env={"PYTHONUNBUFFERED": "1"})
+    shown = []
+    for line in process.stdout:  # until epoch 2 has begun (a signal before it is an epoch's end)
+        shown.append(line)
+        if line.startswith("Epoch 2/"):
+            break
+    time.sleep(0.5)  # into epoch 2 (188 batches of at least 10 ms)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    epoch_lines = [line for line in stdout.splitlines() if line.startswith("43/43 - ")]
+    stdout = "".join(shown) + stdout
+    assert process.returncode == 130, stdout + stderr
+    epoch_lines = [line for line in stdout.splitlines() if line.startswith("188/188 - ")]
     assert len(epoch_lines) == 1 and "1 finished epoch(s) kept" in stderr, stdout + stderr
     assert sorted(p.name for p in (out / "training-state").iterdir()) == ["epoch-0001.npz"]
 

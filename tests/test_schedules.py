@@ -69,11 +69,43 @@ def test_early_stopping_stops_and_keeps_the_best_epochs_weights(plateau_run):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_tie_is_not_a_better_epoch(tmp_path):
+    """Accuracy on a small validation split ties often: the first epoch with the best
+    score stays the best, and early stopping counts from it."""
+    from types import SimpleNamespace
+
+    import keras
+
+    from rnn_scripts import training
+
+    saved = []
+    config = SimpleNamespace(early_stopping=2, learning_rate=None)
+    run = SimpleNamespace(regression=False, config=config, fingerprint="", architecture="", best_weights=None,
+                          save_best=lambda model: saved.append("best.keras"), save_epoch=lambda model, meta: None)  # fmt: skip
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    progress = training.Progress()
+    callback = training.KeepProgress(run, progress, steps_per_epoch=1)
+    callback.set_model(model)
+    for epoch in range(3):
+        callback.on_epoch_end(epoch, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.75})
+    assert progress.best_epoch == 1 and saved == ["best.keras"]
+    assert progress.stopped_early == 3 and model.stop_training
+
+
 def test_plateau_and_early_stopping_resume_exactly(tmp_path, plateau_run):
+    rows = read_history(plateau_run[0])
+    # Killed after the epoch before the first halving: the plateau has waited one epoch (a
+    # resume that forgot it would not halve the rate after the next), and early stopping
+    # has seen no better accuracy since an earlier epoch.
+    epoch = [r["learning_rate"] for r in rows].index(0.25)
+    accuracies = [r["val_accuracy"] for r in rows[:epoch]]
+    assert 1 + accuracies.index(max(accuracies)) < epoch
     out = tmp_path / "run"
-    kill_after_epoch("train_gru.py", PLATEAU, out, epoch=4)  # both counters are running here
+    kill_after_epoch("train_gru.py", PLATEAU, out, epoch=epoch)
     result = run_script("train_gru.py", "--resume", out)
     assert result.returncode == 0, explain(result)
+    assert read_metrics(out)["resumed_after_epoch"] == epoch
     assert without_seconds(read_history(out)) == without_seconds(read_history(plateau_run[0]))
     assert read_metrics(out)["stopped_early_at_epoch"] == read_metrics(plateau_run[0])["stopped_early_at_epoch"]
     assert_same_weights(out, plateau_run[0])

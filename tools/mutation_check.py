@@ -133,7 +133,7 @@ MUTANTS = [
            "        variable.assign(value)\n", "        pass\n",
            "tests/test_resume.py -k sigkill_after_epoch_1"),
     Mutant("a tie counts as a better epoch", T, "score > progress.best", "score >= progress.best",
-           "tests/test_schedules.py tests/test_resume.py -k 'early_stopping_stops or best_keras'"),
+           "tests/test_schedules.py tests/test_resume.py -k 'early_stopping_stops or best_keras or a_tie'"),
     Mutant("early stopping waits one epoch more", T,
            "epoch + 1 - progress.best_epoch >= patience", "epoch + 1 - progress.best_epoch > patience",
            "tests/test_schedules.py -k early_stopping_stops"),
