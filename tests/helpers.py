@@ -47,11 +47,16 @@ def run_script(name, *args, env=None, cwd=None, timeout=600, **options):
     )
 
 
+STARTED = []  # the processes of start_script; conftest.py kills any that outlives its test
+
+
 def start_script(name, *args, env=None, cwd=None):
     """Like run_script, but returns the running subprocess.Popen (text pipes)."""
-    return subprocess.Popen(
+    process = subprocess.Popen(
         **_launch(name, args, env, cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    STARTED.append(process)
+    return process
 
 
 # The default working folders of launched scripts live here, removed when the test process ends.
