@@ -1,6 +1,9 @@
 """--distribute: data parallelism over 2 logical CPU devices (RNN_SCRIPTS_CPU_DEVICES=2),
 with tf.distribute.MirroredStrategy on TensorFlow and keras.distribution.DataParallel on JAX;
 and --distribute multi-worker, which fails at once with one line (Keras 3 cannot run it).
+
+Slow by design, about 2 minutes of one test process on 2 cores (`bash .ci/run`): runs over
+two logical devices, compared with runs on one.
 """
 
 import pytest

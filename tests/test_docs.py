@@ -1,6 +1,10 @@
 """The manual: the README is a short front door, the docs speak in the present tense, every
 command they show runs (offline, in a copy of the project, block by block in the order
-written), and the README's Python snippet works as printed for every kind of run."""
+written), and the README's Python snippet works as printed for every kind of run.
+
+Slow by design, about 3 minutes of one test process on 2 cores (`bash .ci/run`): every
+command of README.md and docs/ runs.
+"""
 
 import re
 import shlex

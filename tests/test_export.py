@@ -1,6 +1,10 @@
 """Export for serving: the exported model takes raw inputs (the preprocessing is inside) and
 returns predict.py's probabilities or values, checked with each format's own runtime:
-TensorFlow for SavedModel, onnxruntime for ONNX."""
+TensorFlow for SavedModel, onnxruntime for ONNX.
+
+Slow by design, about 4 minutes of one test process on 2 cores (`bash .ci/run`): each export
+traces a trained model into SavedModel or ONNX and loads it in that format's runtime.
+"""
 
 import json
 import subprocess

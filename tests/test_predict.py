@@ -1,6 +1,12 @@
 """predict.py with finished runs: images, arrays, texts and labelled files; the Python API
 the README shows; models that load on every backend; every input it cannot handle (one
-line, answered before Keras loads where it can be)."""
+line, answered before Keras loads where it can be).
+
+Slow by design, about 11 minutes of one test process on 2 cores (`bash .ci/run`): it trains
+a finished run of each kind (images, sequences, texts, two classes, a regression) and runs
+predict.py on them as a user does, a subprocess per call, and loads models trained on each
+backend on the others.
+"""
 
 import json
 import os
