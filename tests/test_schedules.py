@@ -73,7 +73,7 @@ def test_early_stopping_stops_and_keeps_the_best_epochs_weights(plateau_run):
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_tie_is_not_a_better_epoch(tmp_path):
+def test_a_tie_is_not_a_better_epoch():
     """Accuracy on a small validation split ties often: the first epoch with the best
     score stays the best, and early stopping counts from it."""
     from types import SimpleNamespace
