@@ -3,8 +3,8 @@
 Each test trains a tiny model for one epoch in a subprocess; the backend's package must be
 installed (pip install -r requirements-jax.txt / requirements-torch.txt), else it is skipped.
 
-Slow by design, about 9 minutes of one test process on 2 cores (`bash .ci/run`): every
-script trains on each of the three backends, a subprocess per run.
+Slow by design (every run of the suite ends with this file's seconds): every script trains
+on each of the three backends, a subprocess per run.
 """
 
 import pytest

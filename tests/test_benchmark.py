@@ -1,7 +1,7 @@
 """tools/benchmark.py runs end to end and reports figures that make sense (the quick mode).
 
-Slow by design, about 2 minutes of one test process on 2 cores (`bash .ci/run`):
-tools/benchmark.py --quick times real training rounds in alternating processes.
+Slow by design (every run of the suite ends with this file's seconds): tools/benchmark.py
+--quick times real training rounds in alternating processes.
 """
 
 import importlib.util

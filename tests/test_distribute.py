@@ -2,8 +2,8 @@
 with tf.distribute.MirroredStrategy on TensorFlow and keras.distribution.DataParallel on JAX;
 and --distribute multi-worker, which fails at once with one line (Keras 3 cannot run it).
 
-Slow by design, about 2 minutes of one test process on 2 cores (`bash .ci/run`): runs over
-two logical devices, compared with runs on one.
+Slow by design (every run of the suite ends with this file's seconds): runs over two logical
+devices, compared with runs on one.
 """
 
 import pytest

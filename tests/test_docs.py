@@ -2,8 +2,8 @@
 command they show runs (offline, in a copy of the project, block by block in the order
 written), and the README's Python snippet works as printed for every kind of run.
 
-Slow by design, about 3 minutes of one test process on 2 cores (`bash .ci/run`): every
-command of README.md and docs/ runs.
+Slow by design (every run of the suite ends with this file's seconds): every command of
+README.md and docs/ runs.
 """
 
 import re

@@ -2,8 +2,8 @@
 returns predict.py's probabilities or values, checked with each format's own runtime:
 TensorFlow for SavedModel, onnxruntime for ONNX.
 
-Slow by design, about 4 minutes of one test process on 2 cores (`bash .ci/run`): each export
-traces a trained model into SavedModel or ONNX and loads it in that format's runtime.
+Slow by design (every run of the suite ends with this file's seconds): each export traces a
+trained model into SavedModel or ONNX and loads it in that format's runtime.
 """
 
 import json

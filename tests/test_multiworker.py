@@ -1,8 +1,8 @@
 """--distribute multi-worker: two real processes on 127.0.0.1 (JAX, CPU, gloo), equal to a
 one-process run over two devices; a lost, a signalled and an unreachable process.
 
-Slow by design, about 9 minutes of one test process on 2 cores (`bash .ci/run`): each test
-starts two real JAX processes that join over gloo (about a minute per pair).
+Slow by design (every run of the suite ends with this file's seconds): each test starts two
+real JAX processes that join over gloo (about a minute per pair).
 """
 
 import signal

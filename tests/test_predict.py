@@ -2,10 +2,10 @@
 the README shows; models that load on every backend; every input it cannot handle (one
 line, answered before Keras loads where it can be).
 
-Slow by design, about 11 minutes of one test process on 2 cores (`bash .ci/run`): it trains
-a finished run of each kind (images, sequences, texts, two classes, a regression) and runs
-predict.py on them as a user does, a subprocess per call, and loads models trained on each
-backend on the others.
+Slow by design (every run of the suite ends with this file's seconds): it trains a finished
+run of each kind (images, sequences, texts, two classes, a regression) and runs predict.py
+on them as a user does, a subprocess per call, and loads models trained on each backend on
+the others.
 """
 
 import json

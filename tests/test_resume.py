@@ -1,8 +1,8 @@
 """Resuming: killed runs continue exactly, signals at every phase of a real run, a non-finite
 loss and how to continue after it, damaged states, changed data, arguments on resume.
 
-Slow by design, about 17 minutes of one test process on 2 cores (`bash .ci/run`): every test
-kills, signals or resumes real training runs, each a subprocess that imports its backend
+Slow by design (every run of the suite ends with this file's seconds): every test kills,
+signals or resumes real training runs, each a subprocess that imports its backend
 (TensorFlow, JAX or torch), and most compare against an uninterrupted run.
 """
 

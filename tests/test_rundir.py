@@ -1,9 +1,8 @@
 """The run folder: one run owns it, default names never collide, a full disk or a failed write
 anywhere is one line that keeps the last good state, and the checks made before training.
 
-Slow by design, about 10 minutes of one test process on 2 cores (`bash .ci/run`): two real
-processes on one folder, and a failed write at every write a real run makes (one training
-run per write).
+Slow by design (every run of the suite ends with this file's seconds): two real processes on
+one folder, and a failed write at every write a real run makes (one training run per write).
 """
 
 import errno

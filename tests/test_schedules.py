@@ -2,8 +2,8 @@
 stopping, TensorBoard, curves that follow the run, the tutorials' recipes; schedules and
 early stopping resume exactly.
 
-Slow by design, about 4 minutes of one test process on 2 cores (`bash .ci/run`): each
-schedule is checked on real runs, and resumed after a kill.
+Slow by design (every run of the suite ends with this file's seconds): each schedule is
+checked on real runs, and resumed after a kill.
 """
 
 import math

@@ -1,8 +1,8 @@
 """Each script end to end, as a user runs it: a subprocess with --smoke, what it wrote, and
 the pictures checked against the data they were drawn from.
 
-Slow by design, about 8 minutes of one test process on 2 cores (`bash .ci/run`): every
-script runs end to end with --smoke on real data, as a user runs it.
+Slow by design (every run of the suite ends with this file's seconds): every script runs end
+to end with --smoke on real data, as a user runs it.
 """
 
 import csv

@@ -2,9 +2,8 @@
 script training and predicting in an empty folder outside the repository, a softmax output,
 a regression end to end, what run() takes besides build_model, and imports without effects.
 
-Slow by design, about 4 minutes of one test process on 2 cores (`bash .ci/run`): it builds
-the wheel and installs it into a fresh virtual environment, then trains from a copied
-script.
+Slow by design (every run of the suite ends with this file's seconds): it builds the wheel
+and installs it into a fresh virtual environment, then trains from a copied script.
 """
 
 import json
