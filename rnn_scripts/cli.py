@@ -88,12 +88,18 @@ positive_int = checked(int, lambda v: v > 0, "a positive integer")
 integer = checked(int, lambda v: True, "an integer")
 non_negative_int = checked(int, lambda v: v >= 0, "an integer >= 0")
 finite_float = checked(float, math.isfinite, "a number")
-positive_float = checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
-learning_rate = checked(float, lambda v: math.isfinite(v) and 0 < v <= 1e6, "a positive number up to 1e6")
+positive_float = checked(
+    float, lambda v: math.isfinite(v) and v > 0, "a positive number"
+)
+learning_rate = checked(
+    float, lambda v: math.isfinite(v) and 0 < v <= 1e6, "a positive number up to 1e6"
+)
 fraction = checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 seed_value = checked(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 address = checked(host_and_port, lambda v: True, "HOST:PORT")
-delimiter = checked(one_character, lambda v: len(v) == 1 and v not in '"\r\n', "one character (or tab)")
+delimiter = checked(
+    one_character, lambda v: len(v) == 1 and v not in '"\r\n', "one character (or tab)"
+)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -122,7 +128,9 @@ def build_parser(prog, description, contract, script=ScriptDefaults()):
         allow_abbrev=False,  # `--back jax` must not mean --backend
     )
     add_training_flags(parser.add_argument_group("training"), script)
-    add_model_flags(parser.add_argument_group("model (build_model's keyword parameters)"), contract)
+    add_model_flags(
+        parser.add_argument_group("model (build_model's keyword parameters)"), contract
+    )
     add_data_flags(parser, contract.reads)
     add_run_folder_flags(parser.add_argument_group("run folder"))
     add_hardware_flags(parser.add_argument_group("hardware and speed"))
@@ -161,7 +169,12 @@ def add_training_flags(group, script):
         help="balanced: weigh each class by N / (classes x its count)"
         + (" (default: the script's own)" if script.own_class_weight else ""),
     )
-    add("--seed", type=seed_value, default=1, help="seeds weights, splits and batch order")
+    add(
+        "--seed",
+        type=seed_value,
+        default=1,
+        help="seeds weights, splits and batch order",
+    )
 
 
 def add_model_flags(group, contract):
@@ -175,7 +188,9 @@ def add_model_flags(group, contract):
             kind = {"type": finite_float}
         else:  # str, or None: text
             kind = {"type": str}
-        group.add_argument(flag.flag, dest=flag.name, default=default, help=flag.help, **kind)
+        group.add_argument(
+            flag.flag, dest=flag.name, default=default, help=flag.help, **kind
+        )
 
 
 def add_data_flags(parser, reads):
@@ -188,7 +203,12 @@ def add_data_flags(parser, reads):
         "text": ".csv/.tsv of labelled texts, a folder of .txt files per class, or .npz",
     }[reads]
     add("--data", type=Path, metavar="PATH", help=f"your own data: {kinds}")
-    add("--validation-data", type=Path, metavar="PATH", help="validation examples (as --data)")
+    add(
+        "--validation-data",
+        type=Path,
+        metavar="PATH",
+        help="validation examples (as --data)",
+    )
     add("--test-data", type=Path, metavar="PATH", help="test examples (as --data)")
     add(
         "--task",
@@ -197,12 +217,21 @@ def add_data_flags(parser, reads):
         help="auto: integer or text labels are classes, float targets are values",
     )
     add("--label-column", default="label", help=".csv: the column of labels or targets")
-    add("--delimiter", type=delimiter, help=".csv/.tsv: the column separator (unset: sniffed)")
+    add(
+        "--delimiter",
+        type=delimiter,
+        help=".csv/.tsv: the column separator (unset: sniffed)",
+    )
     text = {"text_column": "text", "vocab_size": 20000, "max_length": 200}
     series = {"sequence_column": "sequence", "target": None, "window": 24, "horizon": 1}
     if reads == "text":
         add("--text-column", default="text", help=".csv: the column of texts")
-        add("--vocab-size", type=positive_int, default=20000, help="words kept, the most frequent")
+        add(
+            "--vocab-size",
+            type=positive_int,
+            default=20000,
+            help="words kept, the most frequent",
+        )
         add(
             "--max-length",
             type=positive_int,
@@ -216,9 +245,21 @@ def add_data_flags(parser, reads):
             default="sequence",
             help=".csv with one row per time step: the column naming each row's sequence",
         )
-        add("--target", metavar="COLUMN", help="forecast COLUMN of a .csv of time series")
-        add("--window", type=positive_int, default=24, help="--target: time steps the model sees")
-        add("--horizon", type=positive_int, default=1, help="--target: steps ahead to forecast")
+        add(
+            "--target", metavar="COLUMN", help="forecast COLUMN of a .csv of time series"
+        )
+        add(
+            "--window",
+            type=positive_int,
+            default=24,
+            help="--target: time steps the model sees",
+        )
+        add(
+            "--horizon",
+            type=positive_int,
+            default=1,
+            help="--target: steps ahead to forecast",
+        )
         parser.set_defaults(**text)
     add("--data-dir", type=Path, help="read the official data files from this folder")
     add("--synthetic", action="store_true", help="generated data of the real shapes")
@@ -228,7 +269,9 @@ def add_data_flags(parser, reads):
         default=0.1,
         help="fraction of the training examples held out for validation (seeded)",
     )
-    add("--limit", type=positive_int, help="only the first N training, N/6 test examples")
+    add(
+        "--limit", type=positive_int, help="only the first N training, N/6 test examples"
+    )
     add("--smoke", action="store_true", help=f"one epoch on {SMOKE_LIMIT} examples")
     add(
         "--allow-data-change",
@@ -239,9 +282,13 @@ def add_data_flags(parser, reads):
 
 def add_run_folder_flags(group):
     add = group.add_argument
-    add("--output-dir", type=Path, help="where the run writes (default runs/SCRIPT-TIME)")
+    add(
+        "--output-dir", type=Path, help="where the run writes (default runs/SCRIPT-TIME)"
+    )
     add("--resume", type=Path, metavar="DIR", help="continue the unfinished run in DIR")
-    add("--overwrite", action="store_true", help="replace a finished run in --output-dir")
+    add(
+        "--overwrite", action="store_true", help="replace a finished run in --output-dir"
+    )
     add("--tensorboard", action="store_true", help="write TensorBoard logs to RUN/logs")
     add(
         "--export",
@@ -339,35 +386,55 @@ def given_names(parser, argv):
     an append action copies a preset list before appending, so it gets an unset list)."""
     unset, unset_list = object(), []
     presets = {
-        a.dest: unset_list if isinstance(a, argparse._AppendAction) else unset for a in parser._actions
+        a.dest: unset_list if isinstance(a, argparse._AppendAction) else unset
+        for a in parser._actions
     }
     presets.update({dest: unset for dest in parser._defaults})  # the other kind's flags
     parsed = parser.parse_args(argv, namespace=argparse.Namespace(**presets))
-    return {name for name, value in vars(parsed).items() if value is not unset and value is not unset_list}
+    return {
+        name
+        for name, value in vars(parsed).items()
+        if value is not unset and value is not unset_list
+    }
 
 
 def check_combinations(args):
     if args.resume and args.overwrite:
-        raise UsageError("--resume continues a run, --overwrite starts it again: give one")
+        raise UsageError(
+            "--resume continues a run, --overwrite starts it again: give one"
+        )
     if args.resume and args.output_dir and args.output_dir != args.resume:
         raise UsageError("--resume DIR writes into DIR: leave out --output-dir")
     if args.limit is not None and args.limit < 6:
-        raise UsageError(f"--limit: expected at least 6 (N/6 test examples), got {args.limit}")
+        raise UsageError(
+            f"--limit: expected at least 6 (N/6 test examples), got {args.limit}"
+        )
     if args.data and (args.synthetic or args.data_dir):
         raise UsageError("--data is your own data: leave out --synthetic and --data-dir")
     for flag in ("validation_data", "test_data"):
         if getattr(args, flag) and not args.data:
-            raise UsageError(f"--{flag.replace('_', '-')} goes with --data (your own training data)")
+            raise UsageError(
+                f"--{flag.replace('_', '-')} goes with --data (your own training data)"
+            )
     if args.target is not None and not args.data:
         raise UsageError("--target forecasts a column of your own .csv: give --data")
-    cluster = [f for f in ("coordinator", "num_processes", "process_id") if getattr(args, f) is not None]
+    cluster = [
+        f
+        for f in ("coordinator", "num_processes", "process_id")
+        if getattr(args, f) is not None
+    ]
     if cluster and args.distribute != "multi-worker":
         flag = "--" + cluster[0].replace("_", "-")
         raise UsageError(f"{flag} belongs to --distribute multi-worker")
-    if None not in (args.process_id, args.num_processes) and args.process_id >= args.num_processes:
+    if (
+        None not in (args.process_id, args.num_processes)
+        and args.process_id >= args.num_processes
+    ):
         raise UsageError(f"--process-id must lie in 0..{args.num_processes - 1}")
     if args.distribute == "multi-worker" and not (args.output_dir or args.resume):
-        raise UsageError("--distribute multi-worker needs --output-dir, on storage every process sees")
+        raise UsageError(
+            "--distribute multi-worker needs --output-dir, on storage every process sees"
+        )
     if (args.steps_per_execution or 1) > 1 and one_step_only(args):
         raise UsageError(
             "--steps-per-execution must be 1 on the torch backend and under "
@@ -386,7 +453,9 @@ def resolve(config):
     """Fill the defaults that follow from other arguments."""
     changes = {"export": sorted(set(config.export or ()))}
     if config.steps_per_execution is None:
-        changes["steps_per_execution"] = 1 if one_step_only(config) else STEPS_PER_EXECUTION
+        changes["steps_per_execution"] = (
+            1 if one_step_only(config) else STEPS_PER_EXECUTION
+        )
     if config.smoke:
         changes.update(epochs=1, limit=config.limit or SMOKE_LIMIT)
     return config.replace(**changes)
@@ -410,10 +479,14 @@ def settle(config, compared, saved):
         elif name in CHANGEABLE_ON_RESUME:
             changes[name] = [old, new]
         else:
-            raise UsageError(f"--{name.replace('_', '-')} was {show(old)}, now {show(new)}")
+            raise UsageError(
+                f"--{name.replace('_', '-')} was {show(old)}, now {show(new)}"
+            )
     missing = sorted(set(dict(config.items())) - set(saved) - NOT_PART_OF_A_RUN)
     if missing:
-        raise UsageError(f"its args.json lacks the argument {missing[0]!r} (another script's run?)")
+        raise UsageError(
+            f"its args.json lacks the argument {missing[0]!r} (another script's run?)"
+        )
     return config.replace(**merged), changes
 
 

@@ -22,7 +22,11 @@ MULTI_WORKER_ON_TENSORFLOW = (
 )
 JOIN_TIMEOUT_ENV = "RNN_SCRIPTS_JOIN_TIMEOUT"  # seconds to wait for the other processes
 JOIN_TIMEOUT, HEARTBEAT_SECONDS = 300, 60
-PER_PROCESS = {"process_id", "verbose", "cpu_threads"}  # may differ between the processes
+PER_PROCESS = {
+    "process_id",
+    "verbose",
+    "cpu_threads",
+}  # may differ between the processes
 PROCESS_LOCK = ".process-{}.lock"
 
 
@@ -71,7 +75,9 @@ class Cluster:
 
         alive = {}
         asking = threading.Thread(
-            target=lambda: alive.update(distributed.global_state.client.get_live_nodes(list(range(self.count)))),
+            target=lambda: alive.update(
+                distributed.global_state.client.get_live_nodes(list(range(self.count)))
+            ),
             daemon=True,
         )
         asking.start()
@@ -150,7 +156,9 @@ def claim_process_id(config):
         folder.mkdir(parents=True, exist_ok=True)
         lock = open(folder / PROCESS_LOCK.format(config.process_id), "a+")
     except OSError as error:
-        raise UserError(f"cannot write to output directory {folder}: {error.strerror or error}") from None
+        raise UserError(
+            f"cannot write to output directory {folder}: {error.strerror or error}"
+        ) from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -181,7 +189,9 @@ def check_same_arguments(cluster, config):
     values = dict(config.to_json())
     names = sorted(cli.reserved_names() - PER_PROCESS)
     model = {k: v for k, v in values.items() if k not in cli.reserved_names()}
-    own = [digest(values.get(name)) for name in names] + [digest([os.path.basename(sys.argv[0]), model])]
+    own = [digest(values.get(name)) for name in names] + [
+        digest([os.path.basename(sys.argv[0]), model])
+    ]
     import numpy as np
     from jax.experimental import multihost_utils
 
@@ -202,11 +212,13 @@ def give_up_joining(config, timeout, lock, created):
             with contextlib.suppress(OSError):
                 os.rmdir(config.resume or config.output_dir)
     where = config.coordinator or "the coordinator"
-    who = f"process {config.process_id}" if config.process_id is not None else "this process"
+    who = (
+        f"process {config.process_id}"
+        if config.process_id is not None
+        else "this process"
+    )
     message = (
         f"error: {who} could not join the others at {where} within {timeout} s; start "
         "every process with the same --coordinator and --num-processes and its own --process-id\n"
     )
     exit_now(1, message)
-
-

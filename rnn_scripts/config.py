@@ -4,7 +4,14 @@ continues) and never changed afterwards: the stages read it, none of them writes
 from pathlib import Path
 from types import MappingProxyType
 
-PATH_ARGUMENTS = ("data", "validation_data", "test_data", "data_dir", "output_dir", "resume")
+PATH_ARGUMENTS = (
+    "data",
+    "validation_data",
+    "test_data",
+    "data_dir",
+    "output_dir",
+    "resume",
+)
 
 
 class Config:
@@ -43,10 +50,15 @@ class Config:
         return self._values.items()
 
     def to_json(self):
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self._values.items()}
+        return {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in self._values.items()
+        }
 
     @classmethod
     def from_json(cls, values):
         return cls(
-            {k: (Path(v) if k in PATH_ARGUMENTS and v is not None else v) for k, v in values.items()}
+            {
+                k: (Path(v) if k in PATH_ARGUMENTS and v is not None else v)
+                for k, v in values.items()
+            }
         )

@@ -69,9 +69,13 @@ def read_contract(build_model, reads, reserved=()):
     """The Contract of build_model; ContractError (one line) where it cannot be one.
     `reserved`: the pipeline's own argument names, which a model flag may not take."""
     if reads not in READS:
-        raise ContractError(f"run(reads={reads!r}): expected one of {', '.join(map(repr, READS))}")
+        raise ContractError(
+            f"run(reads={reads!r}): expected one of {', '.join(map(repr, READS))}"
+        )
     if not callable(build_model):
-        raise ContractError(f"run() needs a function build_model, got {type(build_model).__name__}")
+        raise ContractError(
+            f"run() needs a function build_model, got {type(build_model).__name__}"
+        )
     helps = parameter_help(build_model.__doc__ or "")
     data_parameters, flags = [], []
     for parameter in inspect.signature(build_model).parameters.values():
@@ -79,7 +83,9 @@ def read_contract(build_model, reads, reserved=()):
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             raise ContractError(f"build_model(*{name}/**{name}): name each parameter")
         if parameter.kind == parameter.POSITIONAL_ONLY:
-            raise ContractError(f"build_model's parameter {name!r} is positional-only; drop the /")
+            raise ContractError(
+                f"build_model's parameter {name!r} is positional-only; drop the /"
+            )
         if name in DATA_PARAMETERS:
             data_parameters.append(name)
         elif parameter.default is parameter.empty:
@@ -99,7 +105,11 @@ def read_contract(build_model, reads, reserved=()):
                 f"{type(parameter.default).__name__}; a flag takes int, float, str, bool or None"
             )
         else:
-            flags.append(ModelFlag(name, parameter.default, helps.get(name, "build_model's " + name)))
+            flags.append(
+                ModelFlag(
+                    name, parameter.default, helps.get(name, "build_model's " + name)
+                )
+            )
     return Contract(reads, tuple(data_parameters), tuple(flags))
 
 

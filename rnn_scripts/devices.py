@@ -70,7 +70,10 @@ def keep_freed_memory():
     except OSError:
         return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+    return bool(
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    )
 
 
 def cpu_threads(requested):
@@ -96,15 +99,20 @@ def backend_settings():
     if backend == "torch":
         import torch
 
-        return {"torch_deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
+        return {
+            "torch_deterministic_algorithms": torch.are_deterministic_algorithms_enabled()
+        }
     flags = os.environ.get("XLA_FLAGS", "")
     return {
         "xla_gpu_deterministic_ops": "--xla_gpu_deterministic_ops=true" in flags,
-        "jax_gpu_preallocation": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE") != "false",
+        "jax_gpu_preallocation": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")
+        != "false",
     }
 
 
-SPEED_TABLE = "cpu-speeds.json"  # written by tools/benchmark.py --speed-table; docs check it
+SPEED_TABLE = (
+    "cpu-speeds.json"  # written by tools/benchmark.py --speed-table; docs check it
+)
 CLEARLY_FASTER = 1.2
 
 
@@ -115,7 +123,9 @@ def measured_speeds():
     import json
 
     try:
-        return json.loads((importlib.resources.files("rnn_scripts") / SPEED_TABLE).read_text())["models"]
+        return json.loads(
+            (importlib.resources.files("rnn_scripts") / SPEED_TABLE).read_text()
+        )["models"]
     except (OSError, ValueError, KeyError, TypeError):  # no table: no note
         return {}
 
@@ -127,16 +137,28 @@ def faster_backend_note(model_name, parameters, backend, device):
     from . import speedups
 
     entry = measured_speeds().get(model_name)
-    if entry is None or entry["parameters"] != parameters or not device.startswith("CPU"):
+    if (
+        entry is None
+        or entry["parameters"] != parameters
+        or not device.startswith("CPU")
+    ):
         return None
-    speeds = {b: s for b, s in entry["samples_per_second"].items() if b in ("tensorflow", "jax", "torch")}
+    speeds = {
+        b: s
+        for b, s in entry["samples_per_second"].items()
+        if b in ("tensorflow", "jax", "torch")
+    }
     if not speedups.would_be_active("torch"):
         speeds.pop("torch", None)
     fastest = max(speeds, key=speeds.get)
     if backend not in speeds or speeds[fastest] / speeds[backend] < CLEARLY_FASTER:
         return None
     kernels = " with its fused kernels" if fastest == "torch" else ""
-    install = "" if importlib.util.find_spec(fastest) else f" (pip install -r requirements-{fastest}.txt)"
+    install = (
+        ""
+        if importlib.util.find_spec(fastest)
+        else f" (pip install -r requirements-{fastest}.txt)"
+    )
     return (
         f"note: on a 2-core CPU the {fastest} backend{kernels} trained this model "
         f"{speeds[fastest] / speeds[backend]:.1f}x faster (docs/performance.md): --backend {fastest}{install}"
@@ -196,7 +218,9 @@ class SingleDevice:
     def local_split(self, split):
         """This process's share of a split that all processes evaluate together."""
         share = len(split) // self.process_count
-        return split.take(np.arange(self.process_index * share, (self.process_index + 1) * share))
+        return split.take(
+            np.arange(self.process_index * share, (self.process_index + 1) * share)
+        )
 
     def check_batches(self, batch_size, flag="--batch-size"):
         """Every batch is split over the replicas and must split evenly."""

@@ -13,7 +13,9 @@ import sys
 
 from .errors import UsageError
 
-CPU_DEVICES_ENV = "RNN_SCRIPTS_CPU_DEVICES"  # split the CPU into N logical devices (tests)
+CPU_DEVICES_ENV = (
+    "RNN_SCRIPTS_CPU_DEVICES"  # split the CPU into N logical devices (tests)
+)
 RESTARTED_ENV = "RNN_SCRIPTS_RESTARTED_FOR_BACKEND"
 
 

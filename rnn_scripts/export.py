@@ -24,7 +24,10 @@ from pathlib import Path
 
 from .errors import EXIT_FAILED, UserError, fail, first_line
 
-FORMATS = {"saved_model": ("tf_saved_model", "saved_model"), "onnx": ("onnx", "model.onnx")}
+FORMATS = {
+    "saved_model": ("tf_saved_model", "saved_model"),
+    "onnx": ("onnx", "model.onnx"),
+}
 EXPORT_DIR = "export"
 
 
@@ -33,7 +36,9 @@ def check_exporter(formats):
     import importlib.util
 
     if "onnx" in formats and importlib.util.find_spec("tf2onnx") is None:
-        raise UserError("--export onnx needs tf2onnx: pip install -r requirements-export.txt")
+        raise UserError(
+            "--export onnx needs tf2onnx: pip install -r requirements-export.txt"
+        )
 
 
 def export_run(folder, formats, model="final", output=None):
@@ -65,12 +70,16 @@ def write_format(run, name, output):
     if run.preprocessing.kind == "texts" and name == "onnx":
         (output / "vocabulary.json").write_text(json.dumps(run.preprocessing.vocabulary))
     try:
-        model(dummy_batch(model))  # Keras' ONNX export wants a model that has been called
+        model(
+            dummy_batch(model)
+        )  # Keras' ONNX export wants a model that has been called
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's np.object probe
             model.export(str(path), format=keras_format, verbose=False)
     except Exception as error:  # the converters raise many kinds
-        raise UserError(f"could not export {run.folder} as {name} ({first_line(error)})") from None
+        raise UserError(
+            f"could not export {run.folder} as {name} ({first_line(error)})"
+        ) from None
     return path
 
 
@@ -79,7 +88,11 @@ def dummy_batch(model):
 
     spec = model.inputs[0]
     shape = [1 if size is None else size for size in spec.shape]
-    return np.array([""], dtype=object) if spec.dtype == "string" else np.zeros(shape, spec.dtype)
+    return (
+        np.array([""], dtype=object)
+        if spec.dtype == "string"
+        else np.zeros(shape, spec.dtype)
+    )
 
 
 def with_text_input(model, preprocessing):
@@ -105,11 +118,25 @@ def description(run, formats):
         if preprocessing.is_regression
         else f"probabilities of the classes {', '.join(preprocessing.class_names)}"
     )
-    return {"formats": sorted(formats), "input": inputs, "output": outputs, "classes": preprocessing.class_names}
+    return {
+        "formats": sorted(formats),
+        "input": inputs,
+        "output": outputs,
+        "classes": preprocessing.class_names,
+    }
 
 
 def export_in_tensorflow(folder, formats, model, output):
-    command = [sys.executable, "-m", "rnn_scripts.export", str(folder), "--model", model, "--output", str(output)]
+    command = [
+        sys.executable,
+        "-m",
+        "rnn_scripts.export",
+        str(folder),
+        "--model",
+        model,
+        "--output",
+        str(output),
+    ]
     for name in formats:
         command += ["--format", name]
     environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
@@ -123,11 +150,29 @@ def export_in_tensorflow(folder, formats, model, output):
 def parse_arguments(argv):
     from .cli import OneLineParser
 
-    parser = OneLineParser(prog="export.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path, metavar="RUN", help="a finished run's folder")
-    parser.add_argument("--format", action="append", choices=sorted(FORMATS), help="saved_model (default) or onnx; repeat for both")
-    parser.add_argument("--model", choices=("final", "best"), default="final", help="model.keras or best.keras")
-    parser.add_argument("--output", type=Path, help="where to write (default RUN/export)")
+    parser = OneLineParser(
+        prog="export.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "run_dir", type=Path, metavar="RUN", help="a finished run's folder"
+    )
+    parser.add_argument(
+        "--format",
+        action="append",
+        choices=sorted(FORMATS),
+        help="saved_model (default) or onnx; repeat for both",
+    )
+    parser.add_argument(
+        "--model",
+        choices=("final", "best"),
+        default="final",
+        help="model.keras or best.keras",
+    )
+    parser.add_argument(
+        "--output", type=Path, help="where to write (default RUN/export)"
+    )
     return parser.parse_args(argv)
 
 
@@ -141,7 +186,12 @@ def main(argv=None):
         from .environment import import_tensorflow_quietly
 
         import_tensorflow_quietly()
-        for path in export_run(args.run_dir, sorted(set(args.format or ["saved_model"])), args.model, args.output):
+        for path in export_run(
+            args.run_dir,
+            sorted(set(args.format or ["saved_model"])),
+            args.model,
+            args.output,
+        ):
             print(f"wrote {path}")
     except UserError as error:
         fail(f"error: {error}", EXIT_FAILED)

@@ -15,7 +15,9 @@ import numpy as np
 
 from .data.rows import TokenIds
 
-EVAL_BATCH_SIZE = 1024  # measured 1.7x faster evaluation than Keras' 32 (docs/performance.md)
+EVAL_BATCH_SIZE = (
+    1024  # measured 1.7x faster evaluation than Keras' 32 (docs/performance.md)
+)
 
 
 class EpochOrder:
@@ -82,7 +84,9 @@ class EpochBatches(keras.utils.PyDataset):
         self.x, self.y, self.order = x, y, order
         self.split = (batch_size, part, parts)
         self.rows = list(batch_rows(order.next_epoch(), *self.split))
-        self.order.passes = 0  # the first pass (on_epoch_begin) takes the first epoch again
+        self.order.passes = (
+            0  # the first pass (on_epoch_begin) takes the first epoch again
+        )
 
     def on_epoch_begin(self):
         self.rows = list(batch_rows(self.order.next_epoch(), *self.split))
@@ -117,7 +121,9 @@ def epoch_row_batches(order, batch_size, part, parts):
     import tensorflow as tf
 
     def rows_of_this_epoch():
-        return np.concatenate(list(batch_rows(order.next_epoch(), batch_size, part, parts)))
+        return np.concatenate(
+            list(batch_rows(order.next_epoch(), batch_size, part, parts))
+        )
 
     rows = tf.numpy_function(rows_of_this_epoch, [], tf.int64, stateful=True)
     rows.set_shape([None])
@@ -141,7 +147,9 @@ def prepared_batches(row_batches, split, preprocessing):
         dtype = tf.int32 if preprocessing.kind == "tokens" else tf.float32
 
         def load(rows):
-            read = lambda r: preprocessing.apply(split.x.read(r)).astype(dtype.as_numpy_dtype)  # noqa: E731
+            read = lambda r: preprocessing.apply(split.x.read(r)).astype(
+                dtype.as_numpy_dtype
+            )  # noqa: E731
             x = tf.numpy_function(read, [rows], dtype)
             x.set_shape([None, *input_shape(preprocessing)])
             return x, tf.gather(y, rows)
@@ -151,7 +159,9 @@ def prepared_batches(row_batches, split, preprocessing):
 
 def input_shape(preprocessing):
     spec = preprocessing.spec
-    if preprocessing.kind == "tokens":  # texts on disk were turned into TokenIds before training
+    if (
+        preprocessing.kind == "tokens"
+    ):  # texts on disk were turned into TokenIds before training
         return [spec["max_length"]]
     if preprocessing.kind == "images":
         return spec["shape"]

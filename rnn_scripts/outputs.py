@@ -24,7 +24,9 @@ def history_fields(rows):
     """epoch, then every logged value in the order the rows first hold it."""
     fields = ["epoch"]
     for row in rows:
-        fields += [k for k in row if k not in fields and k not in ("learning_rate", "seconds")]
+        fields += [
+            k for k in row if k not in fields and k not in ("learning_rate", "seconds")
+        ]
     return fields + ["learning_rate", "seconds"]
 
 
@@ -33,7 +35,11 @@ def history_csv(rows):
     lines = [",".join(fields)]
     for row in rows:
         cells = (
-            "" if row.get(k) is None else str(row[k]) if k == "epoch" else f"{row[k]:.6g}"
+            ""
+            if row.get(k) is None
+            else str(row[k])
+            if k == "epoch"
+            else f"{row[k]:.6g}"
             for k in fields
         )
         lines.append(",".join(cells))
@@ -57,15 +63,28 @@ def curves_figure(rows, best_epoch=None):
     too when it changed; a dashed line at the epoch best.keras holds."""
     plt = pyplot()
     panels = curve_panels(rows)
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(5 * len(panels), 4), squeeze=False
+    )
     epochs = [r["epoch"] for r in rows]
     for axis, metric in zip(axes[0], panels):
         axis.plot(epochs, [r.get(metric) for r in rows], "o-", label="training")
         if any(r.get("val_" + metric) is not None for r in rows):
-            axis.plot(epochs, [r.get("val_" + metric) for r in rows], "o-", label="validation")
+            axis.plot(
+                epochs, [r.get("val_" + metric) for r in rows], "o-", label="validation"
+            )
         if best_epoch:
-            axis.axvline(best_epoch, color="grey", linestyle="--", label=f"best.keras (epoch {best_epoch})")
-        axis.set(xlabel="epoch", ylabel=metric.replace("_", " "), title=metric.replace("_", " "))
+            axis.axvline(
+                best_epoch,
+                color="grey",
+                linestyle="--",
+                label=f"best.keras (epoch {best_epoch})",
+            )
+        axis.set(
+            xlabel="epoch",
+            ylabel=metric.replace("_", " "),
+            title=metric.replace("_", " "),
+        )
         axis.grid(alpha=0.3)
         if metric == "learning_rate":
             axis.set_yscale("log")
@@ -108,7 +127,10 @@ def regression_metrics(y_true, y_predicted, names):
         "mae": float(np.abs(errors).mean()),
         "rmse": float(np.sqrt((errors**2).mean())),
         "per_target": {
-            name: {"mae": float(np.abs(errors[:, i]).mean()), "rmse": float(np.sqrt((errors[:, i] ** 2).mean()))}
+            name: {
+                "mae": float(np.abs(errors[:, i]).mean()),
+                "rmse": float(np.sqrt((errors[:, i] ** 2).mean())),
+            }
             for i, name in enumerate(names)
         },
     }
@@ -125,14 +147,22 @@ def confusion_figure(counts, names):
     image = axis.imshow(counts, cmap="Blues")
     figure.colorbar(image, ax=axis, label="test examples")
     ticks = range(len(names))
-    axis.set_xticks(ticks, names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right")
+    axis.set_xticks(
+        ticks, names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right"
+    )
     axis.set_yticks(ticks, names)
-    axis.set(xlabel="predicted class", ylabel="true class", title="test set: true vs predicted")
+    axis.set(
+        xlabel="predicted class",
+        ylabel="true class",
+        title="test set: true vs predicted",
+    )
     if len(names) <= 20:
         middle = counts.max() / 2
         for (i, j), count in np.ndenumerate(counts):
             color = "white" if count > middle else "black"
-            axis.text(j, i, str(count), ha="center", va="center", color=color, fontsize=8)
+            axis.text(
+                j, i, str(count), ha="center", va="center", color=color, fontsize=8
+            )
     return figure
 
 
@@ -140,13 +170,26 @@ def plot_predictions(y_true, y_predicted, names, path):
     """A regression's test set: each target's predicted against true values."""
     plt = pyplot()
     shown = names[:4]
-    figure, axes = plt.subplots(1, len(shown), figsize=(4.5 * len(shown), 4.2), squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(shown), figsize=(4.5 * len(shown), 4.2), squeeze=False
+    )
     for i, (axis, name) in enumerate(zip(axes[0], shown)):
         true, predicted = y_true[:, i], y_predicted[:, i]
         axis.scatter(true, predicted, s=8, alpha=0.6)
-        low, high = float(min(true.min(), predicted.min())), float(max(true.max(), predicted.max()))
-        axis.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = true")
-        axis.set(xlabel=f"true {name}", ylabel=f"predicted {name}", title=f"test set: {name}")
+        low, high = (
+            float(min(true.min(), predicted.min())),
+            float(max(true.max(), predicted.max())),
+        )
+        axis.plot(
+            [low, high],
+            [low, high],
+            color="grey",
+            linestyle="--",
+            label="predicted = true",
+        )
+        axis.set(
+            xlabel=f"true {name}", ylabel=f"predicted {name}", title=f"test set: {name}"
+        )
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     save(figure, path)
@@ -171,13 +214,17 @@ def samples_figure(pictures, y_true, y_predicted, names):
     shown = samples_shown(y_true, y_predicted)
     columns = 8
     rows = max(1, -(-len(shown) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.3 * rows), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(2 * columns, 2.3 * rows), squeeze=False
+    )
     for axis in np.ravel(axes):
         axis.axis("off")
     for axis, i in zip(np.ravel(axes), shown):
         axis.imshow(pictures[i], cmap="gray")
         mistake = y_true[i] != y_predicted[i]
-        title = f"{names[y_predicted[i]]}" + (f" (true {names[y_true[i]]})" if mistake else "")
+        title = f"{names[y_predicted[i]]}" + (
+            f" (true {names[y_true[i]]})" if mistake else ""
+        )
         axis.set_title(title, color="red" if mistake else "black", fontsize=9)
     return figure
 

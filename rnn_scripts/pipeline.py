@@ -15,10 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cli, environment
-from .config import Config
 from .cluster import Cluster, join_cluster
+from .config import Config
 from .contract import ContractError, read_contract
-from .errors import EXIT_FAILED, Interrupts, TrainingStopped, UsageError, UserError, exit_now, fail, first_line
+from .errors import (
+    EXIT_FAILED,
+    Interrupts,
+    TrainingStopped,
+    UsageError,
+    UserError,
+    exit_now,
+    fail,
+    first_line,
+)
 from .rundir import RunDir, script_command
 
 
@@ -78,11 +87,19 @@ def run(
     """
     hooks = Hooks(loss, metrics, optimizer, callbacks, class_weight)
     as_script = run_as_a_script(build_model)
-    script = Path(sys.argv[0]).name if as_script else f"{getattr(build_model, '__module__', 'run')}.py"
+    script = (
+        Path(sys.argv[0]).name
+        if as_script
+        else f"{getattr(build_model, '__module__', 'run')}.py"
+    )
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    defaults = cli.ScriptDefaults(epochs, optimizer is not None, class_weight is not None)
+    defaults = cli.ScriptDefaults(
+        epochs, optimizer is not None, class_weight is not None
+    )
     with Interrupts.installed(), environment.restored():
-        code = guarded(build_model, reads, description, hooks, defaults, script, argv, as_script)
+        code = guarded(
+            build_model, reads, description, hooks, defaults, script, argv, as_script
+        )
     if code == 0 and as_script:
         exit_now(0)  # skip Python's teardown (about 1 s freeing TensorFlow's objects)
 
@@ -91,21 +108,36 @@ def run_as_a_script(build_model):
     """Whether the program is the script that defined build_model (not a notebook or a
     test calling run(), which must get control back)."""
     main = sys.modules["__main__"]
-    return hasattr(main, "__file__") and getattr(main, "build_model", None) is build_model
+    return (
+        hasattr(main, "__file__") and getattr(main, "build_model", None) is build_model
+    )
 
 
 def guarded(build_model, reads, description, hooks, defaults, script, argv, as_script):
     """start(), with every failure a user can cause turned into one line and an exit code."""
     state = {"run_dir": None, "cluster": Cluster(), "config": None}
     try:
-        start(build_model, reads, description, hooks, defaults, script, argv, as_script, state)
+        start(
+            build_model,
+            reads,
+            description,
+            hooks,
+            defaults,
+            script,
+            argv,
+            as_script,
+            state,
+        )
         return 0
     except TrainingStopped as stop:
         message, code = f"{stop}; {hint(state, script, stop)}", stop.exit_code
     except UserError as error:
         message, code = f"error: {error}", error.exit_code
     except OSError as error:
-        message, code = f"error: {describe_os_error(error)}; {hint(state, script)}", EXIT_FAILED
+        message, code = (
+            f"error: {describe_os_error(error)}; {hint(state, script)}",
+            EXIT_FAILED,
+        )
     except Exception as error:
         if Interrupts.pending:  # a library failed while a signal was stopping the run
             stop = TrainingStopped(*Interrupts.MEANING[Interrupts.pending])
@@ -116,16 +148,22 @@ def guarded(build_model, reads, description, hooks, defaults, script, argv, as_s
                 raise
             if message is None:  # a traceback, but no wait for the others at exit
                 traceback.print_exc()
-                message = "error: this process failed (above); the other processes stop too"
+                message = (
+                    "error: this process failed (above); the other processes stop too"
+                )
     finally:
         if state["run_dir"] is not None:
-            state["run_dir"].abandon()  # the lock goes; a start that trained nothing leaves nothing
+            state[
+                "run_dir"
+            ].abandon()  # the lock goes; a start that trained nothing leaves nothing
         state["cluster"].release()
     # With several processes, exit at once: JAX's exit handler would wait for the others.
     fail(message, code, hard=state["cluster"].count > 1)
 
 
-def start(build_model, reads, description, hooks, defaults, script, argv, as_script, state):
+def start(
+    build_model, reads, description, hooks, defaults, script, argv, as_script, state
+):
     try:
         contract = read_contract(build_model, reads, cli.reserved_names())
     except ContractError as error:
@@ -139,10 +177,14 @@ def start(build_model, reads, description, hooks, defaults, script, argv, as_scr
     state["cluster"] = cluster = join_cluster(config)
     if not cluster.is_writer:  # one console speaks for the run; errors still show
         sys.stdout = environment.Forgiving(None)
-    run_dir, config, changes = open_run_dir(config, explicit, script, argv, cluster, state)
+    run_dir, config, changes = open_run_dir(
+        config, explicit, script, argv, cluster, state
+    )
     from . import session
 
-    session.train_and_evaluate(build_model, contract, hooks, config, run_dir, changes, cluster, script, argv)
+    session.train_and_evaluate(
+        build_model, contract, hooks, config, run_dir, changes, cluster, script, argv
+    )
 
 
 def backend_of(config):
@@ -152,7 +194,9 @@ def backend_of(config):
         saved = RunDir(config.resume).saved_arguments()["arguments"]
         backend = saved.get("backend", backend)
     if backend not in cli.BACKENDS:
-        raise UsageError(f"KERAS_BACKEND={backend!r} is not one of {', '.join(cli.BACKENDS)}")
+        raise UsageError(
+            f"KERAS_BACKEND={backend!r} is not one of {', '.join(cli.BACKENDS)}"
+        )
     return backend
 
 
@@ -169,7 +213,9 @@ def open_run_dir(config, explicit, script, argv, cluster, state):
         except UserError as error:
             failure = error
     if cluster.agree(failure is not None):  # everyone stops if process 0 could not start
-        raise failure or UserError("process 0 could not start the run (its output says why)")
+        raise failure or UserError(
+            "process 0 could not start the run (its output says why)"
+        )
     return claimed or follow_run_dir(config, explicit)
 
 
@@ -177,8 +223,12 @@ def claim_run_dir(config, explicit, script, argv, state):
     if config.resume is not None:
         RunDir(config.resume).saved_arguments()  # one line if there is no run to resume
         config = config.replace(output_dir=config.resume)
-    run_dir = RunDir(config.output_dir) if config.output_dir else RunDir.new(Path(script).stem)
-    run_dir.created |= state["cluster"].created_folder  # made by joining the other processes
+    run_dir = (
+        RunDir(config.output_dir) if config.output_dir else RunDir.new(Path(script).stem)
+    )
+    run_dir.created |= state[
+        "cluster"
+    ].created_folder  # made by joining the other processes
     state["run_dir"] = run_dir
     config = config.replace(output_dir=run_dir.path)
     run_dir.claim(config.overwrite, script_command(argv), script)
@@ -194,7 +244,9 @@ def follow_run_dir(config, explicit):
     config = config.replace(output_dir=run_dir.path)
     if config.resume is None and not run_dir.has_unfinished_run():
         return run_dir, config, {}
-    config, changes = settle(config, explicit, run_dir.saved_arguments()["arguments"], run_dir)
+    config, changes = settle(
+        config, explicit, run_dir.saved_arguments()["arguments"], run_dir
+    )
     return run_dir, config, changes
 
 
@@ -209,7 +261,9 @@ def settle(config, explicit, saved, run_dir):
 
 def refusal(run_dir, config, error):
     if config.resume is not None:
-        allowed = ", ".join(f"--{n.replace('_', '-')}" for n in sorted(cli.CHANGEABLE_ON_RESUME))
+        allowed = ", ".join(
+            f"--{n.replace('_', '-')}" for n in sorted(cli.CHANGEABLE_ON_RESUME)
+        )
         return (
             f"--resume continues {run_dir} with its saved arguments ({error}); "
             f"only {allowed} may change"
@@ -229,7 +283,9 @@ def hint(state, script, stop=None):
         return "nothing was written"
     advice = run_dir.resume_hint(script)
     if cluster.count > 1 and run_dir.latest_epoch():
-        advice = advice.split(";")[0] + "; resume: start every process again with its command"
+        advice = (
+            advice.split(";")[0] + "; resume: start every process again with its command"
+        )
     if stop is not None and stop.exit_code == EXIT_FAILED:  # a non-finite loss
         lower = f"--learning-rate {config.learning_rate / 2:g} --clipnorm 1.0"
         if run_dir.latest_epoch():
@@ -247,17 +303,24 @@ def one_line_for(error, state):
     """One line for a library's error a user can cause, or None (then a traceback)."""
     config, cluster = state["config"], state["cluster"]
     text = f"{type(error).__name__} {error}"
-    if "use_cudnn=True" in text:  # Keras refuses use_cudnn=True for this model and backend
+    if (
+        "use_cudnn=True" in text
+    ):  # Keras refuses use_cudnn=True for this model and backend
         return (
             "error: --use-cudnn true: Keras has no cuDNN kernel for this model on the "
             f"{config.backend} backend (masked or unsupported layer); use --use-cudnn auto"
         )
-    if isinstance(error, MemoryError) or any(s in text for s in ("RESOURCE_EXHAUSTED", "out of memory", "OutOfMemory", "OOM when")):
+    if isinstance(error, MemoryError) or any(
+        s in text
+        for s in ("RESOURCE_EXHAUSTED", "out of memory", "OutOfMemory", "OOM when")
+    ):
         return (
             f"error: out of memory at --batch-size {config.batch_size} ({first_line(error, 120)}); "
             "try a smaller --batch-size or a smaller model"
         )
-    if cluster.count > 1 and any(s in text for s in ("Gloo", "Connection", "DEADLINE", "UNAVAILABLE")):
+    if cluster.count > 1 and any(
+        s in text for s in ("Gloo", "Connection", "DEADLINE", "UNAVAILABLE")
+    ):
         lost = cluster.lost()
         who = f"process {', '.join(map(str, lost))}" if lost else "another process"
         return (

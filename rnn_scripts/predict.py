@@ -28,21 +28,46 @@ from .preprocess import MAX_IMAGE_PIXELS
 IMAGE_SUFFIXES, ARRAY_SUFFIXES = (".png",), (".npy", ".npz")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_PATH_BYTES = 255  # a longer argument cannot be a file name: it is text
-WORD_INDEX_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb_word_index.json"
+WORD_INDEX_URL = (
+    "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb_word_index.json"
+)
 
 
 def parse_arguments(argv):
     from .cli import BACKENDS, OneLineParser
 
-    parser = OneLineParser(prog="predict.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser = OneLineParser(
+        prog="predict.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
     add = parser.add_argument
     add("run_dir", type=Path, metavar="RUN", help="a finished run's folder")
     add("inputs", nargs="+", metavar="INPUT", help="files, texts or - (standard input)")
-    add("--model", choices=("final", "best"), default="final", help="model.keras (final) or best.keras (best validation epoch)")
+    add(
+        "--model",
+        choices=("final", "best"),
+        default="final",
+        help="model.keras (final) or best.keras (best validation epoch)",
+    )
     add("--json", action="store_true", help="print JSON lines")
-    add("--text", action="store_true", help="text runs: every INPUT is text, not a file name")
-    add("--labels", action="store_true", help="INPUT is a labelled file (as --data): write the predictions and print the metrics")
-    add("--output", type=Path, default=Path("predictions.csv"), help="--labels: where the predictions go")
+    add(
+        "--text",
+        action="store_true",
+        help="text runs: every INPUT is text, not a file name",
+    )
+    add(
+        "--labels",
+        action="store_true",
+        help="INPUT is a labelled file (as --data): write the predictions and print the metrics",
+    )
+    add(
+        "--output",
+        type=Path,
+        default=Path("predictions.csv"),
+        help="--labels: where the predictions go",
+    )
     add("--word-index", type=Path, help="IMDB runs: imdb_word_index.json")
     add("--backend", choices=BACKENDS, help="Keras backend")
     add("--verbose", action="store_true", help="show the backend's log")
@@ -57,7 +82,9 @@ def main(argv=None):
         preprocessing = Preprocessing.load(args.run_dir)
         if args.labels:
             return evaluate_file(args, preprocessing)
-        examples = [e for text in args.inputs for e in read_input(text, preprocessing, args)]
+        examples = [
+            e for text in args.inputs for e in read_input(text, preprocessing, args)
+        ]
         if not examples:
             raise UserError("no examples to predict")
         run = trained_run(args)
@@ -101,7 +128,9 @@ def predicted(run, examples):
     found = [None] * len(examples)
     for rows in groups.values():
         batch = [examples[i][1] for i in rows]
-        prepared = run.prepare(batch if isinstance(batch[0], (str, list)) else np.stack(batch))
+        prepared = run.prepare(
+            batch if isinstance(batch[0], (str, list)) else np.stack(batch)
+        )
         predictions = run.predict_prepared(prepared)
         for i, row in zip(rows, predictions.outputs):
             found[i] = row
@@ -115,7 +144,9 @@ def print_prediction(label, row, preprocessing, as_json):
         if as_json:
             say(json.dumps({"input": label, "values": values}))
         else:
-            say(f"{label}: " + ", ".join(f"{name} {v:.6g}" for name, v in values.items()))
+            say(
+                f"{label}: " + ", ".join(f"{name} {v:.6g}" for name, v in values.items())
+            )
         return
     best = int(np.argmax(row))
     if as_json:
@@ -138,10 +169,17 @@ def read_input(text, preprocessing, args):
         return read_texts([text], None, preprocessing, args)
     path, suffix = Path(text), Path(text).suffix.lower()
     if not names_a_file(text):
-        kinds = "" if preprocessing.reads_text else f" (this run reads {preprocessing.kind} from files)"
+        kinds = (
+            ""
+            if preprocessing.reads_text
+            else f" (this run reads {preprocessing.kind} from files)"
+        )
         raise UserError(f"{path}: file not found{kinds}")
     if preprocessing.reads_text and suffix not in ARRAY_SUFFIXES:
-        say(f"warning: {text!r} is a file here and is read as one (--text reads it as text)", sys.stderr)
+        say(
+            f"warning: {text!r} is a file here and is read as one (--text reads it as text)",
+            sys.stderr,
+        )
         return read_texts(read_text_file(path), text, preprocessing, args)
     if suffix in IMAGE_SUFFIXES:
         if preprocessing.kind != "images":
@@ -154,7 +192,11 @@ def read_input(text, preprocessing, args):
 
 def names_a_file(text):
     """Whether text names an existing file (a long sentence or a line break cannot)."""
-    if len(text.encode(errors="replace")) > MAX_PATH_BYTES or "\n" in text or "\0" in text:
+    if (
+        len(text.encode(errors="replace")) > MAX_PATH_BYTES
+        or "\n" in text
+        or "\0" in text
+    ):
         return False
     try:
         return Path(text).is_file()
@@ -175,7 +217,9 @@ def read_text_file(path):
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not a readable UTF-8 text file ({first_line(error)})") from None
+        raise UserError(
+            f"{path}: not a readable UTF-8 text file ({first_line(error)})"
+        ) from None
 
 
 def read_arrays(path, preprocessing):
@@ -190,18 +234,28 @@ def read_arrays(path, preprocessing):
     else:
         x = read_npy(path)
     single = 1 if preprocessing.kind == "tokens" else 2
-    if preprocessing.kind == "sequences" and x.ndim in (1, 2) and preprocessing.spec["features"] == 1 and x.shape[-1] != 1:
+    if (
+        preprocessing.kind == "sequences"
+        and x.ndim in (1, 2)
+        and preprocessing.spec["features"] == 1
+        and x.shape[-1] != 1
+    ):
         x = x[..., None]  # a univariate series without its feature axis
     if x.ndim == single:
         x = x[None]
     if x.ndim != single + 1 or not np.issubdtype(x.dtype, np.number):
-        raise UserError(f"{path}: expected {expected_shape(preprocessing)}, got {x.dtype} {x.shape}")
+        raise UserError(
+            f"{path}: expected {expected_shape(preprocessing)}, got {x.dtype} {x.shape}"
+        )
     if len(x) == 0:
         raise UserError(f"{path}: holds no examples")
     if not np.isfinite(x.astype(np.float64)).all():
         raise UserError(f"{path}: holds NaN or infinite values")
     check_shape(path, x, preprocessing)
-    return [(f"{path}[{i}]", row if preprocessing.kind != "tokens" else list(row)) for i, row in enumerate(x)]
+    return [
+        (f"{path}[{i}]", row if preprocessing.kind != "tokens" else list(row))
+        for i, row in enumerate(x)
+    ]
 
 
 def expected_shape(preprocessing):
@@ -215,26 +269,39 @@ def expected_shape(preprocessing):
 def check_shape(path, x, preprocessing):
     spec = preprocessing.spec
     if preprocessing.kind == "images" and list(x.shape[1:]) != spec["shape"]:
-        raise UserError(f"{path}: expected images of {tuple(spec['shape'])}, got {x.shape[1:]}")
+        raise UserError(
+            f"{path}: expected images of {tuple(spec['shape'])}, got {x.shape[1:]}"
+        )
     if preprocessing.kind == "sequences" and x.shape[2] != spec["features"]:
-        raise UserError(f"{path}: expected {spec['features']} features per step, got {x.shape[2]}")
+        raise UserError(
+            f"{path}: expected {spec['features']} features per step, got {x.shape[2]}"
+        )
     if preprocessing.kind == "tokens" and (x.min() < 0 or x.max() >= spec["vocab_size"]):
-        raise UserError(f"{path}: word ids must lie in 0..{spec['vocab_size'] - 1} for this run, got {x.min()}..{x.max()}")
+        raise UserError(
+            f"{path}: word ids must lie in 0..{spec['vocab_size'] - 1} for this run, got {x.min()}..{x.max()}"
+        )
 
 
 def read_texts(lines, source, preprocessing, args):
     """Non-blank lines, labelled with their line numbers in the source (or shortened)."""
     if not preprocessing.reads_text and preprocessing.kind != "tokens":
-        raise UserError(f"this run reads {preprocessing.kind}, not texts: pass .npy files")
+        raise UserError(
+            f"this run reads {preprocessing.kind}, not texts: pass .npy files"
+        )
     found = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
     if not found:
         raise UserError(f"{source or 'the input'}: no text to classify")
-    labels = [f"{source}:{number}" if source else shorten(line) for number, line in found]
+    labels = [
+        f"{source}:{number}" if source else shorten(line) for number, line in found
+    ]
     if preprocessing.kind == "texts":
         return [(label, line) for label, (_, line) in zip(labels, found)]
     if preprocessing.word_index is None:
         preprocessing.word_index = word_index(args)
-    return [(label, preprocessing.encode_words(line)) for label, (_, line) in zip(labels, found)]
+    return [
+        (label, preprocessing.encode_words(line))
+        for label, (_, line) in zip(labels, found)
+    ]
 
 
 def shorten(text, width=40):
@@ -275,13 +342,20 @@ def read_image(path, spec):
 
     width, height = png_size(path)
     if width * height > MAX_IMAGE_PIXELS:
-        raise UserError(f"{path}: {width}x{height} pixels; at most {MAX_IMAGE_PIXELS:,} pixels are read")
+        raise UserError(
+            f"{path}: {width}x{height} pixels; at most {MAX_IMAGE_PIXELS:,} pixels are read"
+        )
     try:
         image = np.asarray(matplotlib.image.imread(path), dtype=np.float64)
     except (OSError, ValueError, SyntaxError) as error:
-        raise UserError(f"{path}: not a readable PNG image ({first_line(error)})") from None
+        raise UserError(
+            f"{path}: not a readable PNG image ({first_line(error)})"
+        ) from None
     if image.ndim == 3:
-        if image.shape[2] in (2, 4):  # transparent pixels show the white page behind them
+        if image.shape[2] in (
+            2,
+            4,
+        ):  # transparent pixels show the white page behind them
             alpha = image[..., -1:]
             image = image[..., :-1] * alpha + (1 - alpha)
         image = image @ ([0.299, 0.587, 0.114] if image.shape[2] == 3 else [1.0])
@@ -294,7 +368,9 @@ def read_image(path, spec):
 
 def resize(image, shape):
     """Area-weighted resize: each new pixel averages the old pixels it covers."""
-    rows, columns = (area_weights(n_in, n_out) for n_in, n_out in zip(image.shape, shape))
+    rows, columns = (
+        area_weights(n_in, n_out) for n_in, n_out in zip(image.shape, shape)
+    )
     return rows @ image @ columns.T
 
 
@@ -334,7 +410,9 @@ def labelled_split(path, run_dir, preprocessing):
     from .data.core import DataError, Split, same_targets
     from .rundir import RunDir
 
-    saved = Config.from_json(RunDir(run_dir).saved_arguments()["arguments"]).replace(data=path)
+    saved = Config.from_json(RunDir(run_dir).saved_arguments()["arguments"]).replace(
+        data=path
+    )
     reads = "text" if preprocessing.kind in ("tokens", "texts") else "sequences"
     targets = targets_of_run(preprocessing)
     try:
@@ -351,7 +429,11 @@ def labelled_split(path, run_dir, preprocessing):
     except DataError as error:
         raise UserError(str(error)) from None
     names = getattr(part.x, "paths", None)
-    inputs = [str(n) for n in names] if names is not None else [f"{path}[{i}]" for i in range(len(y))]
+    inputs = (
+        [str(n) for n in names]
+        if names is not None
+        else [f"{path}[{i}]" for i in range(len(y))]
+    )
     return Split(part.x, y), inputs
 
 
@@ -382,14 +464,28 @@ def write_predictions(path, inputs, found, y, preprocessing):
         with open(path, "w", newline="", encoding="utf-8") as stream:
             writer = csv.writer(stream)
             if preprocessing.is_regression:
-                writer.writerow(["input", *[f"predicted {n}" for n in names], *[f"true {n}" for n in names]])
+                writer.writerow(
+                    [
+                        "input",
+                        *[f"predicted {n}" for n in names],
+                        *[f"true {n}" for n in names],
+                    ]
+                )
                 for label, row, true in zip(inputs, found, y):
-                    writer.writerow([label, *(f"{v:.6g}" for v in row), *(f"{v:.6g}" for v in np.ravel(true))])
+                    writer.writerow(
+                        [
+                            label,
+                            *(f"{v:.6g}" for v in row),
+                            *(f"{v:.6g}" for v in np.ravel(true)),
+                        ]
+                    )
             else:
                 writer.writerow(["input", "prediction", "probability", "true"])
                 for label, row, true in zip(inputs, found, y):
                     best = int(row.argmax())
-                    writer.writerow([label, names[best], f"{row[best]:.6f}", names[int(true)]])
+                    writer.writerow(
+                        [label, names[best], f"{row[best]:.6f}", names[int(true)]]
+                    )
     except OSError as error:
         raise UserError(f"could not write {path}: {error.strerror or error}") from None
 
@@ -400,13 +496,20 @@ def metric_lines(found, y, preprocessing):
     names = preprocessing.class_names
     if preprocessing.is_regression:
         metrics = regression_metrics(np.asarray(y).reshape(len(y), -1), found, names)
-        lines = [f"mae {metrics['mae']:.6g}  rmse {metrics['rmse']:.6g}  ({len(found)} examples)"]
+        lines = [
+            f"mae {metrics['mae']:.6g}  rmse {metrics['rmse']:.6g}  ({len(found)} examples)"
+        ]
         if len(names) > 1:
-            lines += [f"  {n}: mae {m['mae']:.6g}  rmse {m['rmse']:.6g}" for n, m in metrics["per_target"].items()]
+            lines += [
+                f"  {n}: mae {m['mae']:.6g}  rmse {m['rmse']:.6g}"
+                for n, m in metrics["per_target"].items()
+            ]
         return lines
     counts = confusion_matrix(np.asarray(y, int), found.argmax(axis=1), len(names))
     accuracy = np.trace(counts) / counts.sum()
-    lines = [f"accuracy {accuracy:.4f}  ({int(np.trace(counts))} of {counts.sum()} right)"]
+    lines = [
+        f"accuracy {accuracy:.4f}  ({int(np.trace(counts))} of {counts.sum()} right)"
+    ]
     for name, value in per_class_accuracy(counts, names).items():
         shown = "no examples" if value is None or math.isnan(value) else f"{value:.4f}"
         lines.append(f"  {name}: {shown}")

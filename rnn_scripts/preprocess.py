@@ -55,15 +55,23 @@ class Preprocessing:
     @classmethod
     def fit(cls, data, config):
         """Constants from the training rows only (after the validation hold-out)."""
-        spec = {"kind": data.kind, "task": data.targets.task, "class_names": data.class_names}
+        spec = {
+            "kind": data.kind,
+            "task": data.targets.task,
+            "class_names": data.class_names,
+        }
         vocabulary, word_index, x = None, None, data.train.x
         if data.kind == "images":
-            spec.update(shape=list(x.shape[1:]), scale=1 / PIXEL_SCALE, background=background(x))
+            spec.update(
+                shape=list(x.shape[1:]), scale=1 / PIXEL_SCALE, background=background(x)
+            )
         elif data.kind == "sequences":
             spec.update(standardisation(feature_rows(x)))
             spec.update(features=int(x.shape[2]), steps=int(x.shape[1]))
         elif data.kind == "tokens":
-            vocab_size = config.vocab_size if data.name == "imdb" else largest_id(data) + 1
+            vocab_size = (
+                config.vocab_size if data.name == "imdb" else largest_id(data) + 1
+            )
             spec.update(max_length=config.max_length, vocab_size=vocab_size)
             spec["imdb_words"] = data.name == "imdb" and not data.synthetic  # text reads
             word_index = restrict(data.word_index, vocab_size)
@@ -73,7 +81,10 @@ class Preprocessing:
         if data.targets.is_regression:
             y = data.train.y.astype(np.float64)
             std = y.std(axis=0)
-            spec.update(target_mean=y.mean(axis=0).tolist(), target_std=np.where(std > 0, std, 1.0).tolist())
+            spec.update(
+                target_mean=y.mean(axis=0).tolist(),
+                target_std=np.where(std > 0, std, 1.0).tolist(),
+            )
         if data.series:
             spec["series"] = data.series
         return cls(spec, vocabulary, word_index)
@@ -81,8 +92,13 @@ class Preprocessing:
     def model_options(self):
         """What build_model may ask about the data, by parameter name (contract.py)."""
         spec = self.spec
-        outputs = len(spec["target_mean"]) if self.is_regression else len(self.class_names)
-        options = {"outputs": outputs, "classes": None if self.is_regression else len(self.class_names)}
+        outputs = (
+            len(spec["target_mean"]) if self.is_regression else len(self.class_names)
+        )
+        options = {
+            "outputs": outputs,
+            "classes": None if self.is_regression else len(self.class_names),
+        }
         if self.kind == "images":
             options.update(features=spec["shape"][1], steps=spec["shape"][0])
         elif self.kind == "sequences":
@@ -109,16 +125,22 @@ class Preprocessing:
             if not split.streamed:
                 split.x = self.apply(split.x)
             elif self.kind == "texts":
-                split.x = TokenIds.write(split.x, self.vectorize, self.spec["max_length"])
+                split.x = TokenIds.write(
+                    split.x, self.vectorize, self.spec["max_length"]
+                )
             split.y = split.y.astype(np.float32 if self.is_regression else np.int32)
 
     def scale_and_offset(self):
         if self.kind == "images":
             return np.float32(self.spec["scale"]), np.float32(0)
-        return np.asarray(self.spec["scale"], np.float32), np.asarray(self.spec["offset"], np.float32)
+        return np.asarray(self.spec["scale"], np.float32), np.asarray(
+            self.spec["offset"], np.float32
+        )
 
     def vectorize(self, texts):
-        return np.asarray(self.vectorizer()(np.asarray(texts, dtype=object)), dtype=np.int32)
+        return np.asarray(
+            self.vectorizer()(np.asarray(texts, dtype=object)), dtype=np.int32
+        )
 
     def vectorizer(self):
         """TextVectorization with the run's vocabulary (lower case, punctuation stripped,
@@ -127,14 +149,18 @@ class Preprocessing:
             import keras
 
             self._vectorizer = keras.layers.TextVectorization(
-                vocabulary=self.vocabulary, output_sequence_length=self.spec["max_length"]
+                vocabulary=self.vocabulary,
+                output_sequence_length=self.spec["max_length"],
             )
         return self._vectorizer
 
     def encode_words(self, text):
         """Raw text -> keras.datasets.imdb's word ids (needs the run's word index)."""
         words = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("<br />", " ")).split()
-        ids = [self.word_index.get(w, OOV_TOKEN - FIRST_WORD_INDEX) + FIRST_WORD_INDEX for w in words]
+        ids = [
+            self.word_index.get(w, OOV_TOKEN - FIRST_WORD_INDEX) + FIRST_WORD_INDEX
+            for w in words
+        ]
         ids = [i if i < self.spec["vocab_size"] else OOV_TOKEN for i in ids]
         return [START_TOKEN] + ids
 
@@ -144,7 +170,11 @@ class Preprocessing:
 
         if self.kind in ("images", "sequences"):
             scale, offset = self.scale_and_offset()
-            return [keras.layers.Rescaling(scale.tolist(), offset.tolist(), name="standardise")]
+            return [
+                keras.layers.Rescaling(
+                    scale.tolist(), offset.tolist(), name="standardise"
+                )
+            ]
         return []
 
     def output_layer(self):
@@ -173,9 +203,13 @@ class Preprocessing:
             vocabulary = read_json_if_there(folder / VOCABULARY_FILE)
             word_index = read_json_if_there(folder / WORD_INDEX_FILE)
         except FileNotFoundError:
-            raise UserError(f"{folder}: no {SPEC_FILE} (not a run folder, or its run never started)") from None
+            raise UserError(
+                f"{folder}: no {SPEC_FILE} (not a run folder, or its run never started)"
+            ) from None
         except (OSError, ValueError) as error:
-            raise UserError(f"{folder / SPEC_FILE}: not readable ({first_line(error)})") from None
+            raise UserError(
+                f"{folder / SPEC_FILE}: not readable ({first_line(error)})"
+            ) from None
         problem = spec_problem(spec, vocabulary, word_index)
         if problem:
             raise UserError(f"{folder / SPEC_FILE}: {problem} (was it edited?)")
@@ -189,25 +223,39 @@ def spec_problem(spec, vocabulary, word_index):
     kind, names = spec.get("kind"), spec.get("class_names")
     if kind not in KINDS or spec.get("task") not in ("classification", "regression"):
         return "no valid 'kind' and 'task'"
-    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+    if not (
+        isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+    ):
         return "'class_names' must be a list of names"
     if len(set(names)) != len(names):
         return "'class_names' repeat"
     if spec.get("output", "logits") not in OUTPUTS:
         return f"'output' must be one of {', '.join(OUTPUTS)}"
-    if kind == "images" and not (sizes(spec.get("shape"), 2) and math.prod(spec["shape"]) <= MAX_IMAGE_PIXELS):
+    if kind == "images" and not (
+        sizes(spec.get("shape"), 2) and math.prod(spec["shape"]) <= MAX_IMAGE_PIXELS
+    ):
         return f"'shape' must be two sizes (rows, columns), at most {MAX_IMAGE_PIXELS:,} pixels"
-    if kind in ("images", "sequences") and not numbers(spec.get("scale"), kind == "images"):
+    if kind in ("images", "sequences") and not numbers(
+        spec.get("scale"), kind == "images"
+    ):
         return "'scale' must be numbers"
-    if kind == "sequences" and not (sizes([spec.get("features")], 1) and numbers(spec.get("offset"))):
+    if kind == "sequences" and not (
+        sizes([spec.get("features")], 1) and numbers(spec.get("offset"))
+    ):
         return "'features' and 'offset' must be given"
-    if kind in ("tokens", "texts") and not sizes([spec.get("max_length"), spec.get("vocab_size")], 2):
+    if kind in ("tokens", "texts") and not sizes(
+        [spec.get("max_length"), spec.get("vocab_size")], 2
+    ):
         return "'max_length' and 'vocab_size' must be positive integers"
-    if kind == "texts" and not (isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
+    if kind == "texts" and not (
+        isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)
+    ):
         return f"the run's {VOCABULARY_FILE} must be a list of words"
     if word_index is not None and not isinstance(word_index, dict):
         return f"the run's {WORD_INDEX_FILE} must map words to ids"
-    if spec["task"] == "regression" and not (numbers(spec.get("target_mean")) and numbers(spec.get("target_std"))):
+    if spec["task"] == "regression" and not (
+        numbers(spec.get("target_mean")) and numbers(spec.get("target_std"))
+    ):
         return "'target_mean' and 'target_std' must be numbers"
     return None
 
@@ -223,8 +271,13 @@ def sizes(values, count, limit=10**7):
 def numbers(values, scalar=False):
     if scalar:
         values = [values]
-    return isinstance(values, list) and bool(values) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    return (
+        isinstance(values, list)
+        and bool(values)
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values
+        )
     )
 
 
@@ -260,15 +313,18 @@ def pad(sequences, max_length):
 
 
 def background(pictures):
-    """"dark" or "light": the mean of the images' border pixels (MNIST: dark)."""
+    """ "dark" or "light": the mean of the images' border pixels (MNIST: dark)."""
     border = np.concatenate(
-        [pictures[:, 0, :], pictures[:, -1, :], pictures[:, :, 0], pictures[:, :, -1]], axis=1
+        [pictures[:, 0, :], pictures[:, -1, :], pictures[:, :, 0], pictures[:, :, -1]],
+        axis=1,
     )
     return "dark" if border.mean() < PIXEL_SCALE / 2 else "light"
 
 
 def largest_id(data):
-    return max(int(np.max(split.x)) if len(split) else 0 for split in (data.train, data.test))
+    return max(
+        int(np.max(split.x)) if len(split) else 0 for split in (data.train, data.test)
+    )
 
 
 def restrict(word_index, vocab_size):
@@ -286,9 +342,14 @@ def adapt_vocabulary(train, vocab_size):
 
     def batches():
         for start in range(0, len(train), ADAPT_BATCH):
-            yield np.asarray(train.x.read(np.arange(start, min(start + ADAPT_BATCH, len(train)))), dtype=object)
+            yield np.asarray(
+                train.x.read(np.arange(start, min(start + ADAPT_BATCH, len(train)))),
+                dtype=object,
+            )
 
-    texts = tf.data.Dataset.from_generator(batches, output_signature=tf.TensorSpec([None], tf.string))
+    texts = tf.data.Dataset.from_generator(
+        batches, output_signature=tf.TensorSpec([None], tf.string)
+    )
     vectorizer = keras.layers.TextVectorization(max_tokens=vocab_size)
     vectorizer.adapt(texts)
     return [str(word) for word in vectorizer.get_vocabulary()]

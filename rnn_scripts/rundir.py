@@ -95,12 +95,16 @@ class RunDir:
                 self.path.mkdir(parents=True)
                 self.created = True
         except OSError as error:
-            raise UserError(f"cannot write to output directory {self}: {error.strerror or error}")
+            raise UserError(
+                f"cannot write to output directory {self}: {error.strerror or error}"
+            )
         for _ in range(100):
             try:
                 self._lock = open(self.path / LOCK_FILE, "a+")
             except OSError as error:
-                raise UserError(f"cannot write to output directory {self}: {error.strerror or error}")
+                raise UserError(
+                    f"cannot write to output directory {self}: {error.strerror or error}"
+                )
             try:
                 fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -119,7 +123,9 @@ class RunDir:
 
     def _lock_is_the_path(self):
         try:
-            return os.path.samestat(os.fstat(self._lock.fileno()), os.stat(self.path / LOCK_FILE))
+            return os.path.samestat(
+                os.fstat(self._lock.fileno()), os.stat(self.path / LOCK_FILE)
+            )
         except OSError:
             return False
 
@@ -171,7 +177,9 @@ class RunDir:
 
     def clear(self):
         for item in self.path.iterdir():
-            if item.name == LOCK_FILE or (item.name.startswith(".process-") and item.name.endswith(".lock")):
+            if item.name == LOCK_FILE or (
+                item.name.startswith(".process-") and item.name.endswith(".lock")
+            ):
                 continue  # held by this run's processes
             if item.is_dir() and not item.is_symlink():
                 shutil.rmtree(item)
@@ -182,7 +190,11 @@ class RunDir:
         return (self.path / METRICS_FILE).exists()
 
     def has_unfinished_run(self):
-        return (self.path / ARGS_FILE).exists() and bool(self.states()) and not self.is_finished()
+        return (
+            (self.path / ARGS_FILE).exists()
+            and bool(self.states())
+            and not self.is_finished()
+        )
 
     # ---- arguments ------------------------------------------------------------------------
     def saved_arguments(self):
@@ -199,8 +211,15 @@ class RunDir:
         raise UsageError(f"{path} is not a saved argument list")
 
     def save_arguments(self, script, arguments, argv, changes):
-        record = {"script": script, "argv": argv, "arguments": arguments, "changes": changes}
-        self.write_text(ARGS_FILE, json.dumps(record, indent=1, default=str))  # paths as text
+        record = {
+            "script": script,
+            "argv": argv,
+            "arguments": arguments,
+            "changes": changes,
+        }
+        self.write_text(
+            ARGS_FILE, json.dumps(record, indent=1, default=str)
+        )  # paths as text
 
     # ---- files, each written completely or not at all ------------------------------------
     def write_text(self, name, text):
@@ -231,7 +250,9 @@ class RunDir:
                 model.save(path)
             except (OSError, TrainingStopped):
                 raise
-            except Exception as error:  # Keras wraps some write errors (zip, h5) in others
+            except (
+                Exception
+            ) as error:  # Keras wraps some write errors (zip, h5) in others
                 raise OSError(errno.EIO, first_line(error)) from error
 
         self.write(name, write_to)
@@ -243,7 +264,9 @@ class RunDir:
     # ---- training state: the last two finished epochs -------------------------------------
     def states(self):
         """Saved epochs, newest first."""
-        return sorted((self.path / STATE_DIR).glob("epoch-[0-9][0-9][0-9][0-9].npz"), reverse=True)
+        return sorted(
+            (self.path / STATE_DIR).glob("epoch-[0-9][0-9][0-9][0-9].npz"), reverse=True
+        )
 
     def save_state(self, epoch, weights, optimizer_values, meta):
         if not self.writer:
@@ -262,7 +285,9 @@ class RunDir:
             try:
                 read_state(path)  # it must read back before it replaces anything
             except DamagedState as damage:
-                raise OSError(errno.EIO, f"the file did not read back ({damage})") from damage
+                raise OSError(
+                    errno.EIO, f"the file did not read back ({damage})"
+                ) from damage
 
         self.write(name, write_to)
         for older in self.states()[STATES_KEPT:]:

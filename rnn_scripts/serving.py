@@ -59,7 +59,9 @@ class TrainedRun:
     def __init__(self, folder, model="final"):
         self.folder = Path(folder)
         self.preprocessing = Preprocessing.load(self.folder)
-        self.model = load_model(self.folder / ("best.keras" if model == "best" else "model.keras"))
+        self.model = load_model(
+            self.folder / ("best.keras" if model == "best" else "model.keras")
+        )
         self._serving = None
         check_outputs(self.model, self.preprocessing, self.folder)
 
@@ -93,14 +95,19 @@ class TrainedRun:
         return self.predict_prepared(self.prepare(examples))
 
     def predict_prepared(self, batch):
-        return Predictions(self.serving_model().predict(batch, verbose=0, batch_size=PREDICT_BATCH), self.preprocessing)
+        return Predictions(
+            self.serving_model().predict(batch, verbose=0, batch_size=PREDICT_BATCH),
+            self.preprocessing,
+        )
 
 
 def check_outputs(model, preprocessing, folder):
     """The class (or target) names must fit the model's outputs: an edited or mismatched
     preprocessing.json would otherwise label predictions wrongly."""
     width, names = model.outputs[0].shape[-1], preprocessing.class_names
-    fits = len(names) == width or (width == 1 and len(names) == 2 and not preprocessing.is_regression)
+    fits = len(names) == width or (
+        width == 1 and len(names) == 2 and not preprocessing.is_regression
+    )
     if not fits:
         raise UserError(
             f"{folder}: preprocessing.json names {len(names)} classes or targets, the model "
@@ -110,16 +117,22 @@ def check_outputs(model, preprocessing, folder):
 
 def check_ids(ids, vocab_size):
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise UserError(f"word ids must lie in 0..{vocab_size - 1} for this run, got {ids.min()}..{ids.max()}")
+        raise UserError(
+            f"word ids must lie in 0..{vocab_size - 1} for this run, got {ids.min()}..{ids.max()}"
+        )
 
 
 def load_model(path):
     if not path.is_file():
-        raise UserError(f"{path}: not found (has the run finished? --model best reads best.keras)")
+        raise UserError(
+            f"{path}: not found (has the run finished? --model best reads best.keras)"
+        )
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, OSError, zip and h5 errors
-        raise UserError(f"{path}: cannot load this .keras file ({first_line(error)})") from None
+        raise UserError(
+            f"{path}: cannot load this .keras file ({first_line(error)})"
+        ) from None
 
 
 def serving_model(model, preprocessing, output):
@@ -138,7 +151,13 @@ def class_probabilities(y, output):
     """(N, classes) probabilities from logits or probabilities; one unit -> two columns."""
     layers = keras.layers
     if output == "logits":
-        y = layers.Softmax(name="probabilities")(y) if y.shape[-1] > 1 else layers.Activation("sigmoid")(y)
+        y = (
+            layers.Softmax(name="probabilities")(y)
+            if y.shape[-1] > 1
+            else layers.Activation("sigmoid")(y)
+        )
     if y.shape[-1] == 1:
-        y = layers.Concatenate(name="probabilities")([layers.Rescaling(-1.0, 1.0)(y), y])  # 1 - p, p
+        y = layers.Concatenate(name="probabilities")(
+            [layers.Rescaling(-1.0, 1.0)(y), y]
+        )  # 1 - p, p
     return y

@@ -28,7 +28,9 @@ class Run:
         self.fingerprint, self.regression = fingerprint, regression
         self.architecture, self.best_weights = None, None
         if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
-            raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard")
+            raise UserError(
+                "--tensorboard needs the tensorboard package: pip install tensorboard"
+            )
 
     def check_signals(self):
         """Stop on a signal; with several processes, all of them stop at the same step
@@ -45,44 +47,96 @@ class Run:
         run_dir = self.run_dir
         if not run_dir.writer:
             return
-        run_dir.save_state(len(meta["rows"]), model.get_weights(), training.optimizer_values(model), meta)
+        run_dir.save_state(
+            len(meta["rows"]),
+            model.get_weights(),
+            training.optimizer_values(model),
+            meta,
+        )
         run_dir.write_text("history.csv", outputs.history_csv(meta["rows"]))
-        run_dir.write("curves.png", lambda path: outputs.plot_curves(meta["rows"], path, meta["best_epoch"]))
+        run_dir.write(
+            "curves.png",
+            lambda path: outputs.plot_curves(meta["rows"], path, meta["best_epoch"]),
+        )
 
     def extra_callbacks(self):
         if not (self.config.tensorboard and self.run_dir.writer):
             return []
-        return [training.FlushedTensorBoard(self.run_dir, write_graph=False, profile_batch=0)]
+        return [
+            training.FlushedTensorBoard(self.run_dir, write_graph=False, profile_batch=0)
+        ]
 
 
-def train_and_evaluate(build_model, contract, hooks, config, run_dir, changes, cluster, script, argv):
+def train_and_evaluate(
+    build_model, contract, hooks, config, run_dir, changes, cluster, script, argv
+):
     if config.export:
         export.check_exporter(config.export)
-    device = devices.setup_devices(config)  # first: TensorFlow's threads and devices are fixed once it runs an op
+    device = devices.setup_devices(
+        config
+    )  # first: TensorFlow's threads and devices are fixed once it runs an op
     active = speedups.install(config)
-    keras.utils.set_random_seed(config.seed)  # again: the speed-ups' self-checks drew random numbers
+    keras.utils.set_random_seed(
+        config.seed
+    )  # again: the speed-ups' self-checks drew random numbers
     distribution = devices.choose_distribution(config, cluster)
     report_backend(device, distribution, config)
     data, preprocessing = prepare_data(config, contract.reads, run_dir)
     fingerprint = data.fingerprint()
     if cluster.differs(fingerprint):
-        raise UserError("the processes of this run read different data (their fingerprints differ); give every process the same --data")
+        raise UserError(
+            "the processes of this run read different data (their fingerprints differ); give every process the same --data"
+        )
     record_arguments(run_dir, cluster, config, changes, script, argv)
     if preprocessing.is_regression and config.class_weight != "none":
-        raise UsageError("--class-weight weighs classes; this run predicts values (a regression)")
+        raise UsageError(
+            "--class-weight weighs classes; this run predicts values (a regression)"
+        )
     run = Run(config, run_dir, distribution, fingerprint, preprocessing.is_regression)
     own = resolved(hooks)
     with distribution.scope():
-        model, progress = build_and_restore(build_model, contract, own, run, data, preprocessing, device)
+        model, progress = build_and_restore(
+            build_model, contract, own, run, data, preprocessing, device
+        )
     if -cluster.agree(-progress.epochs_done) != cluster.agree(progress.epochs_done):
-        raise UserError(f"the processes found different saved epochs in {run_dir}: it must be shared storage")
-    if progress.learning_rate_argument not in (None, config.learning_rate) and config.lr_schedule != "cosine":
-        model.optimizer.learning_rate = config.learning_rate  # --learning-rate given on resume
+        raise UserError(
+            f"the processes found different saved epochs in {run_dir}: it must be shared storage"
+        )
+    if (
+        progress.learning_rate_argument not in (None, config.learning_rate)
+        and config.lr_schedule != "cosine"
+    ):
+        model.optimizer.learning_rate = (
+            config.learning_rate
+        )  # --learning-rate given on resume
     report_resume(run_dir, progress, changes)
-    weights = None if run.regression else training.class_weights(config, data.train.y, data.class_names, own.class_weight)
+    weights = (
+        None
+        if run.regression
+        else training.class_weights(
+            config, data.train.y, data.class_names, own.class_weight
+        )
+    )
     Interrupts.mode = "defer"
-    train_examples = training.train(model, data, preprocessing, run, progress, distribution, own.callbacks or (), weights)
-    finish(model, data, preprocessing, progress, run, train_examples, {"device": device, "speedups": active})
+    train_examples = training.train(
+        model,
+        data,
+        preprocessing,
+        run,
+        progress,
+        distribution,
+        own.callbacks or (),
+        weights,
+    )
+    finish(
+        model,
+        data,
+        preprocessing,
+        progress,
+        run,
+        train_examples,
+        {"device": device, "speedups": active},
+    )
 
 
 def record_arguments(run_dir, cluster, config, changes, script, argv):
@@ -91,12 +145,18 @@ def record_arguments(run_dir, cluster, config, changes, script, argv):
         run_dir.save_arguments(script, config.to_json(), argv, [])
     elif run_dir.writer and changes:
         saved = run_dir.saved_arguments()
-        earlier = saved.get("changes", []) + [{"after_epoch": run_dir.latest_epoch(), "changed": changes}]
-        run_dir.save_arguments(script, config.to_json(), saved.get("argv", argv), earlier)
+        earlier = saved.get("changes", []) + [
+            {"after_epoch": run_dir.latest_epoch(), "changed": changes}
+        ]
+        run_dir.save_arguments(
+            script, config.to_json(), saved.get("argv", argv), earlier
+        )
     if cluster.count > 1:
         cluster.agree(0)  # process 0 has written args.json
         if not (run_dir.path / "args.json").is_file():
-            raise UserError(f"{run_dir} holds no args.json from process 0: --output-dir must be on storage that every process sees")
+            raise UserError(
+                f"{run_dir} holds no args.json from process 0: --output-dir must be on storage that every process sees"
+            )
 
 
 def build_and_restore(build_model, contract, own, run, data, preprocessing, device):
@@ -109,8 +169,12 @@ def build_and_restore(build_model, contract, own, run, data, preprocessing, devi
         preprocessing.spec["output"] = output
         preprocessing.save(run.run_dir)
     run.architecture = training.architecture_of(model)
-    training.compile_model(model, config, output, own, -(-len(data.train) // config.batch_size))
-    note = devices.faster_backend_note(model.name, model.count_params(), keras.backend.backend(), device)
+    training.compile_model(
+        model, config, output, own, -(-len(data.train) // config.batch_size)
+    )
+    note = devices.faster_backend_note(
+        model.name, model.count_params(), keras.backend.backend(), device
+    )
     if note:
         say(note)
     model.summary()  # before the optimizer's state exists: the model's parameters only
@@ -119,13 +183,18 @@ def build_and_restore(build_model, contract, own, run, data, preprocessing, devi
 
 def zero_argument_function(value):
     """Whether a run() argument is a function to call once Keras has loaded."""
-    if not callable(value) or isinstance(value, (type, keras.losses.Loss, keras.metrics.Metric)):
+    if not callable(value) or isinstance(
+        value, (type, keras.losses.Loss, keras.metrics.Metric)
+    ):
         return False
     try:
         parameters = inspect.signature(value).parameters.values()
     except (TypeError, ValueError):
         return False
-    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in parameters
+    )
 
 
 def resolved(hooks):
@@ -133,7 +202,9 @@ def resolved(hooks):
     values = {}
     for name in ("loss", "metrics", "optimizer", "callbacks", "class_weight"):
         value = getattr(hooks, name)
-        values[name] = value() if zero_argument_function(value) and name != "optimizer" else value
+        values[name] = (
+            value() if zero_argument_function(value) and name != "optimizer" else value
+        )
     if isinstance(values["optimizer"], str):
         kind = type(keras.optimizers.get(values["optimizer"]))
         values["optimizer"] = kind
@@ -146,8 +217,12 @@ def report_backend(device, distribution, config):
     backend = keras.backend.backend()
     replicas = ""
     if distribution.replicas > 1:
-        replicas = f", {distribution.replicas} replicas, global batch {config.batch_size}"
-    say(f"backend {backend} {backend_version(backend)} (Keras {keras.__version__}) on {device}{replicas}")
+        replicas = (
+            f", {distribution.replicas} replicas, global batch {config.batch_size}"
+        )
+    say(
+        f"backend {backend} {backend_version(backend)} (Keras {keras.__version__}) on {device}{replicas}"
+    )
 
 
 def prepare_data(config, reads, run_dir):
@@ -160,8 +235,16 @@ def prepare_data(config, reads, run_dir):
         preprocessing = Preprocessing.fit(data, config)
     preprocessing.apply_to(data)
     kind = " (synthetic)" if data.synthetic else ""
-    shape = tuple(data.train.x.shape[1:]) if hasattr(data.train.x, "shape") else "(texts read from disk)"
-    what = f"{len(data.class_names)} target value(s)" if data.targets.is_regression else f"{len(data.class_names)} classes"
+    shape = (
+        tuple(data.train.x.shape[1:])
+        if hasattr(data.train.x, "shape")
+        else "(texts read from disk)"
+    )
+    what = (
+        f"{len(data.class_names)} target value(s)"
+        if data.targets.is_regression
+        else f"{len(data.class_names)} classes"
+    )
     say(
         f"data {data.name}{kind}: {len(data.train)} train, {len(data.validation)} validation, "
         f"{len(data.test)} test examples of shape {shape} with {what} from {data.source}"
@@ -172,7 +255,9 @@ def prepare_data(config, reads, run_dir):
 def report_resume(run_dir, progress, changes):
     if not progress.epochs_done:
         return
-    say(f"resuming {run_dir} after epoch {progress.epochs_done} (weights and optimizer state restored)")
+    say(
+        f"resuming {run_dir} after epoch {progress.epochs_done} (weights and optimizer state restored)"
+    )
     for name, (old, new) in changes.items():
         say(f"  --{name.replace('_', '-')} changed from {old} to {new}")
 
@@ -185,20 +270,33 @@ def finish(model, data, preprocessing, progress, run, train_examples, info):
     info["restored_best"] = restore_best_weights(model, run, progress)
     test = feed.even_rows(data.test, distribution.replicas)
     scores = model.evaluate(
-        **feed.evaluation(distribution.local_split(test), preprocessing, feed.EVAL_BATCH_SIZE // distribution.process_count),
-        verbose=0, return_dict=True, callbacks=[training.CheckSignals(run)],
+        **feed.evaluation(
+            distribution.local_split(test),
+            preprocessing,
+            feed.EVAL_BATCH_SIZE // distribution.process_count,
+        ),
+        verbose=0,
+        return_dict=True,
+        callbacks=[training.CheckSignals(run)],
     )  # every process takes part; fmt: skip
     run.check_signals()
     metrics, failure = None, None
     if run_dir.writer:
-        info.update(train_examples=train_examples, settings=settings_in_effect(model, info["speedups"]))
+        info.update(
+            train_examples=train_examples,
+            settings=settings_in_effect(model, info["speedups"]),
+        )
         try:
-            metrics = write_outputs(model, data, preprocessing, progress, run, scores, test, info)
+            metrics = write_outputs(
+                model, data, preprocessing, progress, run, scores, test, info
+            )
         except Exception as error:  # the other processes wait to hear how it went
             failure = error
     code = getattr(failure, "exit_code", EXIT_FAILED) if failure is not None else 0
     if distribution.cluster.agree(code):
-        raise failure or TrainingStopped("process 0 stopped before its outputs were written", code)
+        raise failure or TrainingStopped(
+            "process 0 stopped before its outputs were written", code
+        )
     Interrupts.finished()
     if run_dir.writer:
         say(final_line(metrics, run_dir))
@@ -214,7 +312,9 @@ def export_finished_run(config, run_dir):
             say(f"exported {path}")
     except UserError as error:
         formats = " ".join(f"--format {name}" for name in config.export)
-        raise UserError(f"{error}; the run itself is finished (retry: python export.py {run_dir} {formats})") from None
+        raise UserError(
+            f"{error}; the run itself is finished (retry: python export.py {run_dir} {formats})"
+        ) from None
 
 
 def restore_best_weights(model, run, progress):
@@ -239,13 +339,22 @@ def write_outputs(model, data, preprocessing, progress, run, scores, test, info)
         predicted = final.predict(feed.predict_inputs(test, preprocessing), verbose=0)
         Interrupts.check()
         run_dir.save_model(final, "model.keras")
-        if not (run_dir.path / "best.keras").exists():  # no epoch improved in this session
+        if not (
+            run_dir.path / "best.keras"
+        ).exists():  # no epoch improved in this session
             run_dir.save_model(final, "best.keras")
         best_scores = best_model_scores(run_dir, test, preprocessing)
         sample = test.take(np.arange(min(len(test), feed.EVAL_BATCH_SIZE)))
-        info["reload"] = outputs.reload_difference(final, run_dir.path / "model.keras", feed.predict_inputs(sample, preprocessing))
+        info["reload"] = outputs.reload_difference(
+            final,
+            run_dir.path / "model.keras",
+            feed.predict_inputs(sample, preprocessing),
+        )
     run_dir.write_text("history.csv", outputs.history_csv(progress.rows))
-    run_dir.write("curves.png", lambda path: outputs.plot_curves(progress.rows, path, progress.best_epoch))
+    run_dir.write(
+        "curves.png",
+        lambda path: outputs.plot_curves(progress.rows, path, progress.best_epoch),
+    )
     metrics = summary(final, data, progress, run, scores, info)
     metrics["best_model"] = {"epoch": progress.best_epoch, **best_scores}
     metrics.update(test_results(preprocessing, data, test, predicted, run_dir))
@@ -258,7 +367,9 @@ def write_outputs(model, data, preprocessing, progress, run, scores, test, info)
 def best_model_scores(run_dir, test, preprocessing):
     """best.keras evaluated on the test split: {"test_loss", "test_accuracy" / "test_mae", ...}."""
     best = keras.saving.load_model(run_dir.path / "best.keras", safe_mode=True)
-    found = best.evaluate(**feed.evaluation(test, preprocessing), verbose=0, return_dict=True)
+    found = best.evaluate(
+        **feed.evaluation(test, preprocessing), verbose=0, return_dict=True
+    )
     return {f"test_{name}": float(value) for name, value in found.items()}
 
 
@@ -268,14 +379,26 @@ def test_results(preprocessing, data, test, predicted, run_dir):
     names = data.class_names
     if preprocessing.is_regression:
         found = outputs.regression_metrics(test.y, predicted, names)
-        run_dir.write("predictions.png", lambda p: outputs.plot_predictions(test.y, np.asarray(predicted), names, p))
-        return {"test_mae": found["mae"], "test_rmse": found["rmse"], "per_target": found["per_target"]}
+        run_dir.write(
+            "predictions.png",
+            lambda p: outputs.plot_predictions(test.y, np.asarray(predicted), names, p),
+        )
+        return {
+            "test_mae": found["mae"],
+            "test_rmse": found["rmse"],
+            "per_target": found["per_target"],
+        }
     classes = outputs.predicted_classes(predicted)
     counts = outputs.confusion_matrix(test.y, classes, len(names))
-    run_dir.write("confusion.png", lambda path: outputs.plot_confusion(counts, names, path))
+    run_dir.write(
+        "confusion.png", lambda path: outputs.plot_confusion(counts, names, path)
+    )
     if preprocessing.kind == "images":
         pictures = test.x
-        run_dir.write("samples.png", lambda p: outputs.plot_samples(pictures, test.y, classes, names, p))
+        run_dir.write(
+            "samples.png",
+            lambda p: outputs.plot_samples(pictures, test.y, classes, names, p),
+        )
     return {
         "per_class_accuracy": outputs.per_class_accuracy(counts, names),
         "confusion_matrix": counts.tolist(),
@@ -296,7 +419,9 @@ def summary(model, data, progress, run, scores, info):
         "seconds_per_epoch": float(np.mean(this_session)) if this_session else None,
         "epoch_seconds": this_session,
         "train_samples_per_second": (
-            info["train_examples"] / float(np.median(this_session)) if this_session else None
+            info["train_examples"] / float(np.median(this_session))
+            if this_session
+            else None
         ),
         "parameters": model.count_params(),
         "dataset": data.describe(),
@@ -318,7 +443,11 @@ def settings_in_effect(model, active):
     """What the libraries report, so that a flag's effect can be read back from a run."""
     return {
         "steps_per_execution": int(model.steps_per_execution),
-        "compute_dtype": next(layer.compute_dtype for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)),
+        "compute_dtype": next(
+            layer.compute_dtype
+            for layer in model.layers
+            if not isinstance(layer, keras.layers.InputLayer)
+        ),
         "optimizer": type(model.optimizer).__name__,
         "clipnorm": model.optimizer.clipnorm,
         "fused_kernels": active,

@@ -42,7 +42,9 @@ def build(build_model, options, preprocessing):
             f"got {type(model).__name__}"
         )
     if len(model.outputs) != 1:
-        raise UserError(f"build_model's model has {len(model.outputs)} outputs; the pipeline trains one")
+        raise UserError(
+            f"build_model's model has {len(model.outputs)} outputs; the pipeline trains one"
+        )
     output = output_of(model, preprocessing)
     if output == "values":
         layer = preprocessing.output_layer()
@@ -128,9 +130,13 @@ def architecture_of(model):
 # --------------------------------------------------------------------------------------
 # Compile: loss and metrics follow the task and the output; a script may bring its own
 # --------------------------------------------------------------------------------------
-def compile_model(model, config, output, hooks, steps_per_epoch, steps_per_execution=None):
+def compile_model(
+    model, config, output, hooks, steps_per_epoch, steps_per_execution=None
+):
     model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch * config.epochs, hooks.optimizer),
+        optimizer=make_optimizer(
+            config, steps_per_epoch * config.epochs, hooks.optimizer
+        ),
         loss=hooks.loss if hooks.loss is not None else default_loss(model, output),
         metrics=default_metrics(model, output) + list(hooks.metrics or ()),
         steps_per_execution=steps_per_execution or config.steps_per_execution,
@@ -148,7 +154,10 @@ def default_loss(model, output):
 
 def default_metrics(model, output):
     if output == "values":
-        return [keras.metrics.MeanAbsoluteError(name="mae"), keras.metrics.RootMeanSquaredError(name="rmse")]
+        return [
+            keras.metrics.MeanAbsoluteError(name="mae"),
+            keras.metrics.RootMeanSquaredError(name="rmse"),
+        ]
     if model.outputs[0].shape[-1] == 1:
         threshold = 0.0 if output == "logits" else 0.5
         return [keras.metrics.BinaryAccuracy(threshold=threshold, name="accuracy")]
@@ -158,24 +167,35 @@ def default_metrics(model, output):
 def make_optimizer(config, total_steps, own=None):
     rate = config.learning_rate
     if config.lr_schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, total_steps))
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate, decay_steps=max(1, total_steps)
+        )
     make = own if own is not None else OPTIMIZERS[config.optimizer]
     return make(learning_rate=rate, clipnorm=config.clipnorm)
 
 
 def class_weights(config, y, names, own=None):
     """{class id: weight} for model.fit, or None. balanced: N / (classes x count)."""
-    choice = own if config.class_weight == "script" and isinstance(own, str) else config.class_weight
+    choice = (
+        own
+        if config.class_weight == "script" and isinstance(own, str)
+        else config.class_weight
+    )
     if choice == "none":
         return None
     if choice == "balanced":
         counts = np.bincount(y, minlength=len(names)).astype(np.float64)
-        return {i: float(len(y) / (len(names) * c)) if c else 0.0 for i, c in enumerate(counts)}
+        return {
+            i: float(len(y) / (len(names) * c)) if c else 0.0
+            for i, c in enumerate(counts)
+        }
     weights = {}
     for key, weight in own.items():
         index = names.index(key) if key in names else key
         if not isinstance(index, (int, np.integer)) or not 0 <= index < len(names):
-            raise UserError(f"run(class_weight=...): {key!r} is not a class of these data ({', '.join(names)})")
+            raise UserError(
+                f"run(class_weight=...): {key!r} is not a class of these data ({', '.join(names)})"
+            )
         weights[int(index)] = float(weight)
     return {i: weights.get(i, 1.0) for i in range(len(names))}
 
@@ -278,16 +298,31 @@ class KeepProgress(CheckSignals):
         loss = float((logs or {}).get("loss", 0.0))
         last = min(batch + 1, self.steps_per_epoch)
         if not math.isfinite(loss):
-            where = f"batch {last}" if last == self.last_batch + 1 else f"batches {self.last_batch + 1}-{last}"
-            raise TrainingStopped(f"loss became {loss} at epoch {self.epoch + 1}, {where}", EXIT_FAILED)
+            where = (
+                f"batch {last}"
+                if last == self.last_batch + 1
+                else f"batches {self.last_batch + 1}-{last}"
+            )
+            raise TrainingStopped(
+                f"loss became {loss} at epoch {self.epoch + 1}, {where}", EXIT_FAILED
+            )
         self.last_batch = last
 
     def on_epoch_end(self, epoch, logs=None):
         progress, logs = self.progress, logs or {}
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"}}
+        row = {
+            "epoch": epoch + 1,
+            **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
+        }
         if not math.isfinite(row.get("val_loss", 0.0)):
-            raise TrainingStopped(f"the validation loss became {row['val_loss']} at epoch {epoch + 1}", EXIT_FAILED)
-        row.update(learning_rate=learning_rate(self.model), seconds=time.perf_counter() - self.started)
+            raise TrainingStopped(
+                f"the validation loss became {row['val_loss']} at epoch {epoch + 1}",
+                EXIT_FAILED,
+            )
+        row.update(
+            learning_rate=learning_rate(self.model),
+            seconds=time.perf_counter() - self.started,
+        )
         progress.rows.append(row)
         score = score_of(row, self.run.regression)
         if score is not None and (progress.best is None or score > progress.best):
@@ -336,7 +371,9 @@ def restore(model, run):
         try:
             weights, optimizer_values, meta = read_state(path)
         except DamagedState as error:
-            print(f"warning: {path} cannot be used ({str(error)[:150]}); trying the epoch before")
+            print(
+                f"warning: {path} cannot be used ({str(error)[:150]}); trying the epoch before"
+            )
             continue
         if meta.get("architecture") not in (None, run.architecture):
             raise UserError(
@@ -347,16 +384,23 @@ def restore(model, run):
         try:
             assign(model, weights, optimizer_values)
         except ValueError as error:
-            print(f"warning: {path} cannot be used ({str(error)[:150]}); trying the epoch before")
+            print(
+                f"warning: {path} cannot be used ({str(error)[:150]}); trying the epoch before"
+            )
             continue
-        if meta.get("fingerprint") != run.fingerprint and not run.config.allow_data_change:
+        if (
+            meta.get("fingerprint") != run.fingerprint
+            and not run.config.allow_data_change
+        ):
             raise UserError(
                 f"{run_dir} was trained on other data than these (their fingerprint "
                 "differs); pass --allow-data-change to continue anyway"
             )
         return Progress(meta)
     if states:
-        raise UserError(f"no saved epoch in {run_dir}/training-state can be read; start again with --overwrite")
+        raise UserError(
+            f"no saved epoch in {run_dir}/training-state can be read; start again with --overwrite"
+        )
     return Progress()
 
 
@@ -389,7 +433,16 @@ def fit_verbosity():
         return 0
 
 
-def train(model, data, preprocessing, run, progress, distribution, extra_callbacks, class_weight):
+def train(
+    model,
+    data,
+    preprocessing,
+    run,
+    progress,
+    distribution,
+    extra_callbacks,
+    class_weight,
+):
     """model.fit from the first unfinished epoch; returns the number of training rows."""
     config = run.config
     train_split = feed.even_rows(data.train, distribution.replicas)
@@ -398,11 +451,17 @@ def train(model, data, preprocessing, run, progress, distribution, extra_callbac
         return len(train_split)
     validation = None
     if len(data.validation):
-        local = distribution.local_split(feed.even_rows(data.validation, distribution.replicas))
-        validation = feed.validation_data(local, preprocessing, feed.EVAL_BATCH_SIZE // distribution.process_count)
+        local = distribution.local_split(
+            feed.even_rows(data.validation, distribution.replicas)
+        )
+        validation = feed.validation_data(
+            local, preprocessing, feed.EVAL_BATCH_SIZE // distribution.process_count
+        )
     part, parts = distribution.process_index, distribution.process_count
     epochs = range(start, config.epochs)
-    train_feed = feed.training_feed(train_split, preprocessing, config.batch_size, config.seed, epochs, part, parts)
+    train_feed = feed.training_feed(
+        train_split, preprocessing, config.batch_size, config.seed, epochs, part, parts
+    )
     steps = -(-len(train_split) // config.batch_size)
     plateau = plateau_callback(config, validation is not None)
     # The state is saved last, after the epoch's learning rate and logs are in.

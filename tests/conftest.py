@@ -35,8 +35,12 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter):
-    slow = sorted(((s, f) for f, s in FILE_SECONDS.items() if s >= SLOW_FILE_SECONDS), reverse=True)
+    slow = sorted(
+        ((s, f) for f, s in FILE_SECONDS.items() if s >= SLOW_FILE_SECONDS), reverse=True
+    )
     if slow:
-        terminalreporter.write_sep("-", f"test files over {SLOW_FILE_SECONDS} s (their tests' seconds, summed)")
+        terminalreporter.write_sep(
+            "-", f"test files over {SLOW_FILE_SECONDS} s (their tests' seconds, summed)"
+        )
         for seconds, file in slow:
             terminalreporter.write_line(f"{seconds:6.0f} s  {file}")

@@ -11,13 +11,15 @@ from rnn_scripts.data.official import FASHION_FILES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from make_example_data import (  # noqa: E402,F401  (the README's example data)
-    separable_sequences,
     sentences,
+    separable_sequences,
     write_sentences_csv,
     write_sequences_npz,
 )
 
 IDX_HEADER = {1: 2049, 3: 2051}
+
+
 def write_mnist_npz(path, train=60, test=10, **overrides):
     rng = np.random.default_rng(0)
     arrays = {

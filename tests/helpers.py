@@ -30,7 +30,9 @@ def script_env(env=None, **overrides):
     for name in ("TF_CONFIG", "KERAS_BACKEND", "RNN_SCRIPTS_CPU_DEVICES", "XLA_FLAGS"):
         merged.pop(name, None)
     merged["KERAS_HOME"] = _KERAS_HOME
-    merged["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), (env or {}).get("PYTHONPATH")) if p)
+    merged["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), (env or {}).get("PYTHONPATH")) if p
+    )
     merged.update({k: v for k, v in (env or {}).items() if k != "PYTHONPATH"})
     merged.update(overrides)
     return merged
@@ -133,7 +135,9 @@ def without_backends(folder):
     fakes = Path(folder) / "no-backends"
     for name in ("tensorflow", "jax", "torch"):
         (fakes / name).mkdir(parents=True, exist_ok=True)
-        (fakes / name / "__init__.py").write_text('raise ImportError("backend unavailable in this test")\n')
+        (fakes / name / "__init__.py").write_text(
+            'raise ImportError("backend unavailable in this test")\n'
+        )
     return {"PYTHONPATH": str(fakes)}
 
 
@@ -147,23 +151,46 @@ def assert_same_weights(first, second, name="model.keras", atol=1e-6):
     """The two runs' saved models hold the same weights (1e-6: reduction-order rounding)."""
     import numpy as np
 
-    for a, b in zip(load_model(Path(first) / name).get_weights(), load_model(Path(second) / name).get_weights()):
+    for a, b in zip(
+        load_model(Path(first) / name).get_weights(),
+        load_model(Path(second) / name).get_weights(),
+    ):
         np.testing.assert_allclose(a, b, rtol=0, atol=atol)
 
 
-MODEL_NAMES = {"LSTM": "lstm", "GRU": "gru", "BiLSTM": "bilstm", "SimpleRNN": "simplernn", "IMDB BiLSTM": "imdb_bilstm"}
-BACKEND_NAMES = {"TensorFlow": "tensorflow", "JAX": "jax", "torch": "torch", "native PyTorch": "pytorch"}
+MODEL_NAMES = {
+    "LSTM": "lstm",
+    "GRU": "gru",
+    "BiLSTM": "bilstm",
+    "SimpleRNN": "simplernn",
+    "IMDB BiLSTM": "imdb_bilstm",
+}
+BACKEND_NAMES = {
+    "TensorFlow": "tensorflow",
+    "JAX": "jax",
+    "torch": "torch",
+    "native PyTorch": "pytorch",
+}
 
 
 def documented_speeds():
     """{model: {backend: training samples/s}} from docs/performance.md's per-model table."""
     import re
 
-    text = (ROOT / "docs" / "performance.md").read_text().split("## Per model", 1)[1].split("\n## ", 1)[0]
+    text = (
+        (ROOT / "docs" / "performance.md")
+        .read_text()
+        .split("## Per model", 1)[1]
+        .split("\n## ", 1)[0]
+    )
     found = {}
-    for model, backend, speed in re.findall(r"^\| ([A-Za-z ]+?) \| ([A-Za-z ]+?) \| \**([\d,]+)\**", text, re.MULTILINE):
+    for model, backend, speed in re.findall(
+        r"^\| ([A-Za-z ]+?) \| ([A-Za-z ]+?) \| \**([\d,]+)\**", text, re.MULTILINE
+    ):
         if model in MODEL_NAMES and backend in BACKEND_NAMES:
-            found.setdefault(MODEL_NAMES[model], {})[BACKEND_NAMES[backend]] = int(speed.replace(",", ""))
+            found.setdefault(MODEL_NAMES[model], {})[BACKEND_NAMES[backend]] = int(
+                speed.replace(",", "")
+            )
     return found
 
 
@@ -173,7 +200,11 @@ def memory_limit(extra_bytes):
     allocation raises MemoryError (a failed test) instead of taking the machine."""
     import resource
 
-    size = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize:"))
+    size = next(
+        int(line.split()[1]) * 1024
+        for line in open("/proc/self/status")
+        if line.startswith("VmSize:")
+    )
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (size + extra_bytes, hard))
     try:

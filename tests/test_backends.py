@@ -33,9 +33,25 @@ def data_args(script):
 # Each script also tries some of the steering flags, so that every flag runs on every backend.
 STEERING = {
     "train_simplernn.py": ["--optimizer", "sgd", "--num-layers", "1"],
-    "train_gru.py": ["--lr-schedule", "plateau", "--optimizer", "rmsprop", "--epochs", "2"],
-    "train_lstm.py": ["--lr-schedule", "cosine", "--clipnorm", "1.0", "--early-stopping", "1",
-                      "--epochs", "2", "--tensorboard"],  # fmt: skip
+    "train_gru.py": [
+        "--lr-schedule",
+        "plateau",
+        "--optimizer",
+        "rmsprop",
+        "--epochs",
+        "2",
+    ],
+    "train_lstm.py": [
+        "--lr-schedule",
+        "cosine",
+        "--clipnorm",
+        "1.0",
+        "--early-stopping",
+        "1",
+        "--epochs",
+        "2",
+        "--tensorboard",
+    ],  # fmt: skip
     "train_bilstm.py": ["--num-layers", "1", "--mixed-precision", "bfloat16"],
     "train_imdb_bilstm.py": ["--deterministic"],
 }
@@ -47,8 +63,16 @@ def test_smoke_run_on_backend(script, backend, tmp_path):
     needs(backend)
     out = tmp_path / "out"
     result = run_script(
-        script, "--backend", backend, *TINY, *data_args(script), *STEERING[script],
-        "--output-dir", out, cwd=tmp_path, env={"KERAS_BACKEND": "tensorflow"},
+        script,
+        "--backend",
+        backend,
+        *TINY,
+        *data_args(script),
+        *STEERING[script],
+        "--output-dir",
+        out,
+        cwd=tmp_path,
+        env={"KERAS_BACKEND": "tensorflow"},
     )  # --backend must win; fmt: skip
     assert result.returncode == 0, explain(result)
     assert f"backend {backend} " in result.stdout

@@ -16,8 +16,18 @@ from helpers import ROOT
 
 def test_quick_benchmark_alternates_processes_and_reports_medians_and_ranges(tmp_path):
     out, table = tmp_path / "b.json", tmp_path / "speeds.json"
-    command = [sys.executable, str(ROOT / "tools" / "benchmark.py"), "--quick", "--json", str(out), "--speed-table", str(table)]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    command = [
+        sys.executable,
+        str(ROOT / "tools" / "benchmark.py"),
+        "--quick",
+        "--json",
+        str(out),
+        "--speed-table",
+        str(table),
+    ]
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     figures = report["results"]["lstm"]
@@ -33,8 +43,13 @@ def test_quick_benchmark_alternates_processes_and_reports_medians_and_ranges(tmp
     # Both TensorFlow variants train one model (same FLOPs per sample): their shares of the
     # matrix-product peak compare as their speeds. (The peak itself is measured while other
     # tests may load the CPU, so no upper bound holds here.)
-    ours, baseline = figures["variants"]["tensorflow ours"], figures["variants"]["tensorflow baseline"]
-    assert ours["percent_of_peak"] / baseline["percent_of_peak"] == approx(ours["train"] / baseline["train"])
+    ours, baseline = (
+        figures["variants"]["tensorflow ours"],
+        figures["variants"]["tensorflow baseline"],
+    )
+    assert ours["percent_of_peak"] / baseline["percent_of_peak"] == approx(
+        ours["train"] / baseline["train"]
+    )
     ratio = figures["ratios"]["tensorflow ours / tensorflow baseline train"]
     assert 0 < ratio["min"] <= ratio["median"] <= ratio["max"]
     if "pytorch" in expected:
@@ -43,5 +58,7 @@ def test_quick_benchmark_alternates_processes_and_reports_medians_and_ranges(tmp
     assert "tensorflow ours / tensorflow baseline train" in done.stdout
     speeds = json.loads(table.read_text())  # the start-up note's table, in the same run
     assert speeds["models"]["lstm"]["parameters"] == 819_722
-    assert speeds["models"]["lstm"]["samples_per_second"]["tensorflow"] == round(ours["train"])
+    assert speeds["models"]["lstm"]["samples_per_second"]["tensorflow"] == round(
+        ours["train"]
+    )
     assert speeds["measured_with"].startswith("python tools/benchmark.py --quick")

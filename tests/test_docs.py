@@ -21,17 +21,29 @@ from helpers import ROOT, explain, run_script, script_env
 DOCUMENTS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 # A command whose line ends with one of these comments is not run (its arguments are still
 # checked by the program's own parser): what it needs is not at hand in a test.
-NEEDS = ("needs the network", "needs a GPU", "on each machine", "your series", "Ctrl-C", "after the Ctrl-C", "takes")
+NEEDS = (
+    "needs the network",
+    "needs a GPU",
+    "on each machine",
+    "your series",
+    "Ctrl-C",
+    "after the Ctrl-C",
+    "takes",
+)
 PROGRAMS = ("python ", "cp ")
 
 
 def commands(path):
     """(command, what it needs or None) of every command line in the file's code blocks."""
     found = []
-    for language, block in re.findall(r"^```(\w*)\n(.*?)^```", path.read_text(), re.MULTILINE | re.DOTALL):
+    for language, block in re.findall(
+        r"^```(\w*)\n(.*?)^```", path.read_text(), re.MULTILINE | re.DOTALL
+    ):
         if language not in ("", "bash", "sh", "console"):
             continue
-        for line in re.sub(r"\\\n\s*", "", block).splitlines():  # joined where a line ends in \
+        for line in re.sub(
+            r"\\\n\s*", "", block
+        ).splitlines():  # joined where a line ends in \
             command, _, comment = line.partition("  # ")
             if command.startswith(PROGRAMS):
                 need = next((n for n in NEEDS if comment.strip().startswith(n)), None)
@@ -42,8 +54,14 @@ def commands(path):
 def test_the_readme_is_a_short_front_door():
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= 200
-    headings = {line: number for number, line in enumerate(lines) if line.startswith("## ")}
-    assert headings["## Set up"] < 15 and headings["## The template contract"] < 50 and headings["## Your own data"] < 100
+    headings = {
+        line: number for number, line in enumerate(lines) if line.startswith("## ")
+    }
+    assert (
+        headings["## Set up"] < 15
+        and headings["## The template contract"] < 50
+        and headings["## Your own data"] < 100
+    )
     contract = lines[headings["## The template contract"] : headings["## Your own data"]]
     assert len(contract) <= 45
     for link in re.findall(r"\]\((docs/[^)]+)\)", "\n".join(lines)):
@@ -53,7 +71,11 @@ def test_the_readme_is_a_short_front_door():
 def test_no_diary_in_the_product():
     for path in DOCUMENTS:
         text = path.read_text()
-        assert not re.search(r"\b(morning|afternoon|evening|session|UTC|yesterday|today)\b", text, re.IGNORECASE), path
+        assert not re.search(
+            r"\b(morning|afternoon|evening|session|UTC|yesterday|today)\b",
+            text,
+            re.IGNORECASE,
+        ), path
 
 
 def test_the_speed_table_the_start_up_note_reads_is_the_documented_one():
@@ -62,8 +84,12 @@ def test_the_speed_table_the_start_up_note_reads_is_the_documented_one():
     from helpers import documented_speeds
 
     table = json.loads((ROOT / "rnn_scripts" / "cpu-speeds.json").read_text())["models"]
-    assert {model: entry["samples_per_second"] for model, entry in table.items()} == documented_speeds()
-    assert len(table) == 5 and all(len(speeds) == 4 for speeds in documented_speeds().values())
+    assert {
+        model: entry["samples_per_second"] for model, entry in table.items()
+    } == documented_speeds()
+    assert len(table) == 5 and all(
+        len(speeds) == 4 for speeds in documented_speeds().values()
+    )
 
 
 def test_every_documented_command_names_a_program_and_flags_that_exist():
@@ -89,7 +115,11 @@ def check_script_arguments(script, argv, path):
     from rnn_scripts.contract import read_contract
 
     module = importlib.import_module(script.removesuffix(".py"))
-    contract = read_contract(module.build_model, "text" if "imdb" in script else "sequences", cli.reserved_names())
+    contract = read_contract(
+        module.build_model,
+        "text" if "imdb" in script else "sequences",
+        cli.reserved_names(),
+    )
     try:
         cli.parse_arguments(script, None, contract, cli.ScriptDefaults(), argv)
     except SystemExit:
@@ -100,7 +130,13 @@ def check_script_arguments(script, argv, path):
 def project(tmp_path_factory):
     """A copy of the project, in which every documented command has run once."""
     folder = tmp_path_factory.mktemp("documented") / "project"
-    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "__pycache__", "*.egg-info", "build"))
+    shutil.copytree(
+        ROOT,
+        folder,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "runs", "__pycache__", "*.egg-info", "build"
+        ),
+    )
     done = set()
     for path in DOCUMENTS:
         for command, need in commands(path):
@@ -115,7 +151,14 @@ def run_documented(command, folder, path):
     if words[0] == "cp":
         shutil.copy(folder / words[1], folder / words[2])
         return
-    result = subprocess.run([sys.executable, *words[1:]], cwd=folder, env=script_env(), capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, *words[1:]],
+        cwd=folder,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, f"{path.name}: {command}\n{explain(result)}"
 
 
@@ -131,14 +174,31 @@ def snippet():
 
 
 def run_snippet(folder, run, inputs):
-    code = snippet().replace('"runs/my-model"', repr(str(run))).replace('"new_sequences.npy"', repr(str(inputs)))
-    done = subprocess.run([sys.executable, "-c", code], cwd=folder, env=script_env(), capture_output=True, text=True, timeout=300)
+    code = (
+        snippet()
+        .replace('"runs/my-model"', repr(str(run)))
+        .replace('"new_sequences.npy"', repr(str(inputs)))
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=folder,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, explain(done)
     return done.stdout
 
 
 def predicted(run, inputs, folder):
-    done = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(run), str(inputs), "--json"], cwd=folder, env=script_env(), capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), str(run), str(inputs), "--json"],
+        cwd=folder,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, explain(done)
     import json
 
@@ -146,27 +206,56 @@ def predicted(run, inputs, folder):
 
 
 def test_the_python_snippet_works_for_many_classes(project):
-    printed = run_snippet(project, project / "runs" / "my-model", project / "new_sequences.npy")
-    classes = [row["class"] for row in predicted(project / "runs" / "my-model", project / "new_sequences.npy", project)]
+    printed = run_snippet(
+        project, project / "runs" / "my-model", project / "new_sequences.npy"
+    )
+    classes = [
+        row["class"]
+        for row in predicted(
+            project / "runs" / "my-model", project / "new_sequences.npy", project
+        )
+    ]
     assert printed.splitlines()[0] == str(classes)
 
 
 def test_the_python_snippet_works_for_two_classes_and_a_regression(tmp_path):
     x, y = separable_sequences(300, classes=2, seed=4)
     np.savez(tmp_path / "two.npz", x_train=x, y_train=y)
-    np.savez(tmp_path / "values.npz", x_train=x, y_train=x[:, -10:, 0].mean(axis=1) * 10.0 + 3.0)
+    np.savez(
+        tmp_path / "values.npz",
+        x_train=x,
+        y_train=x[:, -10:, 0].mean(axis=1) * 10.0 + 3.0,
+    )
     np.save(tmp_path / "new.npy", x[:5])
     for name in ("two", "values"):
-        result = run_script("train_gru.py", "--data", tmp_path / f"{name}.npz", "--epochs", "2", "--units", "8", "--output-dir", tmp_path / name)
+        result = run_script(
+            "train_gru.py",
+            "--data",
+            tmp_path / f"{name}.npz",
+            "--epochs",
+            "2",
+            "--units",
+            "8",
+            "--output-dir",
+            tmp_path / name,
+        )
         assert result.returncode == 0, explain(result)
     printed = run_snippet(tmp_path, tmp_path / "two", tmp_path / "new.npy").splitlines()
     rows = predicted(tmp_path / "two", tmp_path / "new.npy", tmp_path)
     assert printed[0] == str([row["class"] for row in rows])
-    shown = [float(v) for v in re.findall(r"\d\.\d+(?:e[-+]\d+)?", " ".join(printed[1:]))]
+    shown = [
+        float(v) for v in re.findall(r"\d\.\d+(?:e[-+]\d+)?", " ".join(printed[1:]))
+    ]
     expected = [p for row in rows for p in row["probabilities"].values()]
     np.testing.assert_allclose(shown, expected, atol=1e-6)
     printed = run_snippet(tmp_path, tmp_path / "values", tmp_path / "new.npy")
-    values = [row["values"]["value"] for row in predicted(tmp_path / "values", tmp_path / "new.npy", tmp_path)]
-    found = [float(v) for v in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", printed.split("None")[0])]
+    values = [
+        row["values"]["value"]
+        for row in predicted(tmp_path / "values", tmp_path / "new.npy", tmp_path)
+    ]
+    found = [
+        float(v)
+        for v in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", printed.split("None")[0])
+    ]
     np.testing.assert_allclose(found, values, rtol=1e-5)
     assert printed.strip().endswith("None")

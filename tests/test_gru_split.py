@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rnn_scripts.speedups import gru_split
 from rnn_scripts.pipeline import Hooks
+from rnn_scripts.speedups import gru_split
 from rnn_scripts.training import compile_model
 
 B, T, F, U = 4, 6, 5, 8  # batch, time steps, features, units
@@ -39,7 +39,9 @@ def gru_model(**options):
 def outputs_and_gradients(model, x, active):
     """The model's training outputs and its loss gradients, with the dropout masks that
     the same seed-generator state gives (the state is put back after the call)."""
-    generators = [layer.cell.seed_generator for layer in model.layers if hasattr(layer, "cell")]
+    generators = [
+        layer.cell.seed_generator for layer in model.layers if hasattr(layer, "cell")
+    ]
     states = [g.state.numpy() for g in generators]
     with split_cell(active), tf.GradientTape() as tape:
         y = model(x, training=True)
@@ -53,7 +55,9 @@ def outputs_and_gradients(model, x, active):
 CELLS = {
     "default": {},
     "dropout": {"dropout": 0.3},
-    "reset_before": {"reset_after": False},  # Keras' own call: nothing is sliced the same way
+    "reset_before": {
+        "reset_after": False
+    },  # Keras' own call: nothing is sliced the same way
     "recurrent_dropout": {"recurrent_dropout": 0.3},  # implementation 1: Keras' own call
     "no_bias": {"use_bias": False},
 }
@@ -80,14 +84,18 @@ def time_loop_op_types(model, x):
             loss = tf.reduce_sum(model(x, training=True))
         return tape.gradient(loss, model.trainable_variables)
 
-    graph = gradients.get_concrete_function(tf.TensorSpec((B, T, F))).graph.as_graph_def()
+    graph = gradients.get_concrete_function(
+        tf.TensorSpec((B, T, F))
+    ).graph.as_graph_def()
     return collections.Counter(n.op for f in graph.library.function for n in f.node_def)
 
 
 def test_split_cell_leaves_out_the_slice_gradients_that_cost_tensorflow_a_fifth():
     x = np.zeros((B, T, F), "float32")
     with split_cell(active=False):
-        assert time_loop_op_types(gru_model(), x)["StridedSliceGrad"] == 3 * 2  # 2 layers
+        assert (
+            time_loop_op_types(gru_model(), x)["StridedSliceGrad"] == 3 * 2
+        )  # 2 layers
     with split_cell(active=True):
         assert time_loop_op_types(gru_model(), x)["StridedSliceGrad"] == 0
 
@@ -97,8 +105,12 @@ def test_training_with_the_split_cell_ends_with_keras_weights():
     x = rng.standard_normal((96, T, F)).astype("float32")
     y = rng.integers(0, 3, 96).astype("int32")
     options = types.SimpleNamespace(
-        learning_rate=1e-2, lr_schedule="constant", optimizer="adam", clipnorm=None,
-        epochs=2, steps_per_execution=4,
+        learning_rate=1e-2,
+        lr_schedule="constant",
+        optimizer="adam",
+        clipnorm=None,
+        epochs=2,
+        steps_per_execution=4,
     )  # the flags compile_model reads
     weights = {}
     for active in (False, True):
@@ -116,10 +128,16 @@ def test_the_self_check_passes_on_keras_own_arithmetic_and_fails_on_another():
         assert gru_split.self_check() is None
         own_split = gru_split._split_call
         gru_split.uninstall()
-        gru_split._split_call = lambda original: (lambda self, x, states, training=False: (lambda h, s: (h * 1.01, s))(*own_split(original)(self, x, states, training)))
+        gru_split._split_call = lambda original: (
+            lambda self, x, states, training=False: (lambda h, s: (h * 1.01, s))(
+                *own_split(original)(self, x, states, training)
+            )
+        )
         try:
             gru_split.install()
-            assert gru_split.self_check().startswith("its outputs or gradients differ from Keras' by ")
+            assert gru_split.self_check().startswith(
+                "its outputs or gradients differ from Keras' by "
+            )
         finally:
             gru_split.uninstall()
             gru_split._split_call = own_split

@@ -41,11 +41,21 @@ def in_process(script, argv, capsys):
 
 
 def in_a_limited_process(program, argv, tmp_path):
-    done = subprocess.run([sys.executable, str(program), *map(str, argv)], cwd=tmp_path, env=script_env(), capture_output=True, text=True, preexec_fn=limited, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(program), *map(str, argv)],
+        cwd=tmp_path,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        timeout=300,
+    )
     return done.returncode, done.stderr
 
 
-@pytest.mark.parametrize("hostile", [h for h in FILES if h.reads != "predict"], ids=lambda h: h.name)
+@pytest.mark.parametrize(
+    "hostile", [h for h in FILES if h.reads != "predict"], ids=lambda h: h.name
+)
 def test_every_script_refuses_the_file_in_one_line(corpus, hostile, tmp_path, capsys):
     path, out = corpus / hostile.name, tmp_path / "out"
     argv = [hostile.option, path, *hostile.flags, "--output-dir", out]
@@ -56,7 +66,9 @@ def test_every_script_refuses_the_file_in_one_line(corpus, hostile, tmp_path, ca
         else:
             code, stderr = in_process(script, argv, capsys)
         assert code == 1 and stderr.count("\n") == 1, (script, stderr[-3000:])
-        assert hostile.words in stderr and str(path) in stderr and "Traceback" not in stderr, (script, stderr)
+        assert (
+            hostile.words in stderr and str(path) in stderr and "Traceback" not in stderr
+        ), (script, stderr)
         assert not out.exists()
 
 
@@ -65,20 +77,42 @@ def image_run(tmp_path_factory):
     from helpers import explain, run_script
 
     out = tmp_path_factory.mktemp("run") / "run"
-    result = run_script("train_gru.py", "--synthetic", "--limit", "60", "--epochs", "1", "--units", "4", "--output-dir", out)
+    result = run_script(
+        "train_gru.py",
+        "--synthetic",
+        "--limit",
+        "60",
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+        "--output-dir",
+        out,
+    )
     assert result.returncode == 0, explain(result)
     return out
 
 
-@pytest.mark.parametrize("hostile", [h for h in FILES if h.reads == "predict"], ids=lambda h: h.name)
-def test_predict_refuses_the_input_in_one_line(corpus, hostile, image_run, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "hostile", [h for h in FILES if h.reads == "predict"], ids=lambda h: h.name
+)
+def test_predict_refuses_the_input_in_one_line(
+    corpus, hostile, image_run, tmp_path, capsys
+):
     path = corpus / hostile.name
     if hostile.memory:
-        code, stderr = in_a_limited_process(ROOT / "predict.py", [image_run, path], tmp_path)
+        code, stderr = in_a_limited_process(
+            ROOT / "predict.py", [image_run, path], tmp_path
+        )
     else:
         from rnn_scripts.predict import main
 
         with pytest.raises(SystemExit) as exit_info:
             main([str(image_run), str(path)])
         code, stderr = exit_info.value.code, capsys.readouterr().err
-    assert code == 1 and stderr.count("\n") == 1 and hostile.words in stderr and str(path) in stderr, stderr[-3000:]
+    assert (
+        code == 1
+        and stderr.count("\n") == 1
+        and hostile.words in stderr
+        and str(path) in stderr
+    ), stderr[-3000:]

@@ -31,7 +31,18 @@ from helpers import (
 )
 
 # Small enough to run in seconds, big enough for three real epochs of 9 batches each.
-TINY = ["--dataset", "mnist-sample", "--limit", "600", "--epochs", "3", "--units", "32", "--seed", "7"]
+TINY = [
+    "--dataset",
+    "mnist-sample",
+    "--limit",
+    "600",
+    "--epochs",
+    "3",
+    "--units",
+    "32",
+    "--seed",
+    "7",
+]
 # A run of a few seconds, for what does not depend on real data.
 SECONDS = ["--synthetic", "--limit", "120", "--epochs", "1", "--units", "4"]
 
@@ -75,10 +86,14 @@ def uninterrupted(tmp_path_factory):
     return out
 
 
-def test_sigkill_after_epoch_1_then_the_same_command_trains_epochs_2_and_3_exactly(tmp_path, uninterrupted):
+def test_sigkill_after_epoch_1_then_the_same_command_trains_epochs_2_and_3_exactly(
+    tmp_path, uninterrupted
+):
     out = tmp_path / "run"
     kill_after_epoch("train_lstm.py", TINY, out)
-    assert json.loads((out / ".lock").read_text())["pid"]  # the dead process's stale lock
+    assert json.loads((out / ".lock").read_text())[
+        "pid"
+    ]  # the dead process's stale lock
     (out / "training-state" / "epoch-0002.partial.npz").write_bytes(b"half a file")
     (out / "history.csv").write_text("epoch,loss\ngarbage,,,\n")  # only the state counts
     result = run_script("train_lstm.py", *TINY, "--output-dir", out)
@@ -91,7 +106,9 @@ def test_sigkill_after_epoch_1_then_the_same_command_trains_epochs_2_and_3_exact
     assert [r["epoch"] for r in read_history(out)] == [1, 2, 3]
     assert_same_training(out, uninterrupted)
     assert not (out / "training-state").exists()
-    summary = re.search(r"Total params: ([\d,]+)", result.stdout).group(1)  # not the optimizer's
+    summary = re.search(r"Total params: ([\d,]+)", result.stdout).group(
+        1
+    )  # not the optimizer's
     assert int(summary.replace(",", "")) == metrics["parameters"]
 
 
@@ -102,15 +119,22 @@ def test_best_keras_is_the_epoch_with_the_best_validation_accuracy(uninterrupted
     best = max(rows, key=lambda r: r["val_accuracy"])
     assert read_metrics(uninterrupted)["best_epoch"] == best["epoch"]
     data, _ = prepared(dataset="mnist-sample", limit=600, seed=7)
-    logits = load_model(uninterrupted / "best.keras").predict(data.validation.x, verbose=0)
-    assert np.mean(logits.argmax(axis=1) == data.validation.y) == pytest.approx(best["val_accuracy"], abs=1e-6)
+    logits = load_model(uninterrupted / "best.keras").predict(
+        data.validation.x, verbose=0
+    )
+    assert np.mean(logits.argmax(axis=1) == data.validation.y) == pytest.approx(
+        best["val_accuracy"], abs=1e-6
+    )
 
 
 def test_another_seed_changes_weights_split_and_batch_order(tmp_path, uninterrupted):
-    from rnn_scripts.feed import epoch_order
     from test_data import prepared
 
-    result = run_script("train_lstm.py", *TINY[:-1], "8", "--epochs", "1", "--output-dir", tmp_path / "r")
+    from rnn_scripts.feed import epoch_order
+
+    result = run_script(
+        "train_lstm.py", *TINY[:-1], "8", "--epochs", "1", "--output-dir", tmp_path / "r"
+    )
     assert result.returncode == 0, explain(result)
     first = read_history(uninterrupted)[0]
     assert first["loss"] != read_history(tmp_path / "r")[0]["loss"]
@@ -123,7 +147,9 @@ def test_another_seed_changes_weights_split_and_batch_order(tmp_path, uninterrup
 def test_two_runs_with_the_same_seed_have_identical_histories(tmp_path, uninterrupted):
     result = run_script("train_lstm.py", *TINY, "--output-dir", tmp_path / "again")
     assert result.returncode == 0, explain(result)
-    assert without_seconds(read_history(tmp_path / "again")) == without_seconds(read_history(uninterrupted))
+    assert without_seconds(read_history(tmp_path / "again")) == without_seconds(
+        read_history(uninterrupted)
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -131,9 +157,14 @@ def test_two_runs_with_the_same_seed_have_identical_histories(tmp_path, uninterr
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "sent, code, words",
-    [(signal.SIGINT, 130, "interrupted (Ctrl-C)"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+    [
+        (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+        (signal.SIGTERM, 143, "terminated (SIGTERM)"),
+    ],
 )
-def test_a_signal_while_training_keeps_the_last_epoch_and_says_how_to_resume(tmp_path, sent, code, words):
+def test_a_signal_while_training_keeps_the_last_epoch_and_says_how_to_resume(
+    tmp_path, sent, code, words
+):
     out = tmp_path / "a run; rm -rf x"  # the hint must quote it
     process = start_script("train_lstm.py", *TINY, "--output-dir", out, cwd=tmp_path)
     wait_for(state(out, 1), process)
@@ -145,8 +176,12 @@ def test_a_signal_while_training_keeps_the_last_epoch_and_says_how_to_resume(tmp
     assert command == f"python train_lstm.py --resume {shlex.quote(str(out))}"
     if sent == signal.SIGTERM:  # the printed command resumes it, through a shell
         (tmp_path / "x").mkdir()
-        script = command.replace("python train_lstm.py", f"{sys.executable} {ROOT}/train_lstm.py")
-        done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True)
+        script = command.replace(
+            "python train_lstm.py", f"{sys.executable} {ROOT}/train_lstm.py"
+        )
+        done = subprocess.run(
+            ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr
         assert (tmp_path / "x").is_dir()  # nothing in the folder name ran
         assert read_metrics(out)["epochs_run"] == 3
@@ -154,24 +189,33 @@ def test_a_signal_while_training_keeps_the_last_epoch_and_says_how_to_resume(tmp
 
 @pytest.mark.parametrize("sent, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_while_keras_loads_is_one_line_and_writes_nothing(tmp_path, sent, code):
-    process = start_script("train_lstm.py", *SECONDS, "--output-dir", tmp_path / "run", cwd=tmp_path)
+    process = start_script(
+        "train_lstm.py", *SECONDS, "--output-dir", tmp_path / "run", cwd=tmp_path
+    )
     time.sleep(0.8)  # common.py has installed its handlers; Keras is loading
     process.send_signal(sent)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
-    assert stderr.strip().endswith("before training started; nothing was written"), stderr
+    assert stderr.strip().endswith("before training started; nothing was written"), (
+        stderr
+    )
     assert "Traceback" not in stderr and stderr.strip().count("\n") == 0
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_signal_while_the_data_load_stops_with_nothing_to_resume(tmp_path):
     out = tmp_path / "run"
-    process = start_script("train_lstm.py", "--synthetic", "--units", "4", "--output-dir", out)
+    process = start_script(
+        "train_lstm.py", "--synthetic", "--units", "4", "--output-dir", out
+    )
     wait_for(out / ".lock", process)  # the folder is claimed; the data are loading
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    assert stderr.strip() == "interrupted (Ctrl-C); no epoch had finished, nothing to resume", stderr
+    assert (
+        stderr.strip()
+        == "interrupted (Ctrl-C); no epoch had finished, nothing to resume"
+    ), stderr
     assert not out.exists()  # the start that trained nothing left nothing
 
 
@@ -235,40 +279,78 @@ def test_an_infinite_loss_stops_at_once_and_names_the_batch(tmp_path):
             "def infinite_loss():\n    import keras\n\n"
             '    return lambda y_true, y_pred: keras.ops.mean(y_pred) * 0.0 + float("inf")\n\n\n'
         )
-        script = script.replace('if __name__ == "__main__":', hook + 'if __name__ == "__main__":')
-        return script.replace("common.run(build_model, ", "common.run(build_model, loss=infinite_loss, ")
+        script = script.replace(
+            'if __name__ == "__main__":', hook + 'if __name__ == "__main__":'
+        )
+        return script.replace(
+            "common.run(build_model, ", "common.run(build_model, loss=infinite_loss, "
+        )
 
     script = copy_script("train_gru.py", tmp_path, infinite_loss, "train_inf.py")
-    result = run_script(script, "--synthetic", "--limit", "300", "--units", "4", "--steps-per-execution", "1", "--output-dir", tmp_path / "run", cwd=tmp_path)
+    result = run_script(
+        script,
+        "--synthetic",
+        "--limit",
+        "300",
+        "--units",
+        "4",
+        "--steps-per-execution",
+        "1",
+        "--output-dir",
+        tmp_path / "run",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1, explain(result)
-    assert result.stderr.startswith("loss became inf at epoch 1, batch 1; no epoch had finished"), explain(result)
+    assert result.stderr.startswith(
+        "loss became inf at epoch 1, batch 1; no epoch had finished"
+    ), explain(result)
 
 
 def test_after_a_nan_the_suggested_command_continues_from_the_last_good_epoch(tmp_path):
     out = tmp_path / "run"
     kill_after_epoch("train_simplernn.py", [*TINY, "--learning-rate", "0.001"], out)
     result = run_script("train_simplernn.py", "--resume", out, "--learning-rate", "1e4")
-    assert result.returncode == 1 and "loss became nan at epoch 2" in result.stderr, explain(result)
+    assert result.returncode == 1 and "loss became nan at epoch 2" in result.stderr, (
+        explain(result)
+    )
     assert "1 finished epoch(s) kept" in result.stderr
-    advice = result.stderr.split("resume with: python train_simplernn.py ", 1)[1].split(" (")[0]
+    advice = result.stderr.split("resume with: python train_simplernn.py ", 1)[1].split(
+        " ("
+    )[0]
     assert advice == f"--resume {out} --learning-rate 5000 --clipnorm 1.0"
-    result = run_script("train_simplernn.py", "--resume", out, "--learning-rate", "0.0005", "--clipnorm", "1.0")
+    result = run_script(
+        "train_simplernn.py",
+        "--resume",
+        out,
+        "--learning-rate",
+        "0.0005",
+        "--clipnorm",
+        "1.0",
+    )
     assert result.returncode == 0, explain(result)
     assert "--learning-rate changed from 10000.0 to 0.0005" in result.stdout
     assert [r["epoch"] for r in read_history(out)] == [1, 2, 3]
     assert read_history(out)[-1]["learning_rate"] == pytest.approx(0.0005)
     changes = json.loads((out / "args.json").read_text())["changes"]
-    assert changes[-1] == {"after_epoch": 1, "changed": {"learning_rate": [10000.0, 0.0005], "clipnorm": [None, 1.0]}}
+    assert changes[-1] == {
+        "after_epoch": 1,
+        "changed": {"learning_rate": [10000.0, 0.0005], "clipnorm": [None, 1.0]},
+    }
     assert read_metrics(out)["arguments"]["clipnorm"] == 1.0
 
 
 # --------------------------------------------------------------------------------------
 # What a resume reads: states, data, arguments, backend
 # --------------------------------------------------------------------------------------
-def test_two_states_are_kept_and_a_damaged_one_falls_back_to_the_one_before(tmp_path, uninterrupted):
+def test_two_states_are_kept_and_a_damaged_one_falls_back_to_the_one_before(
+    tmp_path, uninterrupted
+):
     out = tmp_path / "run"
     kill_after_epoch("train_lstm.py", TINY, out, epoch=2)
-    assert sorted(p.name for p in (out / "training-state").iterdir()) == ["epoch-0001.npz", "epoch-0002.npz"]
+    assert sorted(p.name for p in (out / "training-state").iterdir()) == [
+        "epoch-0001.npz",
+        "epoch-0002.npz",
+    ]
     state(out, 2).write_bytes(state(out, 2).read_bytes()[:2000])
     result = run_script("train_lstm.py", "--resume", out)
     assert result.returncode == 0, explain(result)
@@ -296,7 +378,9 @@ def test_a_resume_on_changed_data_is_refused_unless_allowed(tmp_path):
     arrays["x_train"][0] += 1.0
     np.savez(data, **arrays)
     result = run_script("train_gru.py", "--resume", out)
-    assert result.returncode == 1 and "--allow-data-change" in result.stderr, explain(result)
+    assert result.returncode == 1 and "--allow-data-change" in result.stderr, explain(
+        result
+    )
     result = run_script("train_gru.py", "--resume", out, "--allow-data-change")
     assert result.returncode == 0, explain(result)
     assert read_metrics(out)["epochs_run"] == 2
@@ -305,33 +389,64 @@ def test_a_resume_on_changed_data_is_refused_unless_allowed(tmp_path):
 def test_other_arguments_on_an_unfinished_run_are_refused_in_one_line(tmp_path):
     out = tmp_path / "run"
     kill_after_epoch("train_gru.py", [*SECONDS, "--epochs", "2"], out)
-    result = run_script("train_gru.py", *SECONDS, "--epochs", "2", "--seed", "7", "--output-dir", out)
+    result = run_script(
+        "train_gru.py", *SECONDS, "--epochs", "2", "--seed", "7", "--output-dir", out
+    )
     assert result.returncode == 2, explain(result)
     assert "--seed was 1, now 7" in result.stderr and f"--resume {out}" in result.stderr
     result = run_script("train_gru.py", "--resume", out, "--batch-size", "32")
-    assert result.returncode == 2 and "--batch-size was 64, now 32" in result.stderr, explain(result)
-    result = run_script("train_gru.py", *SECONDS, "--epochs", "2", "--output-dir", out, env={"KERAS_BACKEND": "jax"})
-    assert result.returncode == 2 and "--backend was tensorflow, now jax" in result.stderr, explain(result)
+    assert result.returncode == 2 and "--batch-size was 64, now 32" in result.stderr, (
+        explain(result)
+    )
+    result = run_script(
+        "train_gru.py",
+        *SECONDS,
+        "--epochs",
+        "2",
+        "--output-dir",
+        out,
+        env={"KERAS_BACKEND": "jax"},
+    )
+    assert (
+        result.returncode == 2 and "--backend was tensorflow, now jax" in result.stderr
+    ), explain(result)
     saved = json.loads((out / "args.json").read_text())
     saved["arguments"]["colour"] = "red"
     (out / "args.json").write_text(json.dumps(saved))
     result = run_script("train_gru.py", "--resume", out)
-    assert result.returncode == 2 and "unknown argument 'colour'" in result.stderr, explain(result)
+    assert result.returncode == 2 and "unknown argument 'colour'" in result.stderr, (
+        explain(result)
+    )
     assert result.stderr.count("\n") == 1
 
 
 @pytest.mark.skipif(not importable("jax"), reason="jax is not installed")
 def test_a_resumed_jax_run_stays_on_jax_whatever_the_environment_says(tmp_path):
     out = tmp_path / "run"
-    kill_after_epoch("train_gru.py", [*SECONDS, "--epochs", "2", "--backend", "jax"], out)
+    kill_after_epoch(
+        "train_gru.py", [*SECONDS, "--epochs", "2", "--backend", "jax"], out
+    )
     result = run_script("train_gru.py", "--resume", out, env={"KERAS_BACKEND": "torch"})
     assert result.returncode == 0, explain(result)
     assert result.stdout.startswith("backend jax ")
-    assert read_metrics(out)["backend"] == "jax" == read_metrics(out)["arguments"]["backend"]
+    assert (
+        read_metrics(out)["backend"]
+        == "jax"
+        == read_metrics(out)["arguments"]["backend"]
+    )
 
 
 def test_the_last_backend_flag_is_the_one_used_and_recorded(tmp_path):
-    result = run_script("train_gru.py", *SECONDS, "--backend", "jax", "--backend", "tensorflow", "--output-dir", tmp_path / "r")
+    result = run_script(
+        "train_gru.py",
+        *SECONDS,
+        "--backend",
+        "jax",
+        "--backend",
+        "tensorflow",
+        "--output-dir",
+        tmp_path / "r",
+    )
     assert result.returncode == 0, explain(result)
     assert result.stdout.startswith("backend tensorflow ")
     assert read_metrics(tmp_path / "r")["backend"] == "tensorflow"
@@ -343,7 +458,10 @@ def test_the_last_backend_flag_is_the_one_used_and_recorded(tmp_path):
 def test_exactly_the_last_two_finished_epochs_are_kept(tmp_path):
     out = tmp_path / "run"
     kill_after_epoch("train_gru.py", [*SECONDS, "--epochs", "5"], out, epoch=3)
-    assert sorted(p.name for p in (out / "training-state").iterdir()) == ["epoch-0002.npz", "epoch-0003.npz"]
+    assert sorted(p.name for p in (out / "training-state").iterdir()) == [
+        "epoch-0002.npz",
+        "epoch-0003.npz",
+    ]
 
 
 def test_a_signal_mid_epoch_keeps_the_epochs_shown_and_stops_within_the_epoch(tmp_path):
@@ -351,9 +469,13 @@ def test_a_signal_mid_epoch_keeps_the_epochs_shown_and_stops_within_the_epoch(tm
     # No validation split: a signal noticed only in validation would stop at the epoch's end too.
     long_epochs = ["--dataset", "mnist-sample", "--limit", "3000", "--validation-split", "0", "--batch-size", "16",
                    "--units", "64", "--epochs", "4", "--steps-per-execution", "1"]  # fmt: skip
-    process = start_script("train_lstm.py", *long_epochs, "--output-dir", out, env={"PYTHONUNBUFFERED": "1"})
+    process = start_script(
+        "train_lstm.py", *long_epochs, "--output-dir", out, env={"PYTHONUNBUFFERED": "1"}
+    )
     shown = []
-    for line in process.stdout:  # until epoch 2 has begun (a signal before it is an epoch's end)
+    for line in (
+        process.stdout
+    ):  # until epoch 2 has begun (a signal before it is an epoch's end)
         shown.append(line)
         if line.startswith("Epoch 2/"):
             break
@@ -363,25 +485,50 @@ def test_a_signal_mid_epoch_keeps_the_epochs_shown_and_stops_within_the_epoch(tm
     stdout = "".join(shown) + stdout
     assert process.returncode == 130, stdout + stderr
     epoch_lines = [line for line in stdout.splitlines() if line.startswith("188/188 - ")]
-    assert len(epoch_lines) == 1 and "1 finished epoch(s) kept" in stderr, stdout + stderr
-    assert sorted(p.name for p in (out / "training-state").iterdir()) == ["epoch-0001.npz"]
+    assert len(epoch_lines) == 1 and "1 finished epoch(s) kept" in stderr, (
+        stdout + stderr
+    )
+    assert sorted(p.name for p in (out / "training-state").iterdir()) == [
+        "epoch-0001.npz"
+    ]
 
 
 def test_every_flag_that_may_change_on_resume_changes_in_a_real_resume(tmp_path):
-    data, moved, out = tmp_path / "own.npz", tmp_path / "moved" / "own.npz", tmp_path / "run"
+    data, moved, out = (
+        tmp_path / "own.npz",
+        tmp_path / "moved" / "own.npz",
+        tmp_path / "run",
+    )
     write_sequences_npz(data, train=200, test=40)
-    kill_after_epoch("train_gru.py", ["--data", data, "--epochs", "2", "--units", "4"], out)
+    kill_after_epoch(
+        "train_gru.py", ["--data", data, "--epochs", "2", "--units", "4"], out
+    )
     moved.parent.mkdir()
     data.rename(moved)  # the same data elsewhere: the fingerprint, not the path, decides
     changes = {
         "--epochs": "3", "--learning-rate": "0.002", "--clipnorm": "2.0", "--cpu-threads": "2",
         "--fused-kernels": "off", "--data": str(moved), "--export": "saved_model",
     }  # fmt: skip
-    argv = [a for pair in changes.items() for a in pair] + ["--tensorboard", "--verbose", "--allow-data-change"]
+    argv = [a for pair in changes.items() for a in pair] + [
+        "--tensorboard",
+        "--verbose",
+        "--allow-data-change",
+    ]
     result = run_script("train_gru.py", "--resume", out, *argv)
     assert result.returncode == 0, explain(result)
     changed = json.loads((out / "args.json").read_text())["changes"][-1]["changed"]
-    assert set(changed) == {"epochs", "learning_rate", "clipnorm", "cpu_threads", "fused_kernels", "data", "export", "tensorboard", "verbose", "allow_data_change"}
+    assert set(changed) == {
+        "epochs",
+        "learning_rate",
+        "clipnorm",
+        "cpu_threads",
+        "fused_kernels",
+        "data",
+        "export",
+        "tensorboard",
+        "verbose",
+        "allow_data_change",
+    }
     assert [r["epoch"] for r in read_history(out)] == [1, 2, 3]  # extended from 2 epochs
     assert (out / "logs").is_dir() and (out / "export" / "saved_model").is_dir()
     assert read_metrics(out)["settings_in_effect"]["fused_kernels"] == {}
@@ -390,10 +537,14 @@ def test_every_flag_that_may_change_on_resume_changes_in_a_real_resume(tmp_path)
 def test_a_resume_reads_the_saved_preprocessing_and_does_not_fit_it_again(tmp_path):
     data, out = tmp_path / "own.npz", tmp_path / "run"
     write_sequences_npz(data, train=200, test=40)
-    kill_after_epoch("train_gru.py", ["--data", data, "--epochs", "2", "--units", "4"], out)
+    kill_after_epoch(
+        "train_gru.py", ["--data", data, "--epochs", "2", "--units", "4"], out
+    )
     saved = (out / "preprocessing.json").read_text()
     arrays = dict(np.load(data))
-    arrays["x_train"] = arrays["x_train"] * 3 + 5  # other statistics, if they were fitted again
+    arrays["x_train"] = (
+        arrays["x_train"] * 3 + 5
+    )  # other statistics, if they were fitted again
     np.savez(data, **arrays)
     result = run_script("train_gru.py", "--resume", out, "--allow-data-change")
     assert result.returncode == 0, explain(result)
@@ -407,18 +558,34 @@ def test_a_run_folder_belongs_to_its_script_and_its_model(tmp_path):
     kill_after_epoch("train_lstm.py", [*SECONDS, "--epochs", "3"], out)
     other = run_script("train_gru.py", *SECONDS, "--epochs", "3", "--output-dir", out)
     assert other.returncode == 1 and other.stderr.count("\n") == 1, explain(other)
-    assert f"holds a run of train_lstm.py, not of train_gru.py; resume it with python train_lstm.py --resume {out}" in other.stderr
+    assert (
+        f"holds a run of train_lstm.py, not of train_gru.py; resume it with python train_lstm.py --resume {out}"
+        in other.stderr
+    )
     assert "--overwrite" not in other.stderr
-    backwards = copy_script("train_lstm.py", tmp_path, lambda s: s.replace("layers.LSTM(units, return_sequences=more)", "layers.LSTM(units, return_sequences=more, go_backwards=True)"))
+    backwards = copy_script(
+        "train_lstm.py",
+        tmp_path,
+        lambda s: s.replace(
+            "layers.LSTM(units, return_sequences=more)",
+            "layers.LSTM(units, return_sequences=more, go_backwards=True)",
+        ),
+    )
     changed = run_script(backwards, "--resume", out, cwd=tmp_path)
-    assert changed.returncode == 1 and "holds a run of another model" in changed.stderr, explain(changed)
+    assert (
+        changed.returncode == 1 and "holds a run of another model" in changed.stderr
+    ), explain(changed)
     assert "--overwrite" not in changed.stderr and changed.stderr.count("\n") == 1
-    assert run_script("train_lstm.py", "--resume", out).returncode == 0  # the run itself is intact
+    assert (
+        run_script("train_lstm.py", "--resume", out).returncode == 0
+    )  # the run itself is intact
 
 
 @pytest.mark.parametrize("backend", [b for b in ("jax", "torch") if importable(b)])
 def test_a_resumed_run_equals_an_uninterrupted_one_on(backend, tmp_path):
-    assert_resume_equals_an_uninterrupted_run("train_gru.py", [*TINY[:6], "--units", "8", "--backend", backend], tmp_path)
+    assert_resume_equals_an_uninterrupted_run(
+        "train_gru.py", [*TINY[:6], "--units", "8", "--backend", backend], tmp_path
+    )
 
 
 def assert_resume_equals_an_uninterrupted_run(script, args, tmp_path):
@@ -427,7 +594,9 @@ def assert_resume_equals_an_uninterrupted_run(script, args, tmp_path):
     assert whole.returncode == 0, explain(whole)
     kill_after_epoch(script, args, tmp_path / "resumed")
     resumed = run_script(script, "--resume", tmp_path / "resumed")
-    assert resumed.returncode == 0 and "after epoch 1" in resumed.stdout, explain(resumed)
+    assert resumed.returncode == 0 and "after epoch 1" in resumed.stdout, explain(
+        resumed
+    )
     assert_same_training(tmp_path / "resumed", tmp_path / "whole")
 
 
@@ -438,7 +607,10 @@ def test_sighup_stops_like_sigterm_with_its_own_line_and_code(tmp_path):
     process.send_signal(signal.SIGHUP)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 129, stderr
-    assert stderr.startswith("hung up (SIGHUP: the terminal closed); ") and "resume with: " in stderr
+    assert (
+        stderr.startswith("hung up (SIGHUP: the terminal closed); ")
+        and "resume with: " in stderr
+    )
 
 
 def test_ctrl_c_while_the_vocabulary_is_adapted_is_130_and_leaves_nothing(tmp_path):
@@ -446,12 +618,24 @@ def test_ctrl_c_while_the_vocabulary_is_adapted_is_130_and_leaves_nothing(tmp_pa
 
     write_sentences_csv(tmp_path / "big.csv", count=200_000)
     out = tmp_path / "run"
-    process = start_script("train_imdb_bilstm.py", "--data", tmp_path / "big.csv", "--units", "4", "--output-dir", out)
+    process = start_script(
+        "train_imdb_bilstm.py",
+        "--data",
+        tmp_path / "big.csv",
+        "--units",
+        "4",
+        "--output-dir",
+        out,
+    )
     wait_for(out / ".lock", process)
     time.sleep(3)  # indexing the records, then adapting the vocabulary
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130 and stderr.strip() == "interrupted (Ctrl-C); no epoch had finished, nothing to resume", stderr
+    assert (
+        process.returncode == 130
+        and stderr.strip()
+        == "interrupted (Ctrl-C); no epoch had finished, nothing to resume"
+    ), stderr
     assert not out.exists()
 
 
@@ -459,9 +643,22 @@ def test_a_run_on_texts_read_from_disk_resumes_exactly(tmp_path):
     from files import write_sentences_csv
 
     write_sentences_csv(tmp_path / "s.csv", count=600)
-    args = ["--data", tmp_path / "s.csv", "--epochs", "3", "--units", "4", "--max-length", "12"]
+    args = [
+        "--data",
+        tmp_path / "s.csv",
+        "--epochs",
+        "3",
+        "--units",
+        "4",
+        "--max-length",
+        "12",
+    ]
     assert_resume_equals_an_uninterrupted_run("train_imdb_bilstm.py", args, tmp_path)
     kill_after_epoch("train_imdb_bilstm.py", args, tmp_path / "changed")
-    write_sentences_csv(tmp_path / "s.csv", count=600, seed=5)  # other texts under the same name
+    write_sentences_csv(
+        tmp_path / "s.csv", count=600, seed=5
+    )  # other texts under the same name
     refused = run_script("train_imdb_bilstm.py", "--resume", tmp_path / "changed")
-    assert refused.returncode == 1 and "--allow-data-change" in refused.stderr, explain(refused)
+    assert refused.returncode == 1 and "--allow-data-change" in refused.stderr, explain(
+        refused
+    )

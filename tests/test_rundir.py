@@ -15,12 +15,20 @@ import sys
 
 import numpy as np
 import pytest
+from test_resume import SECONDS, wait_for
 
 import common
 from files import write_mnist_npz
-from helpers import copy_script, explain, importable, read_history, read_metrics, run_script, start_script
+from helpers import (
+    copy_script,
+    explain,
+    importable,
+    read_history,
+    read_metrics,
+    run_script,
+    start_script,
+)
 from rnn_scripts.rundir import RunDir
-from test_resume import SECONDS, wait_for
 
 TINY = ["--dataset", "mnist-sample", "--limit", "120", "--units", "8", "--epochs", "2"]
 
@@ -28,11 +36,18 @@ TINY = ["--dataset", "mnist-sample", "--limit", "120", "--units", "8", "--epochs
 def run_in_process(script, argv, capsys):
     """common.run as a notebook calls it, in this process: (exit code, stdout, stderr).
     run() must give back the signal handlers, streams and environment it found."""
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    handlers = {
+        s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
     streams, environment = (sys.stdout, sys.stderr), dict(os.environ)
     code = 0
     try:
-        common.run(importlib.import_module(script).build_model, reads="sequences", epochs=10, argv=argv)
+        common.run(
+            importlib.import_module(script).build_model,
+            reads="sequences",
+            epochs=10,
+            argv=argv,
+        )
     except SystemExit as exit_info:
         code = exit_info.code
     assert {s: signal.getsignal(s) for s in handlers} == handlers
@@ -48,15 +63,21 @@ def partial_files(folder):
 # --------------------------------------------------------------------------------------
 # One run per folder
 # --------------------------------------------------------------------------------------
-def test_a_second_run_or_an_overwrite_of_a_live_run_is_refused_naming_the_holder(tmp_path):
+def test_a_second_run_or_an_overwrite_of_a_live_run_is_refused_naming_the_holder(
+    tmp_path,
+):
     out = tmp_path / "run"
     first = start_script("train_lstm.py", *TINY, "--epochs", "30", "--output-dir", out)
     try:
         wait_for(out / "training-state" / "epoch-0001.npz", first)
         for extra in ([], ["--overwrite"]):
-            second = run_script("train_gru.py", *TINY, "--seed", "7", *extra, "--output-dir", out)
+            second = run_script(
+                "train_gru.py", *TINY, "--seed", "7", *extra, "--output-dir", out
+            )
             assert second.returncode == 1, explain(second)
-            assert f"{out} is in use by another run (pid {first.pid} on " in second.stderr
+            assert (
+                f"{out} is in use by another run (pid {first.pid} on " in second.stderr
+            )
             assert "train_lstm.py" in second.stderr and second.stderr.count("\n") == 1
         assert (out / "training-state").is_dir()  # the live run's state is untouched
         saved = json.loads((out / "args.json").read_text())
@@ -74,13 +95,19 @@ def test_a_finished_run_is_kept_unless_overwrite_then_replaced_whole(tmp_path):
     before, history = (out / "metrics.json").read_text(), read_history(out)
     again = run_script("train_gru.py", *SECONDS, "--output-dir", out)
     assert again.returncode == 1 and again.stderr.count("\n") == 1, explain(again)
-    assert "already holds a finished run" in again.stderr and "--overwrite" in again.stderr
+    assert (
+        "already holds a finished run" in again.stderr and "--overwrite" in again.stderr
+    )
     assert (out / "metrics.json").read_text() == before
-    replaced = run_script("train_gru.py", *SECONDS, "--seed", "3", "--overwrite", "--output-dir", out)
+    replaced = run_script(
+        "train_gru.py", *SECONDS, "--seed", "3", "--overwrite", "--output-dir", out
+    )
     assert replaced.returncode == 0, explain(replaced)
     metrics = read_metrics(out)
     assert metrics["arguments"]["seed"] == 3 and metrics["resumed_after_epoch"] is None
-    assert read_history(out)[0]["loss"] != history[0]["loss"]  # another seed, another run
+    assert (
+        read_history(out)[0]["loss"] != history[0]["loss"]
+    )  # another seed, another run
     assert not (out / "logs").exists()  # the old run's TensorBoard logs went with it
     assert json.loads((out / "args.json").read_text())["arguments"]["seed"] == 3
 
@@ -96,18 +123,34 @@ def test_a_state_that_does_not_read_back_replaces_nothing(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="did not read back"):
         run.save_state(2, [np.ones(3)], [np.zeros(2)], {"epoch": 2})
     assert [p.name for p in run.states()] == ["epoch-0001.npz"]
-    assert sorted(p.name for p in (tmp_path / "training-state").iterdir()) == ["epoch-0001.npz"]
+    assert sorted(p.name for p in (tmp_path / "training-state").iterdir()) == [
+        "epoch-0001.npz"
+    ]
 
 
 def test_an_overwrite_keeps_the_lock_while_it_runs(tmp_path):
     out = tmp_path / "run"
     done = run_script("train_gru.py", *SECONDS, "--output-dir", out)
     assert done.returncode == 0, explain(done)
-    rewriting = start_script("train_gru.py", "--synthetic", "--limit", "600", "--units", "4", "--epochs", "3", "--overwrite", "--output-dir", out)
+    rewriting = start_script(
+        "train_gru.py",
+        "--synthetic",
+        "--limit",
+        "600",
+        "--units",
+        "4",
+        "--epochs",
+        "3",
+        "--overwrite",
+        "--output-dir",
+        out,
+    )
     try:
         wait_for(out / "training-state" / "epoch-0001.npz", rewriting)
         second = run_script("train_gru.py", *SECONDS, "--overwrite", "--output-dir", out)
-        assert second.returncode == 1 and "is in use by another run (pid" in second.stderr, explain(second)
+        assert (
+            second.returncode == 1 and "is in use by another run (pid" in second.stderr
+        ), explain(second)
     finally:
         rewriting.kill()
         rewriting.communicate()
@@ -134,7 +177,13 @@ def test_a_stray_tf_config_moves_nothing(tmp_path):
     ]
     for number, config in enumerate(configs):
         out = tmp_path / f"run{number}"
-        result = run_script("train_gru.py", *SECONDS, "--output-dir", out, env={"TF_CONFIG": json.dumps(config)})
+        result = run_script(
+            "train_gru.py",
+            *SECONDS,
+            "--output-dir",
+            out,
+            env={"TF_CONFIG": json.dumps(config)},
+        )
         assert result.returncode == 0, explain(result)
         assert read_metrics(out)["epochs_run"] == 1
 
@@ -150,9 +199,14 @@ def test_a_file_size_limit_mid_run_is_one_line_with_no_partial_file(tmp_path):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
 
-    result = run_script("train_lstm.py", *TINY, "--units", "32", "--output-dir", out, preexec_fn=limit)
+    result = run_script(
+        "train_lstm.py", *TINY, "--units", "32", "--output-dir", out, preexec_fn=limit
+    )
     assert result.returncode == 1, explain(result)
-    assert result.stderr == f"error: could not write {out / 'best.keras'}: File too large; no epoch had finished, nothing to resume\n"
+    assert (
+        result.stderr
+        == f"error: could not write {out / 'best.keras'}: File too large; no epoch had finished, nothing to resume\n"
+    )
     assert partial_files(out) == [] and not (out / "best.keras").exists()
 
 
@@ -179,13 +233,19 @@ def test_the_list_of_writes_is_what_a_run_writes(tmp_path, capsys, monkeypatch):
         return original(self, name, write_to)
 
     monkeypatch.setattr(RunDir, "write", recording)
-    code, out, err = run_in_process("train_lstm", [*TINY, "--seed", "4", "--output-dir", tmp_path / "r"], capsys)
+    code, out, err = run_in_process(
+        "train_lstm", [*TINY, "--seed", "4", "--output-dir", tmp_path / "r"], capsys
+    )
     assert code == 0, err
-    assert written == WRITES  # epoch 2 did not beat epoch 1's validation accuracy: no best.keras
+    assert (
+        written == WRITES
+    )  # epoch 2 did not beat epoch 1's validation accuracy: no best.keras
 
 
 @pytest.mark.parametrize("failing", range(len(WRITES)))
-def test_a_full_disk_at_any_write_is_one_line_keeps_the_last_state_and_resumes(tmp_path, capsys, monkeypatch, failing):
+def test_a_full_disk_at_any_write_is_one_line_keeps_the_last_state_and_resumes(
+    tmp_path, capsys, monkeypatch, failing
+):
     out = tmp_path / "run"
     calls, original = [], RunDir.write
 
@@ -204,10 +264,18 @@ def test_a_full_disk_at_any_write_is_one_line_keeps_the_last_state_and_resumes(t
     argv = [*TINY, "--seed", "4", "--output-dir", out]
     code, _, err = run_in_process("train_lstm", argv, capsys)
     assert code == 1 and err.count("\n") == 1, err
-    assert err.startswith(f"error: could not write {out / WRITES[failing]}: No space left on device; ")
+    assert err.startswith(
+        f"error: could not write {out / WRITES[failing]}: No space left on device; "
+    )
     assert partial_files(out) == []
-    states = sorted((out / "training-state").glob("*.npz")) if (out / "training-state").exists() else []
-    assert len(states) == min(2, sum(w.startswith("training-state") for w in WRITES[:failing]))
+    states = (
+        sorted((out / "training-state").glob("*.npz"))
+        if (out / "training-state").exists()
+        else []
+    )
+    assert len(states) == min(
+        2, sum(w.startswith("training-state") for w in WRITES[:failing])
+    )
     if failing == 0:
         return  # args.json was never written: nothing to resume, nothing left behind
     monkeypatch.setattr(RunDir, "write", original)
@@ -216,12 +284,18 @@ def test_a_full_disk_at_any_write_is_one_line_keeps_the_last_state_and_resumes(t
     assert [r["epoch"] for r in read_history(out)] == [1, 2]
 
 
-def test_too_little_free_space_is_refused_before_the_data_load(tmp_path, capsys, monkeypatch):
+def test_too_little_free_space_is_refused_before_the_data_load(
+    tmp_path, capsys, monkeypatch
+):
     import shutil
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=100 * 2**20))
-    code, out, err = run_in_process("train_lstm", [*TINY, "--output-dir", tmp_path / "r"], capsys)
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda path: usage._replace(free=100 * 2**20)
+    )
+    code, out, err = run_in_process(
+        "train_lstm", [*TINY, "--output-dir", tmp_path / "r"], capsys
+    )
     assert code == 1
     assert err.startswith("error: only 100 MiB free in ") and "about 256 MiB" in err
     assert "data mnist" not in out
@@ -239,20 +313,34 @@ def test_unwritable_output_dir_fails_before_loading_data(tmp_path):
 def test_bad_data_file_fails_in_one_line_and_writes_only_in_the_output_dir(tmp_path):
     data_dir, out, cwd = tmp_path / "data", tmp_path / "out", tmp_path / "cwd"
     data_dir.mkdir(), cwd.mkdir()
-    write_mnist_npz(data_dir / "mnist.npz", test=0, x_test=np.zeros((0, 28, 28), "uint8"))
-    result = run_script("train_lstm.py", "--data-dir", data_dir, "--output-dir", out, cwd=cwd)
+    write_mnist_npz(
+        data_dir / "mnist.npz", test=0, x_test=np.zeros((0, 28, 28), "uint8")
+    )
+    result = run_script(
+        "train_lstm.py", "--data-dir", data_dir, "--output-dir", out, cwd=cwd
+    )
     assert result.returncode == 1, explain(result)
-    assert result.stderr == f"error: {data_dir / 'mnist.npz'}: the test split has no examples\n"
-    assert list(cwd.iterdir()) == [] and [p.name for p in data_dir.iterdir()] == ["mnist.npz"]
+    assert (
+        result.stderr
+        == f"error: {data_dir / 'mnist.npz'}: the test split has no examples\n"
+    )
+    assert list(cwd.iterdir()) == [] and [p.name for p in data_dir.iterdir()] == [
+        "mnist.npz"
+    ]
 
 
 def test_a_model_too_large_for_memory_is_one_line(tmp_path):
-    huge = lambda s: s.replace("model.add(layers.Dense(outputs,", "model.add(layers.Dense(2**36))\n    model.add(layers.Dense(outputs,")  # noqa: E731
+    huge = lambda s: s.replace(
+        "model.add(layers.Dense(outputs,",
+        "model.add(layers.Dense(2**36))\n    model.add(layers.Dense(outputs,",
+    )  # noqa: E731
     script = copy_script("train_lstm.py", tmp_path, huge, "train_huge.py")
     result = run_script(script, *SECONDS, cwd=tmp_path)
     assert result.returncode == 1, explain(result)
     assert result.stderr.startswith("error: out of memory at --batch-size 64 (")
-    assert result.stderr.count("\n") == 1 and "try a smaller --batch-size" in result.stderr
+    assert (
+        result.stderr.count("\n") == 1 and "try a smaller --batch-size" in result.stderr
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -275,7 +363,12 @@ def test_keras_backend_variable_is_the_default_backend(tmp_path):
     if not importable("jax"):
         pytest.skip("jax is not installed")
     out = tmp_path / "run"
-    result = run_script("train_gru.py", *SECONDS, "--output-dir", out, env={"KERAS_BACKEND": "jax"})
+    result = run_script(
+        "train_gru.py", *SECONDS, "--output-dir", out, env={"KERAS_BACKEND": "jax"}
+    )
     assert result.returncode == 0, explain(result)
     metrics = read_metrics(out)
-    assert metrics["backend"] == "jax" and metrics["settings_in_effect"]["jax_gpu_preallocation"] is False
+    assert (
+        metrics["backend"] == "jax"
+        and metrics["settings_in_effect"]["jax_gpu_preallocation"] is False
+    )

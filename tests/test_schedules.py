@@ -7,14 +7,19 @@ checked on real runs, and resumed after a kill.
 """
 
 import math
-import re
-import shlex
 
 import numpy as np
 import pytest
-
-from helpers import ROOT, assert_same_weights, explain, load_model, read_history, read_metrics, run_script
 from test_resume import kill_after_epoch, without_seconds
+
+from helpers import (
+    assert_same_weights,
+    explain,
+    load_model,
+    read_history,
+    read_metrics,
+    run_script,
+)
 
 PLATEAU = ["--dataset", "mnist-sample", "--limit", "300", "--units", "8", "--epochs", "12",
            "--learning-rate", "0.5", "--lr-schedule", "plateau", "--early-stopping", "4"]  # fmt: skip
@@ -48,7 +53,9 @@ def test_plateau_halves_the_learning_rate_when_the_validation_loss_stalls(platea
     out, result = plateau_run
     rows = read_history(out)
     rates = [r["learning_rate"] for r in rows]
-    assert rates[0] == 0.5 and 0.25 in rates  # reduced once the loss stalled for 2 epochs
+    assert (
+        rates[0] == 0.5 and 0.25 in rates
+    )  # reduced once the loss stalled for 2 epochs
     reduced = rates.index(0.25)  # the row of the epoch whose end reduced it
     losses = [r["val_loss"] for r in rows]
     best, stalled, expected = float("inf"), 0, None
@@ -66,10 +73,18 @@ def test_early_stopping_stops_and_keeps_the_best_epochs_weights(plateau_run):
     metrics, rows = read_metrics(out), read_history(out)
     best = max(rows, key=lambda r: r["val_accuracy"])
     assert metrics["best_epoch"] == rows.index(best) + 1
-    assert metrics["stopped_early_at_epoch"] == len(rows) == metrics["best_epoch"] + 4 < 12
-    assert f"stopped early at epoch {len(rows)}, kept epoch {metrics['best_epoch']}" in result.stdout
+    assert (
+        metrics["stopped_early_at_epoch"] == len(rows) == metrics["best_epoch"] + 4 < 12
+    )
+    assert (
+        f"stopped early at epoch {len(rows)}, kept epoch {metrics['best_epoch']}"
+        in result.stdout
+    )
     assert metrics["restored_best_weights"] is True
-    for a, b in zip(load_model(out / "model.keras").get_weights(), load_model(out / "best.keras").get_weights()):
+    for a, b in zip(
+        load_model(out / "model.keras").get_weights(),
+        load_model(out / "best.keras").get_weights(),
+    ):
         np.testing.assert_array_equal(a, b)
 
 
@@ -92,7 +107,9 @@ def test_a_tie_is_not_a_better_epoch():
     callback = training.KeepProgress(run, progress, steps_per_epoch=1)
     callback.set_model(model)
     for epoch in range(3):
-        callback.on_epoch_end(epoch, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.75})
+        callback.on_epoch_end(
+            epoch, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.75}
+        )
     assert progress.best_epoch == 1 and saved == ["best.keras"]
     assert progress.stopped_early == 3 and model.stop_training
 
@@ -110,8 +127,13 @@ def test_plateau_and_early_stopping_resume_exactly(tmp_path, plateau_run):
     result = run_script("train_gru.py", "--resume", out)
     assert result.returncode == 0, explain(result)
     assert read_metrics(out)["resumed_after_epoch"] == epoch
-    assert without_seconds(read_history(out)) == without_seconds(read_history(plateau_run[0]))
-    assert read_metrics(out)["stopped_early_at_epoch"] == read_metrics(plateau_run[0])["stopped_early_at_epoch"]
+    assert without_seconds(read_history(out)) == without_seconds(
+        read_history(plateau_run[0])
+    )
+    assert (
+        read_metrics(out)["stopped_early_at_epoch"]
+        == read_metrics(plateau_run[0])["stopped_early_at_epoch"]
+    )
     assert_same_weights(out, plateau_run[0])
 
 
@@ -119,18 +141,27 @@ def test_cosine_decays_the_learning_rate_over_the_runs_steps(cosine_run):
     out, _ = cosine_run
     steps_per_epoch = math.ceil(270 / 64)
     total = 3 * steps_per_epoch
-    expected = [0.001 * 0.5 * (1 + math.cos(math.pi * e * steps_per_epoch / total)) for e in (1, 2, 3)]
-    np.testing.assert_allclose([r["learning_rate"] for r in read_history(out)], expected, atol=1e-9)
+    expected = [
+        0.001 * 0.5 * (1 + math.cos(math.pi * e * steps_per_epoch / total))
+        for e in (1, 2, 3)
+    ]
+    np.testing.assert_allclose(
+        [r["learning_rate"] for r in read_history(out)], expected, atol=1e-9
+    )
     settings = read_metrics(out)["settings_in_effect"]
     assert settings["optimizer"] == "RMSprop" and settings["clipnorm"] == 0.5
 
 
-def test_cosine_resumes_exactly_and_tensorboard_appends_to_the_same_logs(tmp_path, cosine_run):
+def test_cosine_resumes_exactly_and_tensorboard_appends_to_the_same_logs(
+    tmp_path, cosine_run
+):
     out = tmp_path / "run"
     kill_after_epoch("train_lstm.py", COSINE, out, epoch=1)
     result = run_script("train_lstm.py", "--resume", out)
     assert result.returncode == 0, explain(result)
-    assert without_seconds(read_history(out)) == without_seconds(read_history(cosine_run[0]))
+    assert without_seconds(read_history(out)) == without_seconds(
+        read_history(cosine_run[0])
+    )
     assert_same_weights(out, cosine_run[0])
     assert scalars(out / "logs" / "train") == scalars(cosine_run[0] / "logs" / "train")
 
@@ -155,14 +186,21 @@ def scalars(folder):
     for path in sorted(folder.glob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
-                number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
+                number = (
+                    float(tf.make_ndarray(value.tensor))
+                    if value.HasField("tensor")
+                    else value.simple_value
+                )
                 found.setdefault(value.tag, []).append((event.step, round(number, 6)))
     return {tag: sorted(points) for tag, points in found.items()}
 
 
 def test_tensorboard_logs_every_epochs_scalars_and_the_learning_rate(cosine_run):
     out, _ = cosine_run
-    train, validation = scalars(out / "logs" / "train"), scalars(out / "logs" / "validation")
+    train, validation = (
+        scalars(out / "logs" / "train"),
+        scalars(out / "logs" / "validation"),
+    )
     assert [step for step, _ in train["epoch_loss"]] == [0, 1, 2]
     rates = [value for _, value in train["epoch_learning_rate"]]
     assert rates == [round(r["learning_rate"], 6) for r in read_history(out)]
@@ -170,14 +208,19 @@ def test_tensorboard_logs_every_epochs_scalars_and_the_learning_rate(cosine_run)
 
 
 def test_history_and_curves_are_rewritten_after_every_epoch(tmp_path):
-    from helpers import start_script
     from test_resume import wait_for
 
+    from helpers import start_script
+
     out = tmp_path / "run"
-    process = start_script("train_gru.py", *PLATEAU[:6], "--epochs", "30", "--output-dir", out)
+    process = start_script(
+        "train_gru.py", *PLATEAU[:6], "--epochs", "30", "--output-dir", out
+    )
     try:
         wait_for(out / "curves.png", process)
-        assert [r["epoch"] for r in read_history(out)] == [1]  # written before the curves
+        assert [r["epoch"] for r in read_history(out)] == [
+            1
+        ]  # written before the curves
         assert image(out / "curves.png").shape[:2] == (400, 1000)
         wait_for(out / "training-state" / "epoch-0003.npz", process)
         assert len(read_history(out)) >= 2

@@ -12,14 +12,32 @@ import re
 import numpy as np
 import pytest
 
-from helpers import MNIST_SCRIPTS, SCRIPTS, copy_script, explain, load_model, read_history, read_metrics, run_script
+from helpers import (
+    MNIST_SCRIPTS,
+    SCRIPTS,
+    copy_script,
+    explain,
+    load_model,
+    read_history,
+    read_metrics,
+    run_script,
+)
 from rnn_scripts import outputs
 from rnn_scripts.cli import SINGLE_THREAD_MAX_CORES
 
 SMOKE_ARGS = {name: ["--smoke", "--dataset", "mnist-sample"] for name in MNIST_SCRIPTS}
 SMOKE_ARGS["train_imdb_bilstm.py"] = ["--smoke", "--synthetic"]
 OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
-OUTPUTS = ("model.keras", "best.keras", "history.csv", "metrics.json", "curves.png", "confusion.png", "preprocessing.json", "args.json")
+OUTPUTS = (
+    "model.keras",
+    "best.keras",
+    "history.csv",
+    "metrics.json",
+    "curves.png",
+    "confusion.png",
+    "preprocessing.json",
+    "args.json",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +60,9 @@ def test_smoke_run_exits_0_and_writes_every_output_and_no_lock(smoke_runs, scrip
     result, out = smoke_runs(script)
     assert result.returncode == 0, explain(result)
     expected = set(OUTPUTS) | ({"samples.png"} if script in MNIST_SCRIPTS else set())
-    assert {p.name for p in out.iterdir()} == expected  # no state, no partial files, no .lock
+    assert {
+        p.name for p in out.iterdir()
+    } == expected  # no state, no partial files, no .lock
     last_line = result.stdout.strip().splitlines()[-1]
     assert last_line.startswith("test accuracy ") and f"-> {out}" in last_line
     assert result.stderr.strip() == "", explain(result)
@@ -62,10 +82,17 @@ def test_metrics_json_records_the_run_and_what_the_libraries_did(smoke_runs, scr
     assert metrics["backend"] == "tensorflow" and metrics["device"].startswith("CPU")
     assert set(metrics["versions"]) >= {"python", "keras", "tensorflow", "numpy"}
     settings = metrics["settings_in_effect"]
-    assert settings["steps_per_execution"] == 16 and settings["compute_dtype"] == "float32"
+    assert (
+        settings["steps_per_execution"] == 16 and settings["compute_dtype"] == "float32"
+    )
     assert settings["tensorflow_op_determinism"] is False
-    assert settings["cpu_threads_per_op"] == (1 if os.cpu_count() <= SINGLE_THREAD_MAX_CORES else 0)
-    assert metrics["arguments"]["smoke"] is True and metrics["arguments"]["batch_size"] == 64
+    assert settings["cpu_threads_per_op"] == (
+        1 if os.cpu_count() <= SINGLE_THREAD_MAX_CORES else 0
+    )
+    assert (
+        metrics["arguments"]["smoke"] is True
+        and metrics["arguments"]["batch_size"] == 64
+    )
     assert metrics["dataset"]["synthetic"] == (script == "train_imdb_bilstm.py")
     assert metrics["dataset"]["sample"] == (script != "train_imdb_bilstm.py")
     assert f"{metrics['test_accuracy']:.4f}" in result.stdout.splitlines()[-1]
@@ -77,19 +104,31 @@ def test_history_csv_has_one_row_per_epoch_with_every_metric(smoke_runs, script)
     with open(out / "history.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 1 and rows[0]["epoch"] == "1"
-    assert list(rows[0]) == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss", "learning_rate", "seconds"]
+    assert list(rows[0]) == [
+        "epoch",
+        "accuracy",
+        "loss",
+        "val_accuracy",
+        "val_loss",
+        "learning_rate",
+        "seconds",
+    ]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds"):
         assert np.isfinite(float(rows[0][key]))
     assert float(rows[0]["learning_rate"]) == pytest.approx(0.001)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_per_class_accuracy_and_confusion_agree_with_the_test_accuracy(smoke_runs, script):
+def test_per_class_accuracy_and_confusion_agree_with_the_test_accuracy(
+    smoke_runs, script
+):
     _, out = smoke_runs(script)
     metrics = read_metrics(out)
     counts = np.array(metrics["confusion_matrix"])
     assert counts.sum() == metrics["test_examples"]
-    assert np.trace(counts) / counts.sum() == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert np.trace(counts) / counts.sum() == pytest.approx(
+        metrics["test_accuracy"], abs=1e-6
+    )
     per_class = metrics["per_class_accuracy"]
     assert list(per_class) == metrics["dataset"]["classes"]
     for i, accuracy in enumerate(per_class.values()):
@@ -97,7 +136,9 @@ def test_per_class_accuracy_and_confusion_agree_with_the_test_accuracy(smoke_run
 
 
 @pytest.mark.parametrize("script", ["train_lstm.py", "train_imdb_bilstm.py"])
-def test_saved_models_reload_and_reproduce_the_test_scores_of_the_final_and_the_best_epoch(smoke_runs, script):
+def test_saved_models_reload_and_reproduce_the_test_scores_of_the_final_and_the_best_epoch(
+    smoke_runs, script
+):
     from test_data import prepared
 
     _, out = smoke_runs(script)
@@ -106,14 +147,21 @@ def test_saved_models_reload_and_reproduce_the_test_scores_of_the_final_and_the_
     reads = "text" if "imdb" in script else "sequences"
     values = {"synthetic": True} if reads == "text" else {"dataset": "mnist-sample"}
     data, _ = prepared(reads, limit=2000, **values)
-    for name, accuracy in (("model.keras", metrics["test_accuracy"]), ("best.keras", metrics["best_model"]["test_accuracy"])):
+    for name, accuracy in (
+        ("model.keras", metrics["test_accuracy"]),
+        ("best.keras", metrics["best_model"]["test_accuracy"]),
+    ):
         logits = load_model(out / name).predict(data.test.x, verbose=0)
-        assert np.mean(logits.argmax(axis=1) == data.test.y) == pytest.approx(accuracy, abs=1e-6)
+        assert np.mean(logits.argmax(axis=1) == data.test.y) == pytest.approx(
+            accuracy, abs=1e-6
+        )
     assert metrics["best_model"]["epoch"] == 1
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_the_start_up_names_a_clearly_faster_backend_as_the_docs_measured_it(smoke_runs, script):
+def test_the_start_up_names_a_clearly_faster_backend_as_the_docs_measured_it(
+    smoke_runs, script
+):
     from helpers import documented_speeds
 
     result, _ = smoke_runs(script)
@@ -145,12 +193,17 @@ def test_samples_show_mistakes_first_but_right_predictions_too():
     y_predicted[:40] = (y_true[:40] + 1) % 10  # 40 mistakes: more than the 24 shown
     shown = outputs.samples_shown(y_true, y_predicted)
     assert len(shown) == 24
-    assert list(shown[:12]) == list(range(12)) and (y_predicted[shown[:12]] != y_true[shown[:12]]).all()
+    assert (
+        list(shown[:12]) == list(range(12))
+        and (y_predicted[shown[:12]] != y_true[shown[:12]]).all()
+    )
     assert (y_predicted[shown[12:]] == y_true[shown[12:]]).all()
     few = y_true.copy()
     few[[5, 51]] = 0
     shown = outputs.samples_shown(y_true, few)
-    assert list(shown[:2]) == [5, 51] and len(shown) == 24  # both mistakes, then right ones
+    assert (
+        list(shown[:2]) == [5, 51] and len(shown) == 24
+    )  # both mistakes, then right ones
     all_wrong = outputs.samples_shown(y_true[:30], (y_true[:30] + 1) % 10)
     assert list(all_wrong) == list(range(24))  # no right one to show
 
@@ -161,13 +214,18 @@ def test_the_samples_picture_titles_each_shown_example_with_its_classes():
     y_predicted = np.where(np.arange(30) < 3, (y_true + 1) % 10, y_true)
     figure = outputs.samples_figure(np.zeros((30, 4, 4)), y_true, y_predicted, names)
     titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
-    assert titles[:3] == ["1 (true 0)", "2 (true 1)", "3 (true 2)"] and titles[3:] == [str(i % 10) for i in range(3, 24)]
+    assert titles[:3] == ["1 (true 0)", "2 (true 1)", "3 (true 2)"] and titles[3:] == [
+        str(i % 10) for i in range(3, 24)
+    ]
 
 
 def test_the_confusion_picture_shows_the_counts_it_was_given():
     counts = np.array([[5, 1, 0], [2, 7, 0], [0, 3, 9]])
     figure = outputs.confusion_figure(counts, ["a", "b", "c"])
-    shown = {(round(t.get_position()[1]), round(t.get_position()[0])): int(t.get_text()) for t in figure.axes[0].texts}
+    shown = {
+        (round(t.get_position()[1]), round(t.get_position()[0])): int(t.get_text())
+        for t in figure.axes[0].texts
+    }
     assert shown == {(i, j): int(counts[i, j]) for i in range(3) for j in range(3)}
     np.testing.assert_array_equal(figure.axes[0].images[0].get_array(), counts)
 
@@ -178,18 +236,42 @@ def test_the_curves_mark_the_epoch_best_keras_holds():
     figure = outputs.curves_figure(rows, best_epoch=2)
     assert [axis.get_title() for axis in figure.axes] == ["loss", "accuracy"]
     for axis in figure.axes:
-        marks = [line for line in axis.get_lines() if line.get_label() == "best.keras (epoch 2)"]
+        marks = [
+            line
+            for line in axis.get_lines()
+            if line.get_label() == "best.keras (epoch 2)"
+        ]
         assert len(marks) == 1 and list(marks[0].get_xdata()) == [2, 2]
     accuracy = figure.axes[1].get_lines()[1]
-    assert list(accuracy.get_ydata()) == [0.5, 0.8, 0.7, 0.6]  # the validation accuracy as logged
+    assert list(accuracy.get_ydata()) == [
+        0.5,
+        0.8,
+        0.7,
+        0.6,
+    ]  # the validation accuracy as logged
 
 
 def test_a_run_draws_its_curves_with_its_best_epoch(tmp_path):
     out = tmp_path / "run"
-    result = run_script("train_gru.py", "--synthetic", "--limit", "300", "--units", "4", "--epochs", "3", "--output-dir", out)
+    result = run_script(
+        "train_gru.py",
+        "--synthetic",
+        "--limit",
+        "300",
+        "--units",
+        "4",
+        "--epochs",
+        "3",
+        "--output-dir",
+        out,
+    )
     assert result.returncode == 0, explain(result)
-    epoch_lines = [line for line in result.stdout.splitlines() if re.match(r"^\d+/\d+ - ", line)]
-    assert len(epoch_lines) == 3 and all(line.startswith("5/5 - ") for line in epoch_lines)
+    epoch_lines = [
+        line for line in result.stdout.splitlines() if re.match(r"^\d+/\d+ - ", line)
+    ]
+    assert len(epoch_lines) == 3 and all(
+        line.startswith("5/5 - ") for line in epoch_lines
+    )
     assert "\r" not in result.stdout and "\x08" not in result.stdout  # no progress bar
     metrics = read_metrics(out)
     best = max(read_history(out), key=lambda row: row["val_accuracy"])["epoch"]
@@ -200,7 +282,17 @@ def test_a_run_draws_its_curves_with_its_best_epoch(tmp_path):
 # Offline, quiet, and copied as a template
 # --------------------------------------------------------------------------------------
 def test_without_network_mnist_falls_back_to_the_shipped_sample(tmp_path):
-    result = run_script("train_lstm.py", "--smoke", "--limit", "300", "--units", "8", "--output-dir", tmp_path / "run", env=OFFLINE)
+    result = run_script(
+        "train_lstm.py",
+        "--smoke",
+        "--limit",
+        "300",
+        "--units",
+        "8",
+        "--output-dir",
+        tmp_path / "run",
+        env=OFFLINE,
+    )
     assert result.returncode == 0, explain(result)
     assert "could not download MNIST" in result.stdout
     assert "training on the 5,000-digit sample instead" in result.stdout
@@ -208,16 +300,30 @@ def test_without_network_mnist_falls_back_to_the_shipped_sample(tmp_path):
     assert dataset["name"] == "mnist-sample" and "download failed" in dataset["note"]
 
 
-def test_fashion_mnist_without_network_or_files_is_a_one_line_error_that_leaves_no_folder(tmp_path):
-    result = run_script("train_gru.py", "--dataset", "fashion_mnist", "--smoke", "--output-dir", tmp_path / "run", env=OFFLINE)
+def test_fashion_mnist_without_network_or_files_is_a_one_line_error_that_leaves_no_folder(
+    tmp_path,
+):
+    result = run_script(
+        "train_gru.py",
+        "--dataset",
+        "fashion_mnist",
+        "--smoke",
+        "--output-dir",
+        tmp_path / "run",
+        env=OFFLINE,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, explain(result)
     assert "--data-dir" in result.stderr and "--synthetic" in result.stderr
-    assert not (tmp_path / "run").exists()  # the refused start removed the folder it made
+    assert not (
+        tmp_path / "run"
+    ).exists()  # the refused start removed the folder it made
 
 
 def test_imdb_without_network_or_file_says_how_to_get_the_data(tmp_path):
-    result = run_script("train_imdb_bilstm.py", "--smoke", "--output-dir", tmp_path / "run", env=OFFLINE)
+    result = run_script(
+        "train_imdb_bilstm.py", "--smoke", "--output-dir", tmp_path / "run", env=OFFLINE
+    )
     assert result.returncode == 1
     message = result.stderr.strip()
     assert "\n" not in message and "--data-dir" in message and "--synthetic" in message
@@ -226,7 +332,9 @@ def test_imdb_without_network_or_file_says_how_to_get_the_data(tmp_path):
 def test_backend_startup_noise_is_hidden_unless_verbose(tmp_path):
     tiny = ["--synthetic", "--limit", "120", "--units", "4", "--epochs", "1"]
     quiet = run_script("train_gru.py", *tiny, "--output-dir", tmp_path / "quiet")
-    loud = run_script("train_gru.py", *tiny, "--verbose", "--output-dir", tmp_path / "loud")
+    loud = run_script(
+        "train_gru.py", *tiny, "--verbose", "--output-dir", tmp_path / "loud"
+    )
     assert quiet.returncode == loud.returncode == 0, explain(quiet) + explain(loud)
     assert quiet.stderr.strip() == "", explain(quiet)
     assert "I0000" in loud.stderr or "oneDNN" in loud.stderr  # the noise that was hidden
@@ -234,10 +342,32 @@ def test_backend_startup_noise_is_hidden_unless_verbose(tmp_path):
 
 
 def test_a_model_that_is_not_keras_or_does_not_fit_the_data_is_one_line(tmp_path):
-    bad = copy_script("train_lstm.py", tmp_path, lambda s: s.replace("return model", "return None"), "train_bad.py")
-    wide = copy_script("train_lstm.py", tmp_path, lambda s: s.replace("Dense(outputs,", "Dense(7,"), "train_wide.py")
-    for script, words in ((bad, "must return a Keras model"), (wide, "7 units but the data have 10")):
-        result = run_script(script, "--synthetic", "--smoke", "--limit", "60", "--units", "4", cwd=tmp_path)
+    bad = copy_script(
+        "train_lstm.py",
+        tmp_path,
+        lambda s: s.replace("return model", "return None"),
+        "train_bad.py",
+    )
+    wide = copy_script(
+        "train_lstm.py",
+        tmp_path,
+        lambda s: s.replace("Dense(outputs,", "Dense(7,"),
+        "train_wide.py",
+    )
+    for script, words in (
+        (bad, "must return a Keras model"),
+        (wide, "7 units but the data have 10"),
+    ):
+        result = run_script(
+            script,
+            "--synthetic",
+            "--smoke",
+            "--limit",
+            "60",
+            "--units",
+            "4",
+            cwd=tmp_path,
+        )
         assert result.returncode == 1, explain(result)
         assert words in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
@@ -245,7 +375,17 @@ def test_a_model_that_is_not_keras_or_does_not_fit_the_data_is_one_line(tmp_path
 
 def test_a_copied_script_runs_with_its_own_name_in_its_own_folder(tmp_path):
     script = copy_script("train_gru.py", tmp_path, name="train_my_model.py")
-    result = run_script(script, "--dataset", "mnist-sample", "--smoke", "--limit", "300", "--units", "8", cwd=tmp_path)
+    result = run_script(
+        script,
+        "--dataset",
+        "mnist-sample",
+        "--smoke",
+        "--limit",
+        "300",
+        "--units",
+        "8",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, explain(result)
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("train_my_model-")
@@ -256,10 +396,32 @@ def test_a_copied_script_runs_with_its_own_name_in_its_own_folder(tmp_path):
 def test_a_copied_script_that_imports_keras_at_its_top_still_takes_backend(tmp_path):
     """Keras loaded with TensorFlow before run(): the script starts again with --backend's."""
     pytest.importorskip("jax")
-    script = copy_script("train_gru.py", tmp_path, lambda s: s.replace("import common\n", "import common\nimport keras\n"), "train_top.py")
-    result = run_script(script, "--synthetic", "--limit", "60", "--units", "4", "--epochs", "1", "--backend", "jax", "--output-dir", tmp_path / "run", cwd=tmp_path)
+    script = copy_script(
+        "train_gru.py",
+        tmp_path,
+        lambda s: s.replace("import common\n", "import common\nimport keras\n"),
+        "train_top.py",
+    )
+    result = run_script(
+        script,
+        "--synthetic",
+        "--limit",
+        "60",
+        "--units",
+        "4",
+        "--epochs",
+        "1",
+        "--backend",
+        "jax",
+        "--output-dir",
+        tmp_path / "run",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, explain(result)
-    assert result.stdout.startswith("backend jax ") and read_metrics(tmp_path / "run")["backend"] == "jax"
+    assert (
+        result.stdout.startswith("backend jax ")
+        and read_metrics(tmp_path / "run")["backend"] == "jax"
+    )
 
 
 def test_a_closed_stdout_or_a_reader_that_stops_early_does_not_stop_training(tmp_path):
@@ -269,10 +431,29 @@ def test_a_closed_stdout_or_a_reader_that_stops_early_does_not_stop_training(tmp
     from helpers import ROOT, script_env
 
     command = f"{sys.executable} {ROOT / 'train_gru.py'} --synthetic --limit 300 --units 4 --epochs 2"
-    closed = subprocess.run(f"{command} --output-dir {tmp_path / 'closed'} >&-", shell=True, cwd=tmp_path, env=script_env(), capture_output=True, text=True)
+    closed = subprocess.run(
+        f"{command} --output-dir {tmp_path / 'closed'} >&-",
+        shell=True,
+        cwd=tmp_path,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+    )
     assert closed.returncode == 0 and "Traceback" not in closed.stderr, explain(closed)
-    piped = subprocess.run(f"set -o pipefail; {command} --output-dir {tmp_path / 'piped'} | head -1", shell=True, executable="/bin/bash", cwd=tmp_path, env=script_env(), capture_output=True, text=True)
-    assert piped.stdout.startswith("backend tensorflow") and piped.stdout.count("\n") == 1
-    assert "Traceback" not in piped.stderr and "Broken pipe" not in piped.stderr, explain(piped)
+    piped = subprocess.run(
+        f"set -o pipefail; {command} --output-dir {tmp_path / 'piped'} | head -1",
+        shell=True,
+        executable="/bin/bash",
+        cwd=tmp_path,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        piped.stdout.startswith("backend tensorflow") and piped.stdout.count("\n") == 1
+    )
+    assert "Traceback" not in piped.stderr and "Broken pipe" not in piped.stderr, (
+        explain(piped)
+    )
     for run in ("closed", "piped"):
         assert read_metrics(tmp_path / run)["epochs_run"] == 2

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -51,7 +50,9 @@ def _initial_state_model(make_layer, n_states):
     def build(keras, rng):
         x = keras.Input((T, F))
         states = [keras.Input((U,)) for _ in range(n_states)]
-        model = keras.Model([x, *states], make_layer(keras.layers)(x, initial_state=states))
+        model = keras.Model(
+            [x, *states], make_layer(keras.layers)(x, initial_state=states)
+        )
         data = [rng.standard_normal((B, T, F)).astype("float32")]
         data += [rng.standard_normal((B, U)).astype("float32") for _ in states]
         return model, data
@@ -144,7 +145,10 @@ FUSED_CASES = {
         lambda L: L.SimpleRNN(U, activation="relu", return_sequences=True), 1
     ),
     "simplernn_stacked_bidirectional": _sequence_model(
-        lambda L: [L.Bidirectional(L.SimpleRNN(U, return_sequences=True)), L.SimpleRNN(U)]
+        lambda L: [
+            L.Bidirectional(L.SimpleRNN(U, return_sequences=True)),
+            L.SimpleRNN(U),
+        ]
     ),
 }
 
@@ -167,14 +171,18 @@ KERAS_PATH_CASES = {
     "gru_reset_after_false": _sequence_model(lambda L: [L.GRU(U, reset_after=False)]),
     "lstm_no_bias": _sequence_model(lambda L: [L.LSTM(U, use_bias=False)]),
     "gru_no_bias": _sequence_model(lambda L: [L.GRU(U, use_bias=False)]),
-    "lstm_mixed_bfloat16": _sequence_model(lambda L: [L.LSTM(U, dtype="mixed_bfloat16")]),
+    "lstm_mixed_bfloat16": _sequence_model(
+        lambda L: [L.LSTM(U, dtype="mixed_bfloat16")]
+    ),
     "gru_mixed_bfloat16": _sequence_model(lambda L: [L.GRU(U, dtype="mixed_bfloat16")]),
     "lstm_while_torch_compiles": _sequence_model(lambda L: [L.LSTM(U)]),
     "gru_while_torch_jit_traces": _sequence_model(lambda L: [L.GRU(U)]),
     "simplernn_masking": _sequence_model(
         lambda L: [L.Masking(0.0), L.SimpleRNN(U, activation="relu")], padded=True
     ),
-    "simplernn_sigmoid": _sequence_model(lambda L: [L.SimpleRNN(U, activation="sigmoid")]),
+    "simplernn_sigmoid": _sequence_model(
+        lambda L: [L.SimpleRNN(U, activation="sigmoid")]
+    ),
     "simplernn_unroll": _sequence_model(lambda L: [L.SimpleRNN(U, unroll=True)]),
     "simplernn_no_bias": _sequence_model(lambda L: [L.SimpleRNN(U, use_bias=False)]),
     "simplernn_mixed_bfloat16": _sequence_model(
@@ -286,7 +294,11 @@ def _torch_checks():
         finally:
             undo()
             torch_fused.uninstall()
-        return {"report": report, "keras_untouched": keras_untouched(), "fused_calls": fused_calls[0]}
+        return {
+            "report": report,
+            "keras_untouched": keras_untouched(),
+            "fused_calls": fused_calls[0],
+        }
 
     def faked(owner, name, value):
         def change():
@@ -305,10 +317,14 @@ def _torch_checks():
     def untested_version():
         from rnn_scripts import speedups
 
-        torch_version = lambda package: "2.14.0" if package == "torch" else keras.__version__  # noqa: E731
+        torch_version = lambda package: (
+            "2.14.0" if package == "torch" else keras.__version__
+        )  # noqa: E731
         return {
             "keras": installed_under(faked(keras, "__version__", "3.16.0")),
-            "torch": installed_under(faked(speedups, "installed_version", torch_version)),
+            "torch": installed_under(
+                faked(speedups, "installed_version", torch_version)
+            ),
             "broken_kernel": installed_under(faked(torch_fused, "_fused_lstm", doubled)),
         }
 
@@ -364,7 +380,9 @@ def _torch_checks():
         torch_fused.install()
         x = keras.Input((T, F))
         layer = keras.layers.SimpleRNN(U, activation="relu", dropout=0.5)
-        data = torch.tensor(np.random.default_rng(2).standard_normal((B, T, F)).astype("float32"))
+        data = torch.tensor(
+            np.random.default_rng(2).standard_normal((B, T, F)).astype("float32")
+        )
         found = {}
         for name, training in (("training", True), ("inference", False)):
             fused_calls[0] = 0
@@ -423,7 +441,9 @@ def _run_self(backend, *args):
         timeout=600,
     )
     lines = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
-    assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0 and lines, (
+        result.stdout[-3000:] + result.stderr[-3000:]
+    )
     return json.loads(lines[-1][len("RESULT ") :])
 
 
@@ -454,7 +474,9 @@ def test_adapter_stays_off_where_it_would_not_be_exact(torch_results, case):
     assert result["gradient_difference"] == 0.0, result
 
 
-def test_simplernn_dropout_trains_on_keras_loop_and_infers_on_the_fused_kernel(torch_results):
+def test_simplernn_dropout_trains_on_keras_loop_and_infers_on_the_fused_kernel(
+    torch_results,
+):
     assert torch_results["simple_rnn_dropout"] == {"training": 0, "inference": 1}
 
 
@@ -468,11 +490,19 @@ def test_install_twice_is_harmless_and_uninstall_restores_keras(torch_results):
     }
 
 
-def test_the_guard_keeps_the_kernels_off_for_untested_versions_and_a_failed_self_check(torch_results):
+def test_the_guard_keeps_the_kernels_off_for_untested_versions_and_a_failed_self_check(
+    torch_results,
+):
     found = torch_results["untested_version"]
-    assert found["keras"]["report"] == {"torch_fused_kernels": "off: keras 3.16.0 is not a version it was tested with (3.15.0 up to 3.16.0)"}
-    assert found["torch"]["report"] == {"torch_fused_kernels": "off: torch 2.14.0 is not a version it was tested with (2.13.0 up to 2.14.0)"}
-    assert found["broken_kernel"]["report"]["torch_fused_kernels"].startswith("off: its LSTM differs from Keras' by ")
+    assert found["keras"]["report"] == {
+        "torch_fused_kernels": "off: keras 3.16.0 is not a version it was tested with (3.15.0 up to 3.16.0)"
+    }
+    assert found["torch"]["report"] == {
+        "torch_fused_kernels": "off: torch 2.14.0 is not a version it was tested with (2.13.0 up to 2.14.0)"
+    }
+    assert found["broken_kernel"]["report"]["torch_fused_kernels"].startswith(
+        "off: its LSTM differs from Keras' by "
+    )
     for case in found.values():
         assert case["keras_untouched"] is True and case["fused_calls"] == 0
 

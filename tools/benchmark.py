@@ -66,17 +66,30 @@ def parse_arguments(argv=None):
     add("--rounds", type=int, help="rounds per variant (default 5, quick 2)")
     add("--eval-examples", type=int, help="examples per evaluation (default 2048)")
     add("--json", type=Path, help="write every figure, the hardware and versions here")
-    add("--speed-table", type=Path, help="write the start-up note's table (rnn_scripts/cpu-speeds.json) here")
+    add(
+        "--speed-table",
+        type=Path,
+        help="write the start-up note's table (rnn_scripts/cpu-speeds.json) here",
+    )
     add("--quick", action="store_true", help="a small run (about a minute)")
-    add("--worker", nargs=3, metavar=("BACKEND", "MODEL", "VARIANT"), help=argparse.SUPPRESS)
+    add(
+        "--worker",
+        nargs=3,
+        metavar=("BACKEND", "MODEL", "VARIANT"),
+        help=argparse.SUPPRESS,
+    )
     args = parser.parse_args(argv)
-    args.models = (args.models or ("lstm" if args.quick else ",".join(MODELS))).split(",")
+    args.models = (args.models or ("lstm" if args.quick else ",".join(MODELS))).split(
+        ","
+    )
     args.backend, args.variants = args.backend.split(","), args.variants.split(",")
     args.steps = args.steps or (4 if args.quick else 24)
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.eval_examples = args.eval_examples or (256 if args.quick else 2048)
     for variant in args.variants:
-        lever_environment(variant)  # a malformed lever stops here, before any worker starts
+        lever_environment(
+            variant
+        )  # a malformed lever stops here, before any worker starts
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         parser.error(f"unknown model {unknown[0]}; choose from {', '.join(MODELS)}")
@@ -107,7 +120,9 @@ def main(argv=None):
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=str))
     if args.speed_table:
-        args.speed_table.write_text(json.dumps(speed_table(report, argv), indent=1) + "\n")
+        args.speed_table.write_text(
+            json.dumps(speed_table(report, argv), indent=1) + "\n"
+        )
     return 0
 
 
@@ -124,18 +139,29 @@ def speed_table(report, argv):
                 speeds[backend], parameters = round(row["train"]), row["parameters"]
         models[model] = {"parameters": parameters, "samples_per_second": speeds}
     command = "python tools/benchmark.py " + " ".join(argv or sys.argv[1:])
-    return {"measured_with": command, "hardware": report["hardware"], "versions": report["versions"], "models": models}
+    return {
+        "measured_with": command,
+        "hardware": report["hardware"],
+        "versions": report["versions"],
+        "models": models,
+    }
 
 
 def measure_model(args, model, peak):
     labels = [(b, v) for b in args.backend for v in args.variants]
     if not args.no_pytorch and importlib.util.find_spec("torch") is not None:
         labels.append(("torch", "pytorch"))
-    workers = {f"{b} {v}" if v != "pytorch" else "pytorch": Process(args, b, model, v) for b, v in labels}
+    workers = {
+        f"{b} {v}" if v != "pytorch" else "pytorch": Process(args, b, model, v)
+        for b, v in labels
+    }
     try:
         for worker in workers.values():
             worker.start()  # one at a time: warm-ups do not overlap
-        rounds = [{name: w.measure() for name, w in workers.items()} for _ in range(args.rounds)]
+        rounds = [
+            {name: w.measure() for name, w in workers.items()}
+            for _ in range(args.rounds)
+        ]
     finally:
         for worker in workers.values():
             worker.stop()
@@ -150,7 +176,11 @@ class Process:
         for flag in ("batch_size", "steps", "eval_examples"):
             self.command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
         # Read when Keras, XLA or OpenMP load, which is after the worker starts.
-        self.environment = {**os.environ, "KERAS_BACKEND": backend, **lever_environment(variant)}
+        self.environment = {
+            **os.environ,
+            "KERAS_BACKEND": backend,
+            **lever_environment(variant),
+        }
         self.process, self.info = None, {}
 
     def start(self):
@@ -167,7 +197,9 @@ class Process:
         raise RuntimeError(f"worker {' '.join(self.command[2:6])} ended without figures")
 
     def measure(self):
-        time.sleep(0.5)  # the last process's thread pools spin down (OpenMP waits ~0.2 s)
+        time.sleep(
+            0.5
+        )  # the last process's thread pools spin down (OpenMP waits ~0.2 s)
         self.process.stdin.write("measure\n")
         self.process.stdin.flush()
         return self.read()
@@ -183,9 +215,17 @@ def summarise(rounds, workers, peak):
     for name, worker in workers.items():
         train = [r[name]["train"] for r in rounds]
         evaluation = [r[name]["eval"] for r in rounds]
-        figures[name] = {**worker.info, "train_per_round": train, "eval_per_round": evaluation}
-        figures[name].update(train=statistics.median(train), eval=statistics.median(evaluation))
-        figures[name]["percent_of_peak"] = 100 * worker.info["train_flops"] * figures[name]["train"] / (peak * 1e9)
+        figures[name] = {
+            **worker.info,
+            "train_per_round": train,
+            "eval_per_round": evaluation,
+        }
+        figures[name].update(
+            train=statistics.median(train), eval=statistics.median(evaluation)
+        )
+        figures[name]["percent_of_peak"] = (
+            100 * worker.info["train_flops"] * figures[name]["train"] / (peak * 1e9)
+        )
     ratios = {}
     for top in workers:
         for bottom in ratio_partners(top, workers):
@@ -211,14 +251,18 @@ def spread(values):
 
 
 def print_model(model, figures, args):
-    print(f"\n{model}: samples/s, median [min-max] of {args.rounds} rounds, batch {args.batch_size}")
+    print(
+        f"\n{model}: samples/s, median [min-max] of {args.rounds} rounds, batch {args.batch_size}"
+    )
     print(f"  {'variant':24} {'train/s':>22} {'eval/s':>22} {'% peak':>7}")
     for name, row in figures["variants"].items():
         train = f"{row['train']:.0f} [{min(row['train_per_round']):.0f}-{max(row['train_per_round']):.0f}]"
         evaluation = f"{row['eval']:.0f} [{min(row['eval_per_round']):.0f}-{max(row['eval_per_round']):.0f}]"
         print(f"  {name:24} {train:>22} {evaluation:>22} {row['percent_of_peak']:7.1f}")
     for name, ratio in figures["ratios"].items():
-        print(f"  {name:44} {ratio['median']:5.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]")
+        print(
+            f"  {name:44} {ratio['median']:5.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]"
+        )
     sys.stdout.flush()
 
 
@@ -231,7 +275,12 @@ def hardware():
                 break
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "machine": platform.machine(), "system": platform.platform()}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "system": platform.platform(),
+    }
 
 
 def package_versions():
@@ -251,10 +300,16 @@ class Worker:
     @classmethod
     def serve(cls, args):
         backend, model, variant = args.worker
-        worker = (TorchNetwork if variant == "pytorch" else KerasModel)(model, variant, args)
+        worker = (TorchNetwork if variant == "pytorch" else KerasModel)(
+            model, variant, args
+        )
         worker.train_window()  # warm-up: tracing, compiling, first steps
         worker.evaluate()
-        info = {"train_flops": 3 * worker.flops, "backend": worker.backend(), "parameters": worker.parameters()}
+        info = {
+            "train_flops": 3 * worker.flops,
+            "backend": worker.backend(),
+            "parameters": worker.parameters(),
+        }
         print("@@ " + json.dumps(info), flush=True)
         for _ in sys.stdin:
             figures = {"train": worker.train_window(), "eval": worker.evaluate()}
@@ -263,8 +318,10 @@ class Worker:
 
 
 def levers(variant):
-    """"ours:spe=4+fused=off" -> {"spe": "4", "fused": "off"}."""
-    options = [item.split("=", 1) for item in variant.partition(":")[2].split("+") if item]
+    """ "ours:spe=4+fused=off" -> {"spe": "4", "fused": "off"}."""
+    options = [
+        item.split("=", 1) for item in variant.partition(":")[2].split("+") if item
+    ]
     if any(len(option) != 2 for option in options):
         raise SystemExit(f"benchmark.py: {variant}: levers take KEY=VALUE+KEY=VALUE")
     return dict(options)
@@ -282,7 +339,9 @@ def lever_environment(variant):
 
 class KerasModel:
     def __init__(self, name, variant, args):
-        script = importlib.import_module(MODELS[name])  # defines build_model, loads nothing
+        script = importlib.import_module(
+            MODELS[name]
+        )  # defines build_model, loads nothing
         import keras  # with the worker's KERAS_BACKEND
 
         from rnn_scripts import cli, devices, feed, speedups, training
@@ -292,25 +351,55 @@ class KerasModel:
         self.keras, self.training, self.feed, self.args = keras, training, feed, args
         self.baseline, self.levers = variant == "baseline", levers(variant)
         self.tokens = name == "imdb_bilstm"
-        contract = read_contract(script.build_model, "text" if self.tokens else "sequences", cli.reserved_names())
+        contract = read_contract(
+            script.build_model,
+            "text" if self.tokens else "sequences",
+            cli.reserved_names(),
+        )
         argv = ["--batch-size", str(args.batch_size)] + self.lever_flags()
-        config = cli.parse_arguments("benchmark", None, contract, cli.ScriptDefaults(epochs=1), argv)[0]
+        config = cli.parse_arguments(
+            "benchmark", None, contract, cli.ScriptDefaults(epochs=1), argv
+        )[0]
         if self.levers.get("malloc") == "default":
             devices.keep_freed_memory = lambda: False
         if self.baseline:
             keras.utils.set_random_seed(1)
         else:
-            devices.setup_devices(config)  # first, as in the pipeline: TensorFlow's threads are fixed by its first op
+            devices.setup_devices(
+                config
+            )  # first, as in the pipeline: TensorFlow's threads are fixed by its first op
             speedups.install(config)
         self.apply_speedup_levers()
         self.pool, self.eval_data = synthetic_data(self.tokens, args, self.levers)
-        build = unmasked(script.build_model) if self.levers.get("mask") == "off" else script.build_model
-        shape = {"features": 28, "steps": 28, "outputs": 2 if self.tokens else 10, "vocab_size": 20000}
+        build = (
+            unmasked(script.build_model)
+            if self.levers.get("mask") == "off"
+            else script.build_model
+        )
+        shape = {
+            "features": 28,
+            "steps": 28,
+            "outputs": 2 if self.tokens else 10,
+            "vocab_size": 20000,
+        }
         shape["classes"] = shape["outputs"]
-        self.model, output = training.build(build, contract.model_options(config, shape), classes(shape["outputs"]))
-        training.compile_model(self.model, config, output, Hooks(), 1, steps_per_execution=1 if self.baseline else None)
+        self.model, output = training.build(
+            build, contract.model_options(config, shape), classes(shape["outputs"])
+        )
+        training.compile_model(
+            self.model,
+            config,
+            output,
+            Hooks(),
+            1,
+            steps_per_execution=1 if self.baseline else None,
+        )
         self.per_call = 1 if self.baseline else config.steps_per_execution
-        self.eval_batch = 32 if self.baseline else int(self.levers.get("eval_batch", feed.EVAL_BATCH_SIZE))
+        self.eval_batch = (
+            32
+            if self.baseline
+            else int(self.levers.get("eval_batch", feed.EVAL_BATCH_SIZE))
+        )
         self.flops = flops_per_sample(name, config.units, self.eval_data[0].shape[1])
 
     def apply_speedup_levers(self):
@@ -344,14 +433,20 @@ class KerasModel:
         timer = StepTimer(self.keras)
         size = self.args.batch_size
         if self.baseline:
-            self.model.fit(x, y, batch_size=size, epochs=1, verbose=0, callbacks=[timer.callback])
+            self.model.fit(
+                x, y, batch_size=size, epochs=1, verbose=0, callbacks=[timer.callback]
+            )
         else:
             from rnn_scripts.data import Split
 
             batches = self.feed.training_feed(Split(x, y), None, size, 1, range(1))
             if self.levers.get("feed") == "pydataset":
-                batches = self.feed.EpochBatches(x, y, size, self.feed.EpochOrder(len(x), 1, range(1)))
-            self.model.fit(batches, epochs=1, verbose=0, shuffle=False, callbacks=[timer.callback])
+                batches = self.feed.EpochBatches(
+                    x, y, size, self.feed.EpochOrder(len(x), 1, range(1))
+                )
+            self.model.fit(
+                batches, epochs=1, verbose=0, shuffle=False, callbacks=[timer.callback]
+            )
         return timer.samples_per_second(size)
 
     def evaluate(self):
@@ -383,7 +478,15 @@ def classes(count):
     from rnn_scripts.preprocess import Preprocessing
 
     names = [str(c) for c in range(count)]
-    return Preprocessing({"kind": "sequences", "task": "classification", "class_names": names, "features": 28, "steps": 28})
+    return Preprocessing(
+        {
+            "kind": "sequences",
+            "task": "classification",
+            "class_names": names,
+            "features": 28,
+            "steps": 28,
+        }
+    )
 
 
 def window(pool, count):
@@ -446,7 +549,11 @@ def flops_per_sample(name, units, steps):
         "imdb_bilstm": (4, 2, [64]),
     }[name]
     recurrent = sum(steps * directions * 2 * gates * (i + units) * units for i in inputs)
-    dense = 2 * directions * units * 64 + 2 * 64 * 2 if name == "imdb_bilstm" else 2 * directions * units * 10
+    dense = (
+        2 * directions * units * 64 + 2 * 64 * 2
+        if name == "imdb_bilstm"
+        else 2 * directions * units * 10
+    )
     return recurrent + dense
 
 
@@ -454,7 +561,9 @@ def script_defaults(name):
     """build_model's keyword defaults (importing a script loads no Keras)."""
     import inspect
 
-    parameters = inspect.signature(importlib.import_module(MODELS[name]).build_model).parameters
+    parameters = inspect.signature(
+        importlib.import_module(MODELS[name]).build_model
+    ).parameters
     return {n: p.default for n, p in parameters.items() if p.default is not p.empty}
 
 
@@ -482,7 +591,14 @@ def torch_network(name, units, vocab_size):
         def __init__(self, kind, bidirectional):
             super().__init__()
             extra = {"nonlinearity": "relu"} if kind is nn.RNN else {}
-            self.rnn = kind(28, units, num_layers=2, batch_first=True, bidirectional=bidirectional, **extra)
+            self.rnn = kind(
+                28,
+                units,
+                num_layers=2,
+                batch_first=True,
+                bidirectional=bidirectional,
+                **extra,
+            )
             self.head = nn.Linear(units * (2 if bidirectional else 1), 10)
 
         def forward(self, x):
@@ -502,7 +618,9 @@ def torch_network(name, units, vocab_size):
 
         def forward(self, x):
             lengths = (x != 0).sum(1).clamp(min=1)
-            packed = nn.utils.rnn.pack_padded_sequence(self.embedding(x), lengths, batch_first=True, enforce_sorted=False)
+            packed = nn.utils.rnn.pack_padded_sequence(
+                self.embedding(x), lengths, batch_first=True, enforce_sorted=False
+            )
             _, (h, _) = self.rnn(packed)
             return self.out(torch.relu(self.hidden(torch.cat([h[-2], h[-1]], 1))))
 
@@ -527,7 +645,9 @@ class TorchNetwork:
         self.loss = torch.nn.CrossEntropyLoss()
         self.label_type = torch.int64
         self.pool, self.eval_data = synthetic_data(self.tokens, args, {})
-        self.flops = flops_per_sample(name, defaults["units"], self.eval_data[0].shape[1])
+        self.flops = flops_per_sample(
+            name, defaults["units"], self.eval_data[0].shape[1]
+        )
 
     def backend(self):
         return "pytorch"

@@ -16,7 +16,13 @@ sys.path.insert(0, str(ROOT))
 from rnn_scripts import cli  # noqa: E402
 from rnn_scripts.contract import read_contract  # noqa: E402
 
-SCRIPTS = ("train_simplernn.py", "train_gru.py", "train_lstm.py", "train_bilstm.py", "train_imdb_bilstm.py")
+SCRIPTS = (
+    "train_simplernn.py",
+    "train_gru.py",
+    "train_lstm.py",
+    "train_bilstm.py",
+    "train_imdb_bilstm.py",
+)
 OUTPUT = ROOT / "docs" / "flags.md"
 HEADER = """# Every flag
 
@@ -64,7 +70,11 @@ def rows():
                     continue
                 seen.add((group.title, flag))
                 lines.append((group.title, flag, action))
-    order = [g.title for g in tables[SCRIPTS[2]]._action_groups if g.title not in ("positional arguments", "options")]
+    order = [
+        g.title
+        for g in tables[SCRIPTS[2]]._action_groups
+        if g.title not in ("positional arguments", "options")
+    ]
     table = []
     for title in order:
         table.append(f"| **{title}** | | |")
@@ -78,11 +88,15 @@ def row(flag, action, tables):
     for script, parser in tables.items():
         match = [a for a in parser._actions if flag in a.option_strings]
         if match:
-            per_script[script.removeprefix("train_").removesuffix(".py")] = shown(match[0])
+            per_script[script.removeprefix("train_").removesuffix(".py")] = shown(
+                match[0]
+            )
             meanings.append(" ".join((match[0].help or "").split()))
     values = list(per_script.values())
     common = max(set(values), key=values.count)
-    others = ", ".join(f"{name}: {value}" for name, value in per_script.items() if value != common)
+    others = ", ".join(
+        f"{name}: {value}" for name, value in per_script.items() if value != common
+    )
     default = f"{common} ({others})" if others else common
     if action.choices:
         name = f"{flag} {{{','.join(map(str, action.choices))}}}"

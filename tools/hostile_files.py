@@ -52,7 +52,9 @@ def far_label(path):  # a class id of 999999 once made a 7.28 TiB confusion matr
 
 def lying_header(path):  # the header claims 10^12 rows; the archive holds 12
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 5, 2)})
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 5, 2)}
+    )
     labels = io.BytesIO()
     np.save(labels, np.arange(12) % 2)
     with zipfile.ZipFile(path, "w") as archive:
@@ -61,9 +63,13 @@ def lying_header(path):  # the header claims 10^12 rows; the archive holds 12
 
 
 def zip_bomb(path):  # 1.25 GiB of zeros in a few megabytes
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    with zipfile.ZipFile(
+        path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1
+    ) as archive:
         with archive.open("x_train.npy", "w", force_zip64=True) as member:
-            np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": (2**25, 5, 2)})
+            np.lib.format.write_array_header_1_0(
+                member, {"descr": "<f4", "fortran_order": False, "shape": (2**25, 5, 2)}
+            )
             block = bytes(1 << 24)
             for _ in range(2**25 * 40 // (1 << 24)):
                 member.write(block)
@@ -132,7 +138,15 @@ def semicolons(path):  # once "no column 'text'" without saying which delimiter 
 
 
 def ragged_sequences(path):
-    table(path, [["sequence", "label", "x"], ["s1", "a", "1"], ["s1", "a", "2"], ["s2", "b", "3"]])
+    table(
+        path,
+        [
+            ["sequence", "label", "x"],
+            ["s1", "a", "1"],
+            ["s1", "a", "2"],
+            ["s2", "b", "3"],
+        ],
+    )
 
 
 def empty_class(path):
@@ -182,28 +196,73 @@ def fashion_huge_header(path):  # --data-dir with an idx header of 2^31 images
 
 
 FILES = [
-    Hostile("huge-label.npz", huge_label, "sequences", "distinct labels, the largest 4611686018427387904", memory=True),
-    Hostile("far-label.npz", far_label, "sequences", "distinct labels, the largest 999999"),
+    Hostile(
+        "huge-label.npz",
+        huge_label,
+        "sequences",
+        "distinct labels, the largest 4611686018427387904",
+        memory=True,
+    ),
+    Hostile(
+        "far-label.npz", far_label, "sequences", "distinct labels, the largest 999999"
+    ),
     Hostile("lying-header.npz", lying_header, "sequences", "header says", memory=True),
     Hostile("zip-bomb.npz", zip_bomb, "sequences", "refused as a zip bomb", memory=True),
     Hostile("no-steps.npz", no_steps, "sequences", "hold no values"),
-    Hostile("overflowing.npz", overflowing, "sequences", "beyond what float32 training handles"),
+    Hostile(
+        "overflowing.npz",
+        overflowing,
+        "sequences",
+        "beyond what float32 training handles",
+    ),
     Hostile("nan.npz", nan_values, "sequences", "holds NaN or infinite values"),
     Hostile("text.npz", text_named_npz, "sequences", "not an .npz file"),
     Hostile("folder.npz", folder_named_npz, "sequences", "is a folder"),
     Hostile("pipe.npz", pipe_named_npz, "sequences", "not a regular file"),
     Hostile("word-id.npz", word_id_2_40, "text", "word ids must lie in 0..999999"),
-    Hostile("empty-texts.csv", empty_texts, "text", "every text in column 'text' is empty"),
+    Hostile(
+        "empty-texts.csv", empty_texts, "text", "every text in column 'text' is empty"
+    ),
     Hostile("nul.csv", nul_byte, "text", "NUL bytes"),
     Hostile("negative-label.csv", negative_label, "text", "class ids must be 0, 1, 2"),
-    Hostile("duplicate-column.csv", duplicate_column, "text", "names the column 'label' twice"),
+    Hostile(
+        "duplicate-column.csv",
+        duplicate_column,
+        "text",
+        "names the column 'label' twice",
+    ),
     Hostile("latin1.csv", not_utf8, "text", "not UTF-8"),
     Hostile("semicolons.csv", semicolons, "text", "semicolon as delimiter"),
-    Hostile("ragged.csv", ragged_sequences, "sequences", "every sequence needs the same number of time steps"),
+    Hostile(
+        "ragged.csv",
+        ragged_sequences,
+        "sequences",
+        "every sequence needs the same number of time steps",
+    ),
     Hostile("empty-class", empty_class, "text", "no .txt files"),
-    Hostile("text-target.csv", text_target, "sequences", "the --target column 'when' holds text", ("--target", "when")),
-    Hostile("window.csv", text_target, "sequences", "too few for --window 100", ("--target", "value", "--window", "100")),
-    Hostile("fashion-header", fashion_huge_header, "sequences", "far beyond Fashion-MNIST", ("--dataset", "fashion_mnist"), True, "--data-dir"),
+    Hostile(
+        "text-target.csv",
+        text_target,
+        "sequences",
+        "the --target column 'when' holds text",
+        ("--target", "when"),
+    ),
+    Hostile(
+        "window.csv",
+        text_target,
+        "sequences",
+        "too few for --window 100",
+        ("--target", "value", "--window", "100"),
+    ),
+    Hostile(
+        "fashion-header",
+        fashion_huge_header,
+        "sequences",
+        "far beyond Fashion-MNIST",
+        ("--dataset", "fashion_mnist"),
+        True,
+        "--data-dir",
+    ),
     Hostile("huge.png", huge_png, "predict", "30000x30000 pixels", memory=True),
     Hostile("not.png", not_png, "predict", "not a PNG image"),
     Hostile("nan.npy", nan_array, "predict", "holds NaN or infinite values"),

@@ -38,7 +38,9 @@ def sentences(count, seed=0):
     labels = rng.integers(0, len(names), count)
     texts = []
     for label in labels:
-        words = list(rng.choice(FILLER, 6)) + list(rng.choice(WORDS[names[label]].split(), 2))
+        words = list(rng.choice(FILLER, 6)) + list(
+            rng.choice(WORDS[names[label]].split(), 2)
+        )
         rng.shuffle(words)
         texts.append(" ".join(words).capitalize() + "!")
     return texts, [names[i] for i in labels]
@@ -54,7 +56,9 @@ def write_sequences_npz(path, train=600, test=100, with_test=True, **overrides):
     return arrays
 
 
-def write_sentences_csv(path, count=900, text_column="text", label_column="label", seed=0):
+def write_sentences_csv(
+    path, count=900, text_column="text", label_column="label", seed=0
+):
     texts, labels = sentences(count, seed)
     with open(path, "w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
@@ -68,7 +72,10 @@ def main():
     x, y = separable_sequences(8, seed=7)
     np.save("new_sequences.npy", x)
     write_sentences_csv("my_sentences.csv")
-    print("wrote my_sequences.npz, my_sentences.csv and new_sequences.npy, whose classes are", *y)
+    print(
+        "wrote my_sequences.npz, my_sentences.csv and new_sequences.npy, whose classes are",
+        *y,
+    )
 
 
 if __name__ == "__main__":

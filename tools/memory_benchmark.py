@@ -34,9 +34,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = ("good bad fine awful great poor nice dull fun sad film plot actor scene story "
          "music ending twist cast script").split()  # fmt: skip
-TEXT_FLAGS = ["--units", "8", "--embedding-size", "16", "--max-length", "64", "--vocab-size", "2000"]
+TEXT_FLAGS = [
+    "--units",
+    "8",
+    "--embedding-size",
+    "16",
+    "--max-length",
+    "64",
+    "--vocab-size",
+    "2000",
+]
 SERIES_FLAGS = ["--units", "8", "--target", "a", "--window", "32", "--horizon", "1"]
-MEMORY_EPOCHS, SPEED_EPOCHS = 1, 3  # speed: the median epoch of 3 leaves out the traced first
+MEMORY_EPOCHS, SPEED_EPOCHS = (
+    1,
+    3,
+)  # speed: the median epoch of 3 leaves out the traced first
 
 
 def texts(count, seed):
@@ -71,7 +83,9 @@ def write_ids(path, count):
     import keras
 
     reviews, labels = texts(count, 1)
-    vectorizer = keras.layers.TextVectorization(max_tokens=2000, output_sequence_length=64)
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=2000, output_sequence_length=64
+    )
     vectorizer.adapt(np.array(reviews, dtype=object))
     ids = np.asarray(vectorizer(np.array(reviews, dtype=object)), np.int32)
     np.savez(path, x=ids, y=np.array(labels))
@@ -80,7 +94,14 @@ def write_ids(path, count):
 def write_series(path, count):
     rng = np.random.default_rng(1)
     t = np.arange(count)
-    columns = np.stack([np.sin(t / 20) + rng.normal(0, 0.1, count), np.cos(t / 30), rng.normal(0, 1, count)], axis=1)
+    columns = np.stack(
+        [
+            np.sin(t / 20) + rng.normal(0, 0.1, count),
+            np.cos(t / 30),
+            rng.normal(0, 1, count),
+        ],
+        axis=1,
+    )
     with open(path, "w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(["a", "b", "c"])
@@ -98,24 +119,48 @@ SOURCES = {
 def run(script, data, flags, folder):
     """(peak resident MiB, training samples/s, wall seconds) of one run."""
     out = Path(tempfile.mkdtemp(dir=folder))
-    command = [sys.executable, str(ROOT / script), "--data", str(data), *flags, "--output-dir", str(out / "run")]
+    command = [
+        sys.executable,
+        str(ROOT / script),
+        "--data",
+        str(data),
+        *flags,
+        "--output-dir",
+        str(out / "run"),
+    ]
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if status != 0:
-        raise SystemExit(f"{' '.join(command)} failed: {process.stderr.read().decode()[-500:]}")
+        raise SystemExit(
+            f"{' '.join(command)} failed: {process.stderr.read().decode()[-500:]}"
+        )
     metrics = json.loads((out / "run" / "metrics.json").read_text())
     return usage.ru_maxrss / 1024, metrics["train_samples_per_second"], seconds
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=20000, help="examples at 1x (series: 5 rows each)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rows", type=int, default=20000, help="examples at 1x (series: 5 rows each)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sources", default="csv,folder,series", help="comma-separated: csv, folder, series")
+    parser.add_argument(
+        "--sources",
+        default="csv,folder,series",
+        help="comma-separated: csv, folder, series",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
-    parser.add_argument("--speed-only", action="store_true", help="only csv's samples/s against ids' (no memory runs)")
+    parser.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="only csv's samples/s against ids' (no memory runs)",
+    )
     args = parser.parse_args(argv)
     sources = args.sources.split(",")
     folder = Path(tempfile.mkdtemp(prefix="memory-benchmark-"))
@@ -127,9 +172,19 @@ def main(argv=None):
             data = folder / f"{scale}x-{name}"
             write(data, rows)
             if source != "ids" and not args.speed_only:
-                variants[f"{source} {scale}x"] = (script, data, ["--epochs", str(MEMORY_EPOCHS), *flags], rows)
+                variants[f"{source} {scale}x"] = (
+                    script,
+                    data,
+                    ["--epochs", str(MEMORY_EPOCHS), *flags],
+                    rows,
+                )
             if source in ("csv", "ids") and scale == 1:
-                variants[f"{source} speed"] = (script, data, ["--epochs", str(SPEED_EPOCHS), *flags], rows)
+                variants[f"{source} speed"] = (
+                    script,
+                    data,
+                    ["--epochs", str(SPEED_EPOCHS), *flags],
+                    rows,
+                )
     started, figures = time.perf_counter(), {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, (script, data, flags, _) in variants.items():
@@ -138,21 +193,38 @@ def main(argv=None):
 
 
 def report(figures, variants, sources, args, seconds):
-    print(f"peak resident MiB, training samples/s and the run's wall seconds, median [min-max] of {args.rounds} rounds")
+    print(
+        f"peak resident MiB, training samples/s and the run's wall seconds, median [min-max] of {args.rounds} rounds"
+    )
     result = {}
     for name, runs in figures.items():
         memory, speed, wall = ([run_[i] for run_ in runs] for i in range(3))
-        result[name] = {"rows": variants[name][3], "peak_mib": memory, "samples_per_second": speed, "seconds": wall}
+        result[name] = {
+            "rows": variants[name][3],
+            "peak_mib": memory,
+            "samples_per_second": speed,
+            "seconds": wall,
+        }
         print(f"  {name:10} {variants[name][3]:>9,} rows  {statistics.median(memory):7.0f} MiB "
               f"[{min(memory):.0f}-{max(memory):.0f}]  {statistics.median(speed):7.0f}/s [{min(speed):.0f}-{max(speed):.0f}]  "
               f"{statistics.median(wall):5.0f} s")  # fmt: skip
     for source in sources if not args.speed_only else ():
-        ratios = [ten[0] / one[0] for one, ten in zip(figures[f"{source} 1x"], figures[f"{source} 10x"])]
-        print(f"  {source}: 10x the data costs {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] the memory")
+        ratios = [
+            ten[0] / one[0]
+            for one, ten in zip(figures[f"{source} 1x"], figures[f"{source} 10x"])
+        ]
+        print(
+            f"  {source}: 10x the data costs {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] the memory"
+        )
         result[f"{source} memory 10x / 1x"] = ratios
     if "csv" in sources:
-        ratios = [csv_[1] / ids[1] for csv_, ids in zip(figures["csv speed"], figures["ids speed"])]
-        print(f"  csv read from disk / ids in memory, samples/s: {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]")
+        ratios = [
+            csv_[1] / ids[1]
+            for csv_, ids in zip(figures["csv speed"], figures["ids speed"])
+        ]
+        print(
+            f"  csv read from disk / ids in memory, samples/s: {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+        )
         result["csv / ids samples per second"] = ratios
     print(f"wall time {seconds:.0f} s")
     if args.json:

@@ -231,12 +231,27 @@ MUTANTS = [
 
 
 def copy_project(folder):
-    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "__pycache__", "*.egg-info", "build", ".hypothesis", ".pytest_cache"))
+    shutil.copytree(
+        ROOT,
+        folder,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "runs",
+            "__pycache__",
+            "*.egg-info",
+            "build",
+            ".hypothesis",
+            ".pytest_cache",
+        ),
+    )
 
 
 def pytest(folder, tests, stop_early=True):
     command = f"{sys.executable} -m pytest -q -p no:warnings -p no:cacheprovider {'-x ' if stop_early else ''}{tests}"
-    return subprocess.run(command, shell=True, cwd=folder, capture_output=True, text=True)
+    return subprocess.run(
+        command, shell=True, cwd=folder, capture_output=True, text=True
+    )
 
 
 def baseline_selection(mutants):
@@ -249,7 +264,11 @@ def baseline_selection(mutants):
         expressions.append(expression.strip("'") if expression else "")
     if "" in expressions:  # a mutant that selects whole files: run the files whole
         return " ".join(sorted(files))
-    return " ".join(sorted(files)) + " -k " + shlex.quote(" or ".join(f"({e})" for e in expressions))
+    return (
+        " ".join(sorted(files))
+        + " -k "
+        + shlex.quote(" or ".join(f"({e})" for e in expressions))
+    )
 
 
 def stale(mutants, folder):
@@ -273,17 +292,28 @@ def main():
         outdated = stale([m for _, m in chosen], folder)
         if outdated:
             for mutant in outdated:
-                print(f"the tool is out of date: {mutant.what!r}: its text is not found once in {mutant.file}")
+                print(
+                    f"the tool is out of date: {mutant.what!r}: its text is not found once in {mutant.file}"
+                )
             return 2
-        baseline = pytest(folder, f"-n auto --dist loadfile {baseline_selection([m for _, m in chosen])}", stop_early=False)
+        baseline = pytest(
+            folder,
+            f"-n auto --dist loadfile {baseline_selection([m for _, m in chosen])}",
+            stop_early=False,
+        )
         if baseline.returncode != 0:
-            print("the selected tests fail without any mutant; fix them first:\n" + baseline.stdout[-3000:])
+            print(
+                "the selected tests fail without any mutant; fix them first:\n"
+                + baseline.stdout[-3000:]
+            )
             return 2
         survivors = []
         for number, mutant in chosen:
             print(check(number, mutant, folder, survivors), flush=True)
     minutes = (time.perf_counter() - started) / 60
-    print(f"{len(chosen) - len(survivors)} of {len(chosen)} mutants killed in {minutes:.0f} minutes")
+    print(
+        f"{len(chosen) - len(survivors)} of {len(chosen)} mutants killed in {minutes:.0f} minutes"
+    )
     return 1 if survivors else 0
 
 
@@ -296,7 +326,9 @@ def check(number, mutant, folder, survivors):
     finally:
         path.write_text(source)
     # pytest: 1 = a test failed (the mutant was noticed); 5 = no test was selected
-    verdict = {0: "SURVIVED", 1: "killed"}.get(done.returncode, f"ERROR (pytest exit {done.returncode})")
+    verdict = {0: "SURVIVED", 1: "killed"}.get(
+        done.returncode, f"ERROR (pytest exit {done.returncode})"
+    )
     if verdict != "killed":
         survivors.append(mutant)
     return f"{number:2} {verdict:8} {mutant.what}  [{mutant.tests}]"

@@ -37,7 +37,9 @@ def check_file(path):
     if stat.S_ISDIR(mode):
         raise DataError(f"{path}: is a folder, not a file")
     if not stat.S_ISREG(mode):
-        raise DataError(f"{path}: is not a regular file (a pipe or a device?); save the data to a file")
+        raise DataError(
+            f"{path}: is not a regular file (a pipe or a device?); save the data to a file"
+        )
 
 
 def read_npz_arrays(path, names, optional=()):
@@ -45,13 +47,19 @@ def read_npz_arrays(path, names, optional=()):
     check_file(path)
     with open(path, "rb") as stream:
         if stream.read(4) != ZIP_MAGIC:
-            raise DataError(f"{path}: not an .npz file (an .npz is a zip archive of .npy arrays)")
+            raise DataError(
+                f"{path}: not an .npz file (an .npz is a zip archive of .npy arrays)"
+            )
     try:
         with zipfile.ZipFile(path) as archive:
-            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            members = {
+                info.filename.removesuffix(".npy"): info for info in archive.infolist()
+            }
             missing = [n for n in names if n not in members]
             if missing:
-                raise DataError(f"{path}: missing arrays {missing}; expected {list(names)}")
+                raise DataError(
+                    f"{path}: missing arrays {missing}; expected {list(names)}"
+                )
             wanted = [n for n in (*names, *optional) if n in members]
             sizes = [member_bytes(archive, members[n], path) for n in wanted]
             if sum(sizes) > memory_limit():
@@ -62,7 +70,11 @@ def read_npz_arrays(path, names, optional=()):
         with np.load(path, allow_pickle=False) as archive:
             return {n: archive[n] for n in wanted}
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, MemoryError) as error:
-        raise DataError(f"{path}: not a readable .npz of plain arrays ({type(error).__name__}: {error})"[:300]) from None
+        raise DataError(
+            f"{path}: not a readable .npz of plain arrays ({type(error).__name__}: {error})"[
+                :300
+            ]
+        ) from None
 
 
 def member_bytes(archive, info, path):
@@ -72,11 +84,17 @@ def member_bytes(archive, info, path):
         try:
             shape, dtype = array_header(member)
         except ValueError as error:
-            raise DataError(f"{path}: {name} is not a .npy array ({error})"[:300]) from None
+            raise DataError(
+                f"{path}: {name} is not a .npy array ({error})"[:300]
+            ) from None
         header = member.tell()
     if dtype.hasobject:
-        raise DataError(f"{path}: {name} is an object array (a pickle); save plain arrays")
-    if info.file_size > BOMB_BYTES and info.file_size > BOMB_RATIO * max(1, info.compress_size):
+        raise DataError(
+            f"{path}: {name} is an object array (a pickle); save plain arrays"
+        )
+    if info.file_size > BOMB_BYTES and info.file_size > BOMB_RATIO * max(
+        1, info.compress_size
+    ):
         raise DataError(
             f"{path}: {name} inflates {info.file_size // max(1, info.compress_size)}-fold to "
             f"{info.file_size / 2**30:.1f} GiB; refused as a zip bomb"
@@ -94,9 +112,13 @@ def array_header(stream):
     """(shape, dtype) from an .npy header, without reading the array."""
     version = np.lib.format.read_magic(stream)
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(stream, max_header_size=10000)
+        shape, _, dtype = np.lib.format.read_array_header_1_0(
+            stream, max_header_size=10000
+        )
     else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(stream, max_header_size=10000)
+        shape, _, dtype = np.lib.format.read_array_header_2_0(
+            stream, max_header_size=10000
+        )
     return shape, dtype
 
 
@@ -110,7 +132,11 @@ def read_npy(path):
         if dtype.hasobject:
             raise DataError(f"{path}: an object array (a pickle); save plain numbers")
         if math.prod(shape) * dtype.itemsize != os.path.getsize(path) - header:
-            raise DataError(f"{path}: its header says {shape} {dtype}, but the file is another size")
+            raise DataError(
+                f"{path}: its header says {shape} {dtype}, but the file is another size"
+            )
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
-        raise DataError(f"{path}: not a readable .npy of plain numbers ({error})"[:300]) from None
+        raise DataError(
+            f"{path}: not a readable .npy of plain numbers ({error})"[:300]
+        ) from None

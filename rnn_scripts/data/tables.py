@@ -40,7 +40,9 @@ class Table:
 
     @property
     def delimiter_name(self):
-        return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}.get(self.delimiter, repr(self.delimiter))
+        return {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}.get(
+            self.delimiter, repr(self.delimiter)
+        )
 
     def column(self, name, flag):
         """The index of a named column; one line listing the columns if it is missing."""
@@ -76,9 +78,13 @@ class Table:
                     if fields:  # a blank line
                         yield start, position[0], fields, reader.line_num
             except UnicodeDecodeError as error:
-                raise DataError(f"{self.path}: not UTF-8 text (line {reader.line_num + 1}: {error.reason})") from None
+                raise DataError(
+                    f"{self.path}: not UTF-8 text (line {reader.line_num + 1}: {error.reason})"
+                ) from None
             except csv.Error as error:
-                raise DataError(f"{self.path}: line {reader.line_num}: {first_line(error)}") from None
+                raise DataError(
+                    f"{self.path}: line {reader.line_num}: {first_line(error)}"
+                ) from None
 
     def check_width(self, fields, line, width):
         if len(fields) != width:
@@ -94,7 +100,9 @@ def open_table(path, delimiter=None):
     with open(path, "rb") as stream:
         sample = stream.read(SNIFF_BYTES)
     sample = sample.removeprefix(codecs.BOM_UTF8)
-    text = sample.decode("utf-8", errors="ignore")  # the sample may end inside a character
+    text = sample.decode(
+        "utf-8", errors="ignore"
+    )  # the sample may end inside a character
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     if "\0" in text:
@@ -114,7 +122,9 @@ def sniff_delimiter(path, text):
     if path.suffix.lower() == ".tsv":
         return "\t"
     try:
-        return csv.Sniffer().sniff("\n".join(text.splitlines()[:20]), DELIMITERS).delimiter
+        return (
+            csv.Sniffer().sniff("\n".join(text.splitlines()[:20]), DELIMITERS).delimiter
+        )
     except csv.Error:
         return ","
 
@@ -151,7 +161,9 @@ def text_part(table, text_column, label_column):
         table.check_width(fields, line, len(table.header))
         label = fields[label_index].strip()
         if not label:
-            raise DataError(f"{table.path}: line {line} has no label (column {label_column!r})")
+            raise DataError(
+                f"{table.path}: line {line} has no label (column {label_column!r})"
+            )
         labels.append(seen.setdefault(label, label))
         spans.extend((start, end))
         any_text = any_text or bool(fields[text_index].strip())
@@ -160,7 +172,12 @@ def text_part(table, text_column, label_column):
         raise DataError(f"{table.path}: no rows below the header")
     if not any_text:
         raise DataError(f"{table.path}: every text in column {text_column!r} is empty")
-    rows = CsvRecords(table.path, np.frombuffer(spans, np.int64).reshape(-1, 2), text_index, table.delimiter)
+    rows = CsvRecords(
+        table.path,
+        np.frombuffer(spans, np.int64).reshape(-1, 2),
+        text_index,
+        table.delimiter,
+    )
     return Part(rows, label_array(labels, where), "texts", where)
 
 
@@ -169,7 +186,9 @@ def number(text, table, line, column):
         value = float(text)
     except ValueError:
         name = table.header[column] if table.header else f"{column + 1}"
-        raise DataError(f"{table.path}: line {line}, column {name!r}: {text.strip()!r} is not a number") from None
+        raise DataError(
+            f"{table.path}: line {line}, column {name!r}: {text.strip()!r} is not a number"
+        ) from None
     return value
 
 
@@ -181,13 +200,19 @@ def wide_part(table, label_column):
         width = width or len(fields)
         table.check_width(fields, line, width)
         labels.append(fields[label_index].strip())
-        values.extend(number(f, table, line, i) for i, f in enumerate(fields) if i != label_index)
+        values.extend(
+            number(f, table, line, i) for i, f in enumerate(fields) if i != label_index
+        )
     if not labels:
         raise DataError(f"{table.path}: no rows of numbers")
     if width < 2:
         raise DataError(f"{table.path}: each row needs a label and at least one value")
     x = np.frombuffer(values, np.float64).reshape(len(labels), width - 1, 1)
-    where = f"{table.path} (column {label_column!r})" if table.header else f"{table.path} (first column)"
+    where = (
+        f"{table.path} (column {label_column!r})"
+        if table.header
+        else f"{table.path} (first column)"
+    )
     check_representable(x, str(table.path))
     return Part(x.astype(np.float32), label_array(labels, where), "sequences", where)
 
@@ -198,18 +223,24 @@ def long_part(table, config):
     label_index = table.column(config.label_column, "--label-column")
     features = [i for i in range(len(table.header)) if i not in (id_index, label_index)]
     if not features:
-        raise DataError(f"{table.path}: no feature columns beside {config.sequence_column!r} and {config.label_column!r}")
+        raise DataError(
+            f"{table.path}: no feature columns beside {config.sequence_column!r} and {config.label_column!r}"
+        )
     sequences = {}
     for _, _, fields, line in table.records():
         table.check_width(fields, line, len(table.header))
         key, label = fields[id_index], fields[label_index].strip()
         steps = sequences.setdefault(key, (label, array.array("d"), line))
         if steps[0] != label:
-            raise DataError(f"{table.path}: line {line}: sequence {key!r} has the labels {steps[0]!r} and {label!r}")
+            raise DataError(
+                f"{table.path}: line {line}: sequence {key!r} has the labels {steps[0]!r} and {label!r}"
+            )
         steps[1].extend(number(fields[i], table, line, i) for i in features)
     if not sequences:
         raise DataError(f"{table.path}: no rows below the header")
-    lengths = {key: len(values) // len(features) for key, (_, values, _) in sequences.items()}
+    lengths = {
+        key: len(values) // len(features) for key, (_, values, _) in sequences.items()
+    }
     first, length = next(iter(lengths.items()))
     for key, other in lengths.items():
         if other != length:
@@ -217,7 +248,9 @@ def long_part(table, config):
                 f"{table.path}: sequence {key!r} has {other} rows, {first!r} {length}: every "
                 "sequence needs the same number of time steps"
             )
-    x = np.stack([np.frombuffer(values, np.float64) for _, values, _ in sequences.values()])
+    x = np.stack(
+        [np.frombuffer(values, np.float64) for _, values, _ in sequences.values()]
+    )
     x = x.reshape(len(sequences), length, len(features))
     check_representable(x, str(table.path))
     where = f"{table.path} (column {config.label_column!r})"

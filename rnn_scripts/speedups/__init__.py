@@ -42,7 +42,9 @@ def install(config):
             problem = checked(module)
         report[module.NAME] = "active" if problem is None else f"off: {problem}"
         if problem is not None:
-            say(f"note: the {module.NAME} speed-up is off ({problem}); training runs Keras' own code")
+            say(
+                f"note: the {module.NAME} speed-up is off ({problem}); training runs Keras' own code"
+            )
     return report
 
 
@@ -84,7 +86,9 @@ def version(text):
 def would_be_active(backend):
     """Whether the speed-ups of `backend` would be in the versions they were tested with
     in this environment (read without importing the backend)."""
-    return all(untested_version(m.TESTED) is None for m in modules() if m.BACKEND == backend)
+    return all(
+        untested_version(m.TESTED) is None for m in modules() if m.BACKEND == backend
+    )
 
 
 def uninstall():

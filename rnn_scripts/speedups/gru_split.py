@@ -51,15 +51,24 @@ def self_check():
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 4)).astype(np.float32)
-    layer = keras.layers.GRU(3, return_sequences=True, dtype="float32")  # whatever the global policy
+    layer = keras.layers.GRU(
+        3, return_sequences=True, dtype="float32"
+    )  # whatever the global policy
     layer.build(x.shape)
-    layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.5 for w in layer.get_weights()])
+    layer.set_weights(
+        [
+            rng.standard_normal(w.shape).astype(np.float32) * 0.5
+            for w in layer.get_weights()
+        ]
+    )
 
     def step():
         with tf.GradientTape() as tape:
             y = layer(x)
             loss = tf.reduce_sum(y * y)
-        return [y.numpy()] + [g.numpy() for g in tape.gradient(loss, layer.trainable_variables)]
+        return [y.numpy()] + [
+            g.numpy() for g in tape.gradient(loss, layer.trainable_variables)
+        ]
 
     split = step()
     patched, GRUCell.call = GRUCell.call, _original[0]
@@ -68,7 +77,11 @@ def self_check():
     finally:
         GRUCell.call = patched
     worst = max(float(np.abs(a - b).max()) for a, b in zip(split, own))
-    return None if worst <= 1e-6 else f"its outputs or gradients differ from Keras' by {worst:.2g}"
+    return (
+        None
+        if worst <= 1e-6
+        else f"its outputs or gradients differ from Keras' by {worst:.2g}"
+    )
 
 
 def _split_call(original):
@@ -85,7 +98,9 @@ def _split_call(original):
         )
         if training and 0.0 < self.dropout < 1.0:
             inputs = inputs * self.get_dropout_mask(inputs)
-        x_z, x_r, x_h = ops.split(ops.add(ops.matmul(inputs, self.kernel), input_bias), 3, axis=-1)
+        x_z, x_r, x_h = ops.split(
+            ops.add(ops.matmul(inputs, self.kernel), input_bias), 3, axis=-1
+        )
         inner = ops.matmul(h_tm1, self.recurrent_kernel) + recurrent_bias
         recurrent_z, recurrent_r, recurrent_h = ops.split(inner, 3, axis=-1)
         z = self.recurrent_activation(x_z + recurrent_z)

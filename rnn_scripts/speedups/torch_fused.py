@@ -70,7 +70,9 @@ def self_check():
     checks = {
         "LSTM": lambda: layers.LSTM(3, return_sequences=True, dtype="float32"),
         "GRU": lambda: layers.GRU(3, return_sequences=True, dtype="float32"),
-        "SimpleRNN": lambda: layers.SimpleRNN(3, activation="relu", return_sequences=True, dtype="float32"),
+        "SimpleRNN": lambda: layers.SimpleRNN(
+            3, activation="relu", return_sequences=True, dtype="float32"
+        ),
     }
     for name, make in checks.items():
         fused = _layer_step(make)
@@ -90,9 +92,16 @@ def _layer_step(make):
     x = rng.standard_normal((2, 4, 3)).astype(np.float32)
     layer = make()
     layer.build(x.shape)
-    layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.5 for w in layer.get_weights()])
+    layer.set_weights(
+        [
+            rng.standard_normal(w.shape).astype(np.float32) * 0.5
+            for w in layer.get_weights()
+        ]
+    )
     y = layer(torch.from_numpy(x))
-    gradients = torch.autograd.grad((y * y).sum(), [v.value for v in layer.trainable_variables])
+    gradients = torch.autograd.grad(
+        (y * y).sum(), [v.value for v in layer.trainable_variables]
+    )
     return [y.detach().numpy()] + [g.numpy() for g in gradients]
 
 
@@ -189,7 +198,10 @@ def _simple_rnn_loop(original):
         from keras.src.backend.torch.core import convert_to_tensor
 
         cell, inputs = self.cell, convert_to_tensor(sequences)
-        kernel = {activations.relu: torch._VF.rnn_relu, activations.tanh: torch._VF.rnn_tanh}.get(cell.activation)
+        kernel = {
+            activations.relu: torch._VF.rnn_relu,
+            activations.tanh: torch._VF.rnn_tanh,
+        }.get(cell.activation)
         if (
             kernel is None
             or mask is not None
@@ -202,16 +214,35 @@ def _simple_rnn_loop(original):
             or _compiling(torch)
         ):
             return original(self, sequences, initial_state, mask, training)
-        state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+        state = (
+            initial_state[0]
+            if isinstance(initial_state, (list, tuple))
+            else initial_state
+        )
         if self.go_backwards:
-            inputs = torch.flip(inputs, dims=[1])  # outputs stay in this order, as Keras'
-        weights = [convert_to_tensor(v) for v in (cell.kernel, cell.recurrent_kernel, cell.bias)]
+            inputs = torch.flip(
+                inputs, dims=[1]
+            )  # outputs stay in this order, as Keras'
+        weights = [
+            convert_to_tensor(v) for v in (cell.kernel, cell.recurrent_kernel, cell.bias)
+        ]
         params = [weights[0].T, weights[1].T, weights[2], torch.zeros_like(weights[2])]
         outputs, last_state = kernel(
-            inputs, convert_to_tensor(state).unsqueeze(0), params,
-            True, 1, 0.0, torch.is_grad_enabled(), False, True,
+            inputs,
+            convert_to_tensor(state).unsqueeze(0),
+            params,
+            True,
+            1,
+            0.0,
+            torch.is_grad_enabled(),
+            False,
+            True,
         )  # biases, layers, dropout, training, bidirectional, batch_first; fmt: skip
         last = outputs[:, -1]
-        return last, outputs if self.return_sequences else last.unsqueeze(1), [last_state[0]]
+        return (
+            last,
+            outputs if self.return_sequences else last.unsqueeze(1),
+            [last_state[0]],
+        )
 
     return inner_loop
