@@ -21,7 +21,7 @@ DATASETS = {"sequences": ("mnist", "fashion_mnist", "mnist-sample"), "text": ("i
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "cosine", "plateau")
 EXPORT_FORMATS = ("saved_model", "onnx")
-SMOKE_LIMIT = 2000
+SMOKE_LIMIT = 300
 STEPS_PER_EXECUTION = 16  # measured faster on the CPU (docs/performance.md)
 SINGLE_THREAD_MAX_CORES = 2  # one thread per TensorFlow op measured faster up to here
 # Flags that may differ when an unfinished run continues: they change neither the data, the
@@ -272,7 +272,12 @@ def add_data_flags(parser, reads):
     add(
         "--limit", type=positive_int, help="only the first N training, N/6 test examples"
     )
-    add("--smoke", action="store_true", help=f"one epoch on {SMOKE_LIMIT} examples")
+    add(
+        "--smoke",
+        action="store_true",
+        help=f"one epoch on {SMOKE_LIMIT} examples (the shipped sample or generated "
+        "data unless --data), written to a temporary folder unless --output-dir",
+    )
     add(
         "--allow-data-change",
         action="store_true",
@@ -378,7 +383,7 @@ def parse_arguments(prog, description, contract, script, argv):
         check_combinations(namespace)
     except UsageError as error:
         parser.error(str(error))
-    return resolve(Config(vars(namespace))), explicit
+    return resolve(Config(vars(namespace)), explicit), explicit
 
 
 def given_names(parser, argv):
@@ -449,7 +454,7 @@ def one_step_only(args):
     return args.backend == "torch" or (args.backend == "tensorflow" and distributed)
 
 
-def resolve(config):
+def resolve(config, explicit=()):
     """Fill the defaults that follow from other arguments."""
     changes = {"export": sorted(set(config.export or ()))}
     if config.steps_per_execution is None:
@@ -458,6 +463,11 @@ def resolve(config):
         )
     if config.smoke:
         changes.update(epochs=1, limit=config.limit or SMOKE_LIMIT)
+        chosen = config.data or config.data_dir or config.synthetic or "dataset" in explicit
+        if not chosen and config.dataset == "imdb":  # offline and at once:
+            changes["synthetic"] = True  # generated reviews,
+        elif not chosen:
+            changes["dataset"] = "mnist-sample"  # or the shipped digits
     return config.replace(**changes)
 
 

@@ -9,7 +9,9 @@ and environment, and puts them back when it returns or raises. Keras is imported
 the arguments are parsed, so --help and argument errors answer without loading a backend.
 """
 
+import shutil
 import sys
+import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,57 +89,34 @@ def run(
     """
     hooks = Hooks(loss, metrics, optimizer, callbacks, class_weight)
     as_script = run_as_a_script(build_model)
-    script = (
-        Path(sys.argv[0]).name
-        if as_script
-        else f"{getattr(build_model, '__module__', 'run')}.py"
-    )
+    module = getattr(build_model, "__module__", None) or "run"
+    script = Path(sys.argv[0]).name if as_script else f"{module}.py"
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    defaults = cli.ScriptDefaults(
-        epochs, optimizer is not None, class_weight is not None
-    )
+    defaults = cli.ScriptDefaults(epochs, optimizer is not None, class_weight is not None)
     with Interrupts.installed(), environment.restored():
-        code = guarded(
-            build_model, reads, description, hooks, defaults, script, argv, as_script
-        )
-    if code == 0 and as_script:
-        exit_now(0)  # skip Python's teardown (about 1 s freeing TensorFlow's objects)
+        guarded(build_model, reads, description, hooks, defaults, script, argv, as_script)
 
 
 def run_as_a_script(build_model):
-    """Whether the program is the script that defined build_model (not a notebook or a
-    test calling run(), which must get control back)."""
+    """Whether build_model belongs to the program being run as a file (a script, under
+    whatever name its author gave it), not to a notebook or a module that calls run()."""
     main = sys.modules["__main__"]
-    return (
-        hasattr(main, "__file__") and getattr(main, "build_model", None) is build_model
-    )
+    return getattr(build_model, "__module__", None) == "__main__" and hasattr(main, "__file__")
 
 
 def guarded(build_model, reads, description, hooks, defaults, script, argv, as_script):
     """start(), with every failure a user can cause turned into one line and an exit code."""
     state = {"run_dir": None, "cluster": Cluster(), "config": None}
+    message = None
     try:
-        start(
-            build_model,
-            reads,
-            description,
-            hooks,
-            defaults,
-            script,
-            argv,
-            as_script,
-            state,
-        )
-        return 0
+        start(build_model, reads, description, hooks, defaults, script, argv, as_script, state)
     except TrainingStopped as stop:
         message, code = f"{stop}; {hint(state, script, stop)}", stop.exit_code
     except UserError as error:
         message, code = f"error: {error}", error.exit_code
     except OSError as error:
-        message, code = (
-            f"error: {describe_os_error(error)}; {hint(state, script)}",
-            EXIT_FAILED,
-        )
+        message = f"error: {describe_os_error(error)}; {hint(state, script)}"
+        code = EXIT_FAILED
     except Exception as error:
         if Interrupts.pending:  # a library failed while a signal was stopping the run
             stop = TrainingStopped(*Interrupts.MEANING[Interrupts.pending])
@@ -148,17 +127,19 @@ def guarded(build_model, reads, description, hooks, defaults, script, argv, as_s
                 raise
             if message is None:  # a traceback, but no wait for the others at exit
                 traceback.print_exc()
-                message = (
-                    "error: this process failed (above); the other processes stop too"
-                )
+                message = "error: this process failed (above); the other processes stop too"
     finally:
-        if state["run_dir"] is not None:
-            state[
-                "run_dir"
-            ].abandon()  # the lock goes; a start that trained nothing leaves nothing
+        if state["run_dir"] is not None:  # the lock goes; a refused start leaves nothing
+            state["run_dir"].abandon()
         state["cluster"].release()
+        if "temporary" in state:
+            shutil.rmtree(state["temporary"], ignore_errors=True)
     # With several processes, exit at once: JAX's exit handler would wait for the others.
-    fail(message, code, hard=state["cluster"].count > 1)
+    hard = state["cluster"].count > 1
+    if message is not None:
+        fail(message, code, hard=hard)
+    if hard:
+        exit_now(0)
 
 
 def start(
@@ -223,12 +204,15 @@ def claim_run_dir(config, explicit, script, argv, state):
     if config.resume is not None:
         RunDir(config.resume).saved_arguments()  # one line if there is no run to resume
         config = config.replace(output_dir=config.resume)
-    run_dir = (
-        RunDir(config.output_dir) if config.output_dir else RunDir.new(Path(script).stem)
-    )
-    run_dir.created |= state[
-        "cluster"
-    ].created_folder  # made by joining the other processes
+    if config.output_dir:
+        run_dir = RunDir(config.output_dir)
+    elif config.smoke:  # a check, not a run to keep: gone when run() returns
+        state["temporary"] = Path(tempfile.mkdtemp(prefix="rnn-scripts-smoke-"))
+        run_dir = RunDir.new(Path(script).stem, parent=state["temporary"])
+        run_dir.temporary = True
+    else:
+        run_dir = RunDir.new(Path(script).stem)
+    run_dir.created |= state["cluster"].created_folder  # made by joining the processes
     state["run_dir"] = run_dir
     config = config.replace(output_dir=run_dir.path)
     run_dir.claim(config.overwrite, script_command(argv), script)

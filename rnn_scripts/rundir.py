@@ -42,7 +42,8 @@ class DamagedState(Exception):
 class RunDir:
     def __init__(self, path, writer=True):
         self.path, self.writer = Path(path), writer
-        self._lock, self.created, self.written = None, False, set()
+        self._lock, self.created, self.written, self.made = None, False, set(), []
+        self.temporary = False  # a --smoke run's folder, removed when run() returns
 
     @classmethod
     def new(cls, script, parent=Path("runs")):
@@ -53,9 +54,8 @@ class RunDir:
             suffix = "" if number == 1 else f"-{number}"
             path = parent / f"{script}-{stamp}{suffix}"
             try:
-                path.mkdir(parents=True)
                 run_dir = cls(path)
-                run_dir.created = True
+                run_dir.make_folder()
                 return run_dir
             except FileExistsError:
                 continue
@@ -65,6 +65,12 @@ class RunDir:
 
     def __str__(self):
         return str(self.path)
+
+    def make_folder(self):
+        """mkdir -p, remembering the folders made (a refused start removes them again)."""
+        missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        self.path.mkdir(parents=True)
+        self.created, self.made = True, missing
 
     # ---- ownership -----------------------------------------------------------------------
     def claim(self, overwrite, command, script):
@@ -92,8 +98,7 @@ class RunDir:
         have unlinked it between our open and our lock)."""
         try:
             if not self.path.is_dir():
-                self.path.mkdir(parents=True)
-                self.created = True
+                self.make_folder()
         except OSError as error:
             raise UserError(
                 f"cannot write to output directory {self}: {error.strerror or error}"
@@ -164,6 +169,9 @@ class RunDir:
         if self._lock is not None and not self.states() and not self.is_finished():
             if self.created:
                 shutil.rmtree(self.path, ignore_errors=True)
+                for folder in self.made[1:]:  # runs/ and the like, where left empty
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
             for name in self.written:
                 with contextlib.suppress(OSError):
                     (self.path / name).unlink()

@@ -67,14 +67,23 @@ class Run:
         ]
 
 
-def train_and_evaluate(
-    build_model, contract, hooks, config, run_dir, changes, cluster, script, argv
-):
+def train_and_evaluate(*arguments):
+    """The run, with Keras' global state (dtype policy, distribution, the functions the
+    speed-ups replace) put back afterwards: a notebook's own models are untouched."""
+    policy, distribution = keras.config.dtype_policy(), keras.distribution.distribution()
+    try:
+        stages(*arguments)
+    finally:
+        speedups.uninstall()
+        keras.config.set_dtype_policy(policy)
+        keras.distribution.set_distribution(distribution)
+
+
+def stages(build_model, contract, hooks, config, run_dir, changes, cluster, script, argv):
     if config.export:
         export.check_exporter(config.export)
-    device = devices.setup_devices(
-        config
-    )  # first: TensorFlow's threads and devices are fixed once it runs an op
+    # first: TensorFlow's threads and devices are fixed once it runs an op
+    device = devices.setup_devices(config)
     active = speedups.install(config)
     keras.utils.set_random_seed(
         config.seed
@@ -473,4 +482,5 @@ def final_line(metrics, run_dir):
         score = f"test accuracy {metrics['test_accuracy']:.4f}"
     else:
         score = f"test mae {metrics['test_mae']:.4g}  rmse {metrics['test_rmse']:.4g}"
-    return f"{score}  loss {metrics['test_loss']:.4f}  {speed}{stopped}  -> {run_dir}"
+    where = "(a smoke run: its temporary folder is removed)" if run_dir.temporary else run_dir
+    return f"{score}  loss {metrics['test_loss']:.4f}  {speed}{stopped}  -> {where}"

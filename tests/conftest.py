@@ -23,6 +23,94 @@ def no_script_outlives_its_test():
             process.communicate()
 
 
+# --------------------------------------------------------------------------------------
+# Finished runs of each kind, trained once per test process on first use and shared by the
+# files that only read them (predict.py, export, hostile inputs, the README's snippet)
+# --------------------------------------------------------------------------------------
+def _train(folder, script, *args):
+    from helpers import explain, run_here
+
+    result = run_here(script, *args, "--output-dir", folder / "run", cwd=folder)
+    assert result.returncode == 0, explain(result)
+    return folder / "run"
+
+
+def _sequences(folder):
+    from files import write_sequences_npz
+
+    write_sequences_npz(folder / "my.npz")
+    args = ["--data", folder / "my.npz", "--epochs", "4", "--units", "16", "--num-layers", "1"]
+    return _train(folder, "train_lstm.py", *args)
+
+
+def _texts(folder):
+    from files import write_sentences_csv
+
+    write_sentences_csv(folder / "s.csv")
+    args = ["--data", folder / "s.csv", "--epochs", "4", "--units", "8", "--max-length", "16"]
+    return _train(folder, "train_imdb_bilstm.py", *args)
+
+
+def _images(folder):
+    args = ["--synthetic", "--limit", "1800", "--epochs", "3", "--units", "32"]
+    args += ["--num-layers", "1", "--learning-rate", "0.01"]
+    return _train(folder, "train_gru.py", *args)
+
+
+def _two_classes(folder):
+    """Two named classes, and a model that ends in one logit (a user's sigmoid model)."""
+    import numpy as np
+
+    from files import separable_sequences
+    from helpers import copy_script
+
+    x, y = separable_sequences(400, classes=2, seed=3)
+    names = np.array(["no", "yes"])
+    arrays = {"x_train": x[:320], "y_train": y[:320], "x_test": x[320:], "y_test": y[320:]}
+    np.savez(folder / "two.npz", **arrays, class_names=names)
+    one_logit = lambda s: s.replace("Dense(outputs,", "Dense(1,")  # noqa: E731
+    script = copy_script("train_lstm.py", folder, one_logit, "train_one_logit.py")
+    args = ["--data", folder / "two.npz", "--epochs", "6", "--units", "8"]
+    return _train(folder, script, *args, "--num-layers", "1", "--learning-rate", "0.01")
+
+
+def _regression(folder):
+    from files import write_regression
+
+    write_regression(folder / "values.npz")
+    args = ["--data", folder / "values.npz", "--epochs", "3", "--units", "16"]
+    return _train(folder, "train_lstm.py", *args, "--num-layers", "1", "--learning-rate", "0.01")
+
+
+def _word_ids(folder):
+    args = ["--synthetic", "--smoke", "--units", "4", "--vocab-size", "500", "--max-length", "30"]
+    return _train(folder, "train_imdb_bilstm.py", *args)
+
+
+FINISHED = {
+    "sequences": _sequences,
+    "texts": _texts,
+    "images": _images,
+    "two classes": _two_classes,
+    "regression": _regression,
+    "word ids": _word_ids,
+}
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory):
+    """finished(kind) -> the folder of a finished run of that kind (FINISHED): leave it
+    as it is (copy it to change it)."""
+    runs = {}
+
+    def get(kind):
+        if kind not in runs:
+            runs[kind] = FINISHED[kind](tmp_path_factory.mktemp(kind.replace(" ", "-")))
+        return runs[kind]
+
+    return get
+
+
 # Seconds each test file took (setup, call and teardown of its tests, in the process that
 # ran them), printed at the end, so a file that grows slow shows in every run's output.
 FILE_SECONDS = {}

@@ -50,3 +50,14 @@ def write_fashion_dir(folder, train=60, test=12):
     for key, name in FASHION_FILES.items():
         write_idx_gz(folder / name, arrays[key])
     return arrays
+
+
+def write_regression(path, count=500, seed=0):
+    """Sequences whose float target is a mix of two features' means, around 300: a
+    regression whose values are far from standardised units."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (count, 20, 2)).astype(np.float32)
+    y = 300 + 40 * x[:, -5:, 0].mean(axis=1) + 10 * x[:, :, 1].mean(axis=1)
+    split = int(count * 0.8)
+    np.savez(path, x_train=x[:split], y_train=y[:split], x_test=x[split:], y_test=y[split:])
+    return x, y

@@ -71,6 +71,118 @@ def _launch(name, args, env, cwd):
     return {"args": command, "cwd": cwd, "env": script_env(env), "text": True}
 
 
+def run_here(script, *args, env=None, cwd=None, any_backend=False):
+    """Run a script as `python SCRIPT ARGS` would, in this test process: its own file as
+    __main__ (its own run() call and arguments), this process's TensorFlow already loaded
+    and warm. Returns a subprocess.CompletedProcess (exit code, stdout, stderr) like
+    run_script. For what needs a process of its own (another backend, signals, a kill, a
+    lock held by another process, a memory limit), use run_script."""
+    import io
+    import runpy
+    import traceback
+
+    path = Path(script) if Path(script).is_absolute() else ROOT / script
+    argv = [str(path), *(str(a) for a in args)]
+    env = dict(env or {})
+    backends = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--backend"]
+    backend = backends[-1] if backends else env.get("KERAS_BACKEND", "tensorflow")
+    if not any_backend and (backend != "tensorflow" or "RNN_SCRIPTS_CPU_DEVICES" in env):
+        raise ValueError("run_here runs on this process's TensorFlow; use run_script")
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    saved = (sys.argv, os.getcwd(), dict(os.environ))
+    os.environ.update(env)
+    sys.argv = argv
+    os.chdir(cwd or tempfile.mkdtemp(dir=_SCRATCH.name))
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                runpy.run_path(str(path), run_name="__main__")
+            except SystemExit as exit_info:
+                code = exit_info.code if isinstance(exit_info.code, int) else 1
+            except Exception:  # what a process would print before exiting with 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = saved[0]
+        os.chdir(saved[1])
+        os.environ.clear()
+        os.environ.update(saved[2])
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+def call_here(main, argv, cwd=None, stdin=""):
+    """A program's main(argv) (predict.py's, export.py's) in this process, as its command
+    line runs it: (exit code, stdout, stderr) as a CompletedProcess."""
+    import io
+
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    saved = (os.getcwd(), sys.stdin)
+    os.chdir(cwd or tempfile.mkdtemp(dir=_SCRATCH.name))
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main([str(a) for a in argv])
+            except SystemExit as exit_info:
+                code = exit_info.code if isinstance(exit_info.code, int) else 1
+    finally:
+        os.chdir(saved[0])
+        sys.stdin = saved[1]
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+def predict_here(run_dir, *inputs, cwd=None, stdin=""):
+    """predict.py RUN INPUT... in this process (see call_here)."""
+    from rnn_scripts.predict import main
+
+    return call_here(main, [run_dir, *inputs], cwd=cwd, stdin=stdin)
+
+
+class Crash(BaseException):
+    """Stands in for a kill: raised right after an epoch's state is saved, it passes every
+    handler of the pipeline (as a SIGKILL does), leaving on disk what a killed run leaves
+    (but its lock, which a dead process's flock no longer holds anyway)."""
+
+
+def run_until_epoch(script, args, out, epoch=1, any_backend=False):
+    """run_here, stopped dead right after `epoch`'s state is saved (see Crash)."""
+    from rnn_scripts.rundir import RunDir
+
+    original = RunDir.save_state
+
+    def save_then_crash(self, number, *rest, **options):
+        original(self, number, *rest, **options)
+        if number == epoch:
+            raise Crash(f"after epoch {epoch}")
+
+    RunDir.save_state = save_then_crash
+    try:
+        result = run_here(script, *args, "--output-dir", out, any_backend=any_backend)
+    except Crash:
+        assert (Path(out) / "training-state").is_dir()
+        assert not (Path(out) / "metrics.json").exists()
+        return
+    finally:
+        RunDir.save_state = original
+    raise AssertionError(f"the run did not reach epoch {epoch}:\n{explain(result)}")
+
+
+def run_in_one_process(*steps, env=None):
+    """Runs in one new process (tests/in_one_process.py): for another backend than this
+    process's TensorFlow, imported once for all of them. Each step is (script, args) or
+    (script, args, {"env": ..., "until_epoch": N}); returns a CompletedProcess per step."""
+    import json
+
+    folder = Path(tempfile.mkdtemp(dir=_SCRATCH.name))
+    plan = [{"script": s[0], "args": [str(a) for a in s[1]], **(s[2] if len(s) > 2 else {})} for s in steps]
+    (folder / "steps.json").write_text(json.dumps(plan))
+    command = [sys.executable, str(ROOT / "tests" / "in_one_process.py"), "steps.json", "results.json"]
+    done = subprocess.run(command, cwd=folder, env=script_env(env), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, explain(done)
+    found = json.loads((folder / "results.json").read_text())
+    return [subprocess.CompletedProcess(p["args"], f["returncode"], f["stdout"], f["stderr"]) for p, f in zip(plan, found)]
+
+
 def explain(result):
     """The tail of a finished run's output, for assertion messages."""
     return (

@@ -2,31 +2,26 @@
 the README shows; models that load on every backend; every input it cannot handle (one
 line, answered before Keras loads where it can be).
 
-Slow by design (every run of the suite ends with this file's seconds): it trains a finished
-run of each kind (images, sequences, texts, two classes, a regression) and runs predict.py
-on them as a user does, a subprocess per call, and loads models trained on each backend on
-the others.
+predict.py runs in this test process (helpers.predict_here: its main() with its command
+line) on the finished runs conftest.py trains once; what is about a process (no backend
+importable, a closed stdin, a reader that stops early, another backend) runs as one.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from files import (
-    sentences,
-    separable_sequences,
-    write_sentences_csv,
-    write_sequences_npz,
-)
+from files import separable_sequences, sentences
 from helpers import (
     ROOT,
     explain,
     importable,
-    read_metrics,
-    run_script,
+    predict_here,
+    run_in_one_process,
     script_env,
     without_backends,
 )
@@ -34,17 +29,23 @@ from helpers import (
 BACKENDS = [b for b in ("jax", "torch") if importable(b)]
 
 
-def predict(run_dir, *inputs, cwd=None, env=None, stdin=None, **options):
+def predict(run_dir, *inputs, cwd=None, env=None, stdin=None):
+    """predict.py as a process of its own."""
     command = [sys.executable, str(ROOT / "predict.py"), str(run_dir), *map(str, inputs)]
-    return subprocess.run(command, cwd=cwd or run_dir.parent, env=script_env(env), input=stdin,
-                          capture_output=True, text=True, timeout=300, **options)  # fmt: skip
+    return subprocess.run(
+        command,
+        cwd=cwd or run_dir.parent,
+        env=script_env(env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def predicted_classes(result):
     assert result.returncode == 0, explain(result)
-    return [
-        line.rsplit(": ", 1)[1].split(" (")[0] for line in result.stdout.splitlines()
-    ]
+    return [line.rsplit(": ", 1)[1].split(" (")[0] for line in result.stdout.splitlines()]
 
 
 def json_rows(result):
@@ -52,244 +53,138 @@ def json_rows(result):
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-@pytest.fixture(scope="module")
-def sequence_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sequences")
-    write_sequences_npz(folder / "my.npz")
-    result = run_script(
-        "train_lstm.py",
-        "--data",
-        folder / "my.npz",
-        "--epochs",
-        "4",
-        "--units",
-        "16",
-        "--output-dir",
-        folder / "run",
-    )
-    assert result.returncode == 0, explain(result)
-    return folder / "run"
-
-
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("texts")
-    write_sentences_csv(folder / "s.csv")
-    result = run_script(
-        "train_imdb_bilstm.py",
-        "--data",
-        folder / "s.csv",
-        "--epochs",
-        "4",
-        "--units",
-        "8",
-        "--max-length",
-        "16",
-        "--output-dir",
-        folder / "run",
-    )
-    assert result.returncode == 0, explain(result)
-    return folder / "run"
-
-
-@pytest.fixture(scope="module")
-def image_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("images") / "run"
-    result = run_script(
-        "train_gru.py",
-        "--synthetic",
-        "--limit",
-        "1800",
-        "--epochs",
-        "3",
-        "--units",
-        "16",
-        "--learning-rate",
-        "0.01",
-        "--output-dir",
-        out,
-    )
-    assert result.returncode == 0, explain(result)
-    return out
-
-
-@pytest.fixture(scope="module")
-def two_class_run(tmp_path_factory):
-    """A two-class run whose model ends in one logit (a user's sigmoid-style model)."""
-    from helpers import copy_script
-
-    folder = tmp_path_factory.mktemp("two-classes")
-    x, y = separable_sequences(400, classes=2, seed=3)
-    np.savez(
-        folder / "two.npz",
-        x_train=x[:320],
-        y_train=y[:320],
-        x_test=x[320:],
-        y_test=y[320:],
-        class_names=np.array(["no", "yes"]),
-    )
-    script = copy_script(
-        "train_lstm.py",
-        folder,
-        lambda s: s.replace("Dense(outputs,", "Dense(1,"),
-        "train_one_logit.py",
-    )
-    result = run_script(
-        script,
-        "--data",
-        folder / "two.npz",
-        "--epochs",
-        "6",
-        "--units",
-        "8",
-        "--learning-rate",
-        "0.01",
-        "--output-dir",
-        folder / "run",
-        cwd=folder,
-    )
-    assert result.returncode == 0, explain(result)
-    return folder / "run", x[320:], y[320:]
+def standardised(run, x):
+    """The run's standardisation, read from its preprocessing.json here: x * scale + offset."""
+    spec = json.loads((run / "preprocessing.json").read_text())
+    return np.asarray(x, np.float32) * np.float32(spec["scale"]) + np.float32(spec["offset"])
 
 
 # --------------------------------------------------------------------------------------
 # Arrays, texts, images
 # --------------------------------------------------------------------------------------
-def test_predict_reads_batches_single_examples_and_npz_files(sequence_run, tmp_path):
+@pytest.mark.smoke
+def test_predict_reads_batches_single_examples_and_npz_files(finished, tmp_path):
+    run = finished("sequences")
     x, y = separable_sequences(40, seed=9)  # examples the run never saw
     np.save(tmp_path / "new.npy", x)
-    found = predicted_classes(predict(sequence_run, "new.npy", cwd=tmp_path))
+    found = predicted_classes(predict_here(run, "new.npy", cwd=tmp_path))
     assert np.mean(np.array(found, dtype=int) == y) > 0.9
     np.save(tmp_path / "one.npy", x[0])  # one example: (steps, features)
-    assert predicted_classes(predict(sequence_run, "one.npy", cwd=tmp_path)) == found[:1]
+    assert predicted_classes(predict_here(run, "one.npy", cwd=tmp_path)) == found[:1]
     np.savez(tmp_path / "x.npz", x=x[:5], y=y[:5])
-    np.savez(
-        tmp_path / "decoy.npz", x=x[5:10], x_test=x[:5]
-    )  # x is read, x_test only without x
-    assert (
-        predicted_classes(predict(sequence_run, "x.npz", "decoy.npz", cwd=tmp_path))
-        == found[:10]
-    )
+    np.savez(tmp_path / "decoy.npz", x=x[5:10], x_test=x[:5])  # x first, x_test without x
+    both = predict_here(run, "x.npz", "decoy.npz", cwd=tmp_path)
+    assert predicted_classes(both) == found[:10]
 
 
-def test_best_keras_is_read_with_model_best(sequence_run, tmp_path):
-    import shutil
-
+def test_best_keras_is_read_with_model_best(finished, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(sequence_run, run)
-    shutil.copy(run / "model.keras", run / "final.keras")
-    (run / "best.keras").unlink()
+    shutil.copytree(finished("sequences"), run)
     x, _ = separable_sequences(4, seed=9)
     np.save(tmp_path / "x.npy", x)
-    assert predict(run, "x.npy", cwd=tmp_path).returncode == 0
-    missing = predict(run, "x.npy", "--model", "best", cwd=tmp_path)
+    final = json_rows(predict_here(run, "x.npy", "--json", cwd=tmp_path))
+    shutil.copy(run / "model.keras", run / "best.keras")  # best now differs from final
+    best = json_rows(predict_here(run, "x.npy", "--json", "--model", "best", cwd=tmp_path))
+    assert best == final
+    (run / "best.keras").unlink()
+    assert predict_here(run, "x.npy", cwd=tmp_path).returncode == 0
+    missing = predict_here(run, "x.npy", "--model", "best", cwd=tmp_path)
     assert missing.returncode == 1 and "best.keras: not found" in missing.stderr
 
 
-def test_two_classes_from_one_logit_are_the_models_own_sigmoid(two_class_run, tmp_path):
+def test_two_classes_from_one_logit_are_the_models_own_sigmoid(finished, tmp_path):
     import keras
 
-    from rnn_scripts.preprocess import Preprocessing
-
-    run, x, y = two_class_run
+    run = finished("two classes")
+    x, y = separable_sequences(400, classes=2, seed=3)
+    x, y = x[320:], y[320:]  # the run's test examples
     np.save(tmp_path / "x.npy", x)
-    rows = json_rows(predict(run, "x.npy", "--json", cwd=tmp_path))
+    rows = json_rows(predict_here(run, "x.npy", "--json", cwd=tmp_path))
     model = keras.saving.load_model(run / "model.keras")
-    logits = model.predict(Preprocessing.load(run).apply(x), verbose=0)[:, 0]
+    logits = model.predict(standardised(run, x), verbose=0)[:, 0]
     yes = 1 / (1 + np.exp(-logits))
     np.testing.assert_allclose([r["probabilities"]["yes"] for r in rows], yes, atol=1e-5)
+    np.testing.assert_allclose([r["probabilities"]["no"] for r in rows], 1 - yes, atol=1e-5)
     assert [r["class"] for r in rows] == ["yes" if p > 0.5 else "no" for p in yes]
     assert np.mean(np.array([r["class_id"] for r in rows]) == y) > 0.9
 
 
 def test_text_runs_read_sentences_text_files_and_stdin_with_true_line_numbers(
-    text_run, tmp_path
+    finished, tmp_path
 ):
     texts, labels = sentences(30, seed=11)
     (tmp_path / "new.txt").write_text("\n".join(texts[10:]) + "\n")
-    result = predict(
-        text_run,
-        *texts[:10],
-        "new.txt",
-        "-",
-        cwd=tmp_path,
-        stdin="\n\nMy puppy can fetch and bark\n",
-    )
+    stdin = "\n\nMy puppy can fetch and bark\n"
+    result = predict_here(finished("texts"), *texts[:10], "new.txt", "-", cwd=tmp_path, stdin=stdin)
     found = predicted_classes(result)
     assert len(found) == 31 and np.mean(np.array(found[:30]) == np.array(labels)) > 0.9
-    assert found[-1] == "dogs" and result.stdout.splitlines()[-1].startswith(
-        "stdin:3: dogs ("
-    )
+    assert found[-1] == "dogs"
+    assert result.stdout.splitlines()[-1].startswith("stdin:3: dogs (")
 
 
-def test_json_lines_carry_every_class_probability(text_run, tmp_path):
-    [row] = json_rows(
-        predict(text_run, "a kitten with whiskers", "--json", cwd=tmp_path)
-    )
-    assert row["class"] == "cats" and row["class_id"] == 0
-    assert sum(row["probabilities"].values()) == pytest.approx(1, abs=1e-5)
-    assert row["probability"] == max(row["probabilities"].values())
+def test_json_lines_carry_every_class_probability_under_its_name(finished, tmp_path):
+    """Each sentence names one class by its own words: the probability under that class's
+    name is the largest, and the columns add up to one."""
+    run = finished("texts")
+    said = {"cats": "a kitten with whiskers", "dogs": "puppy fetch", "fish": "gills and fins"}
+    rows = json_rows(predict_here(run, "--json", "--text", *said.values(), cwd=tmp_path))
+    for row, name in zip(rows, said):
+        assert set(row["probabilities"]) == {"cats", "dogs", "fish"}
+        assert max(row["probabilities"], key=row["probabilities"].get) == name
+        assert row["class"] == name and row["class_id"] == ["cats", "dogs", "fish"].index(name)
+        assert sum(row["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+        assert row["probability"] == row["probabilities"][name]
 
 
 def test_a_word_that_names_a_file_is_read_as_a_file_with_a_warning_unless_text(
-    text_run, tmp_path
+    finished, tmp_path
 ):
+    run = finished("texts")
     (tmp_path / "bark").write_text("purr whiskers kitten\n")
-    as_file = predict(text_run, "bark", cwd=tmp_path)
-    assert (
-        predicted_classes(as_file) == ["cats"]
-        and "'bark' is a file here" in as_file.stderr
-    )
-    as_text = predict(
-        text_run, "--text", "bark", "-", cwd=tmp_path
-    )  # "-" too is text here
+    as_file = predict_here(run, "bark", cwd=tmp_path)
+    assert predicted_classes(as_file) == ["cats"] and "'bark' is a file here" in as_file.stderr
+    as_text = predict_here(run, "--text", "bark", "-", cwd=tmp_path)  # "-" too is text
     found = predicted_classes(as_text)
     assert found[0] == "dogs" and len(found) == 2 and as_text.stderr == ""
 
 
-def test_a_sentence_longer_than_a_file_name_is_text(text_run, tmp_path):
+def test_a_sentence_longer_than_a_file_name_is_text_and_an_empty_argument_is_skipped(
+    finished, tmp_path
+):
+    run = finished("texts")
     long = "my puppy loves to fetch and bark at the kennel " * 12  # 576 bytes
-    assert predicted_classes(predict(text_run, long, cwd=tmp_path)) == ["dogs"]
-
-
-def test_an_empty_argument_is_skipped_with_a_warning(text_run, tmp_path):
-    result = predict(text_run, "", "gills and fins", cwd=tmp_path)
-    assert (
-        predicted_classes(result) == ["fish"]
-        and "empty argument was skipped" in result.stderr
-    )
+    assert predicted_classes(predict_here(run, long, cwd=tmp_path)) == ["dogs"]
+    result = predict_here(run, "", "gills and fins", cwd=tmp_path)
+    assert predicted_classes(result) == ["fish"] and "empty argument was skipped" in result.stderr
 
 
 def test_png_images_of_any_size_polarity_and_transparency_read_as_the_training_images(
-    image_run, tmp_path
+    finished, tmp_path
 ):
     import matplotlib.pyplot as plt
 
+    from helpers import read_metrics
     from rnn_scripts.data.official import synthetic_images
 
-    assert read_metrics(image_run)["test_accuracy"] > 0.9
+    run = finished("images")
+    assert read_metrics(run)["test_accuracy"] > 0.9
     images, labels = synthetic_images(12, np.random.default_rng(99))
     names = []
     for i, image in enumerate(images):
         big = np.kron(image, np.ones((5, 4), np.uint8))  # 140 x 112 pixels
         if i % 3 == 1:
             big = 255 - big  # dark rows on a light page: turned light on dark
-        if (
-            i % 3 == 2
-        ):  # a transparent background: the rows are opaque, the page shows through
+        if i % 3 == 2:  # a transparent background: the rows opaque, the page shows through
             rgba = np.zeros((*big.shape, 4))
-            rgba[..., :3] = 0.0
             rgba[..., 3] = big / 255.0  # black ink whose opacity draws the rows
             plt.imsave(tmp_path / f"{i}.png", rgba)
         else:
             plt.imsave(tmp_path / f"{i}.png", big, cmap="gray", vmin=0, vmax=255)
         names.append(f"{i}.png")
     np.save(tmp_path / "raw.npy", images)
-    from_png = predicted_classes(predict(image_run, *names, cwd=tmp_path))
-    from_array = predicted_classes(predict(image_run, "raw.npy", cwd=tmp_path))
-    assert (
-        from_png == from_array and np.mean(np.array(from_png, dtype=int) == labels) > 0.9
-    )
+    from_png = predicted_classes(predict_here(run, *names, cwd=tmp_path))
+    from_array = predicted_classes(predict_here(run, "raw.npy", cwd=tmp_path))
+    assert from_png == from_array and np.mean(np.array(from_png, dtype=int) == labels) > 0.9
 
 
 def test_alpha_compositing_puts_a_transparent_page_behind_the_ink(tmp_path):
@@ -301,141 +196,77 @@ def test_alpha_compositing_puts_a_transparent_page_behind_the_ink(tmp_path):
     rgba[10:12, :, 3] = 1.0  # opaque black rows; the rest transparent
     plt.imsave(tmp_path / "a.png", rgba)
     image = read_image(tmp_path / "a.png", {"shape": [28, 28], "background": "dark"})
-    assert (
-        image[10:12].max() > 250 and image[:10].max() < 5
-    )  # white rows on black, as MNIST
+    assert image[10:12].max() > 250 and image[:10].max() < 5  # white rows on black, as MNIST
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_tensorflow_trained_model_loads_and_predicts_the_same_on(
-    backend, image_run, tmp_path
-):
+def test_models_load_and_predict_the_same_on_every_backend(finished, tmp_path):
+    """A TensorFlow-trained run, and runs trained on JAX and on torch: each loads (final
+    and best) and predicts the same probabilities on every backend."""
     from rnn_scripts.data.official import synthetic_images
 
-    images, _ = synthetic_images(12, np.random.default_rng(99))
-    np.save(tmp_path / "raw.npy", images)
-    mine = json_rows(predict(image_run, "raw.npy", "--json", cwd=tmp_path))
-    theirs = json_rows(
-        predict(image_run, "raw.npy", "--json", "--backend", backend, cwd=tmp_path)
-    )
-    for a, b in zip(mine, theirs):
-        assert a["class"] == b["class"] and a["probability"] == pytest.approx(
-            b["probability"], abs=1e-4
-        )
-    program = "import keras, sys; m = keras.saving.load_model(sys.argv[1]); print(m.steps_per_execution)"
-    for name in ("model.keras", "best.keras"):  # a plain load_model, no compile=False
-        done = subprocess.run(
-            [sys.executable, "-c", program, str(image_run / name)],
-            env=script_env({"KERAS_BACKEND": backend}),
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0 and done.stdout.strip().endswith("1"), done.stderr[
-            -1500:
+    if BACKENDS != ["jax", "torch"]:
+        pytest.skip("needs both jax and torch")
+    np.save(tmp_path / "raw.npy", synthetic_images(6, np.random.default_rng(5))[0])
+    runs = {"tensorflow": finished("images"), "jax": tmp_path / "jax", "torch": tmp_path / "torch"}
+    train = ["--synthetic", "--limit", "300", "--epochs", "1", "--units", "8", "--num-layers", "1"]
+
+    def predictions(backend):
+        return [
+            ("predict.py", [runs[r], tmp_path / "raw.npy", "--json", "--model", m, "--backend", backend])
+            for r in runs
+            for m in ("final", "best")
         ]
 
+    jax_run = ("train_gru.py", [*train, "--backend", "jax", "--output-dir", runs["jax"]])
+    torch_run = ("train_gru.py", [*train, "--backend", "torch", "--output-dir", runs["torch"]])
+    found = {"jax": run_in_one_process(jax_run)}
+    found["torch"] = run_in_one_process(torch_run, *predictions("torch"))
+    found["jax"] += run_in_one_process(*predictions("jax"))
+    found["tensorflow"] = [None] + [
+        predict_here(runs[r], tmp_path / "raw.npy", "--json", "--model", m, cwd=tmp_path)
+        for r in runs
+        for m in ("final", "best")
+    ]
+    for backend, results in found.items():
+        assert all(r.returncode == 0 for r in results if r is not None), [explain(r) for r in results if r]
+        found[backend] = [[list(row["probabilities"].values()) for row in json_rows(r)] for r in results[1:]]
+    for backend in ("jax", "torch"):
+        np.testing.assert_allclose(found[backend], found["tensorflow"], atol=1e-4)
 
-@pytest.mark.parametrize("trained_on", BACKENDS)
-def test_a_model_trained_on_jax_or_torch_loads_and_predicts_the_same_on_every_backend(
-    trained_on, tmp_path
-):
-    from rnn_scripts.data.official import synthetic_images
 
+def test_word_ids_of_an_imdb_run_and_raw_text_with_its_word_index(finished, tmp_path):
     out = tmp_path / "run"
-    result = run_script(
-        "train_gru.py",
-        "--backend",
-        trained_on,
-        "--synthetic",
-        "--limit",
-        "300",
-        "--epochs",
-        "1",
-        "--units",
-        "8",
-        "--output-dir",
-        out,
-    )
-    assert result.returncode == 0, explain(result)
-    np.save(tmp_path / "raw.npy", synthetic_images(6, np.random.default_rng(5))[0])
-    found = {
-        b: json_rows(predict(out, "raw.npy", "--json", "--backend", b, cwd=tmp_path))
-        for b in ("tensorflow", *BACKENDS)
-    }
-    for rows in found.values():
-        np.testing.assert_allclose(
-            [r["probability"] for r in rows],
-            [r["probability"] for r in found[trained_on]],
-            atol=1e-4,
-        )
-
-
-def test_word_ids_of_an_imdb_run_and_raw_text_with_its_word_index(tmp_path):
-    out = tmp_path / "run"
-    result = run_script(
-        "train_imdb_bilstm.py",
-        "--synthetic",
-        "--smoke",
-        "--units",
-        "4",
-        "--vocab-size",
-        "500",
-        "--output-dir",
-        out,
-    )
-    assert result.returncode == 0, explain(result)
+    shutil.copytree(finished("word ids"), out)
     np.save(tmp_path / "ids.npy", np.array([[1, 5, 6, 7], [1, 60, 61, 0]]))
-    assert len(predicted_classes(predict(out, "ids.npy", cwd=tmp_path))) == 2
-    np.save(
-        tmp_path / "too_big.npy", np.array([[1, 5, 500]])
-    )  # ids must stay below vocab_size
-    too_big = predict(out, "too_big.npy", cwd=tmp_path)
-    # named with the file, before Keras loads (the Python API checks the ids again, without a file)
-    assert (
-        too_big.returncode == 1
-        and "too_big.npy: word ids must lie in 0..499" in too_big.stderr
-    ), explain(too_big)
+    assert len(predicted_classes(predict_here(out, "ids.npy", cwd=tmp_path))) == 2
+    np.save(tmp_path / "too_big.npy", np.array([[1, 5, 500]]))  # ids stay below vocab_size
+    too_big = predict_here(out, "too_big.npy", cwd=tmp_path)
+    # named with the file, before Keras loads (the Python API checks the ids again)
+    words = "too_big.npy: word ids must lie in 0..499"
+    assert too_big.returncode == 1 and words in too_big.stderr, explain(too_big)
     np.save(tmp_path / "top.npy", np.array([[1, 5, 499]]))
-    assert predict(out, "top.npy", cwd=tmp_path).returncode == 0
-    refused = predict(out, "what a film", cwd=tmp_path)
-    assert (
-        refused.returncode == 1 and "this run reads tokens from files" in refused.stderr
-    ), explain(refused)
+    assert predict_here(out, "top.npy", cwd=tmp_path).returncode == 0
+    refused = predict_here(out, "what a film", cwd=tmp_path)
+    assert refused.returncode == 1, explain(refused)
+    assert "this run reads tokens from files" in refused.stderr
     spec = json.loads((out / "preprocessing.json").read_text())
-    (out / "preprocessing.json").write_text(
-        json.dumps({**spec, "imdb_words": True})
-    )  # as a real IMDB run
-    offline = predict(
-        out,
-        "what a film",
-        cwd=tmp_path,
-        env={"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"},
-    )
-    assert offline.returncode == 1 and offline.stderr.count("\n") == 1, explain(offline)
-    assert "imdb_word_index.json" in offline.stderr and "--word-index" in offline.stderr
-    (tmp_path / "index.json").write_text(
-        json.dumps({"what": 2, "a": 0, "film": 14, "rare": 900})
-    )
-    with_index = predict(
-        out, "What a rare film!", "--word-index", "index.json", "--json", cwd=tmp_path
-    )
+    (out / "preprocessing.json").write_text(json.dumps({**spec, "imdb_words": True}))  # IMDB's
+    offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+    no_index = predict(out, "what a film", cwd=tmp_path, env=offline)
+    assert no_index.returncode == 1 and no_index.stderr.count("\n") == 1, explain(no_index)
+    assert "imdb_word_index.json" in no_index.stderr and "--word-index" in no_index.stderr
+    (tmp_path / "index.json").write_text(json.dumps({"what": 2, "a": 0, "film": 14, "rare": 900}))
+    args = ["What a rare film!", "--word-index", "index.json", "--json"]
+    with_index = predict_here(out, *args, cwd=tmp_path)
     assert json_rows(with_index)[0]["class"] in ("negative", "positive")
 
 
 def test_raw_text_becomes_the_imdb_datasets_word_ids_and_rare_words_are_unknown():
     from rnn_scripts.preprocess import Preprocessing
 
-    words = Preprocessing(
-        {"kind": "tokens", "vocab_size": 50},
-        word_index={"the": 1, "film": 19, "don't": 88},
-    )
-    assert words.encode_words("The film<br />, don't... unknownword!") == [
-        1,
-        4,
-        22,
-        2,
-        2,
-    ]
+    index = {"the": 1, "film": 19, "don't": 88}
+    words = Preprocessing({"kind": "tokens", "vocab_size": 50}, word_index=index)
+    assert words.encode_words("The film<br />, don't... unknownword!") == [1, 4, 22, 2, 2]
 
 
 def test_a_run_written_word_index_is_used_for_raw_text(tmp_path):
@@ -459,30 +290,17 @@ def test_a_run_written_word_index_is_used_for_raw_text(tmp_path):
 # --------------------------------------------------------------------------------------
 # --labels: a labelled file, evaluated
 # --------------------------------------------------------------------------------------
-def test_a_labelled_file_gives_predictions_csv_and_the_runs_metrics(
-    sequence_run, tmp_path
-):
+def test_a_labelled_file_gives_predictions_csv_and_the_runs_metrics(finished, tmp_path):
     import csv
 
     x, y = separable_sequences(50, seed=21)
     np.savez(tmp_path / "labelled.npz", x=x, y=y)
-    result = predict(
-        sequence_run,
-        "labelled.npz",
-        "--labels",
-        "--output",
-        tmp_path / "p.csv",
-        cwd=tmp_path,
-    )
+    args = ["labelled.npz", "--labels", "--output", tmp_path / "p.csv"]
+    result = predict_here(finished("sequences"), *args, cwd=tmp_path)
     assert result.returncode == 0, explain(result)
     with open(tmp_path / "p.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    assert len(rows) == 50 and list(rows[0]) == [
-        "input",
-        "prediction",
-        "probability",
-        "true",
-    ]
+    assert len(rows) == 50 and list(rows[0]) == ["input", "prediction", "probability", "true"]
     assert [r["true"] for r in rows] == [str(v) for v in y]
     accuracy = np.mean([r["prediction"] == r["true"] for r in rows])
     assert f"accuracy {accuracy:.4f}" in result.stdout.splitlines()[0]
@@ -490,30 +308,50 @@ def test_a_labelled_file_gives_predictions_csv_and_the_runs_metrics(
     assert [line.split(":")[0].strip() for line in per_class] == ["0", "1", "2", "3"]
 
 
-def test_a_labelled_text_csv_is_evaluated_with_its_class_names(text_run, tmp_path):
+def test_a_labelled_text_csv_is_evaluated_with_its_class_names(finished, tmp_path):
+    run = finished("texts")
     texts, labels = sentences(40, seed=13)
-    (tmp_path / "t.csv").write_text(
-        "label,text\n" + "".join(f"{l},{t}\n" for t, l in zip(texts, labels))
-    )
-    result = predict(text_run, "t.csv", "--labels", cwd=tmp_path)
+    rows = "".join(f"{label},{text}\n" for text, label in zip(texts, labels))
+    (tmp_path / "t.csv").write_text("label,text\n" + rows)
+    result = predict_here(run, "t.csv", "--labels", cwd=tmp_path)
     assert result.returncode == 0, explain(result)
     assert (tmp_path / "predictions.csv").is_file()
     assert float(result.stdout.split()[1]) > 0.9
     (tmp_path / "birds.csv").write_text("label,text\nbirds,tweet tweet\n")
-    unknown = predict(text_run, "birds.csv", "--labels", cwd=tmp_path)
-    assert (
-        unknown.returncode == 1
-        and "'birds' is not one of the training classes" in unknown.stderr
-    )
+    unknown = predict_here(run, "birds.csv", "--labels", cwd=tmp_path)
+    assert unknown.returncode == 1
+    assert "'birds' is not one of the training classes" in unknown.stderr
 
 
 # --------------------------------------------------------------------------------------
 # What predict.py cannot handle: one line, mostly before Keras loads
 # --------------------------------------------------------------------------------------
 def tampered(spec):
-    return lambda run: (run / "preprocessing.json").write_text(
-        json.dumps(spec(json.loads((run / "preprocessing.json").read_text())))
-    )
+    def edit(run):
+        path = run / "preprocessing.json"
+        path.write_text(json.dumps(spec(json.loads(path.read_text()))))
+
+    return edit
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    import matplotlib.pyplot as plt
+
+    folder = tmp_path_factory.mktemp("inputs")
+    (folder / "notes.txt").write_text("hello")
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    plt.imsave(folder / "small.png", np.zeros((4, 4)))
+    head = bytearray((folder / "small.png").read_bytes())
+    head[16:24] = (30000).to_bytes(4, "big") * 2  # the IHDR chunk's width and height
+    (folder / "huge.png").write_bytes(bytes(head))
+    np.save(folder / "wrong.npy", np.zeros((5, 5)))
+    np.save(folder / "x.npy", np.zeros((28, 28)))
+    np.save(folder / "nan.npy", np.full((28, 28), np.nan))
+    np.save(folder / "empty.npy", np.zeros((0, 28, 28)))
+    np.save(folder / "strings.npy", np.array(["a", "b"]))
+    np.save(folder / "pickle.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return folder
 
 
 @pytest.mark.parametrize(
@@ -539,16 +377,10 @@ def tampered(spec):
         ("list", ["x.npy"], "not a JSON object"),
     ],
 )
-def test_what_predict_cannot_handle_is_one_line(
-    image_run, tmp_path, setup, inputs, words
-):
-    import shutil
-
-    import matplotlib.pyplot as plt
-
+def test_what_predict_cannot_handle_is_one_line(finished, bad_inputs, tmp_path, setup, inputs, words):
     run = tmp_path / "run"
     if setup != "none":
-        shutil.copytree(image_run, run)
+        shutil.copytree(finished("images"), run)
     edits = {
         "no spec": lambda r: (r / "preprocessing.json").unlink(),
         "unfinished": lambda r: (r / "model.keras").unlink(),
@@ -560,21 +392,7 @@ def test_what_predict_cannot_handle_is_one_line(
     }
     if setup in edits:
         edits[setup](run)
-    (tmp_path / "notes.txt").write_text("hello")
-    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    plt.imsave(tmp_path / "small.png", np.zeros((4, 4)))
-    head = bytearray((tmp_path / "small.png").read_bytes())
-    head[16:24] = (30000).to_bytes(4, "big") * 2  # the IHDR chunk's width and height
-    (tmp_path / "huge.png").write_bytes(bytes(head))
-    np.save(tmp_path / "wrong.npy", np.zeros((5, 5)))
-    np.save(tmp_path / "x.npy", np.zeros((28, 28)))
-    np.save(tmp_path / "nan.npy", np.full((28, 28), np.nan))
-    np.save(tmp_path / "empty.npy", np.zeros((0, 28, 28)))
-    np.save(tmp_path / "strings.npy", np.array(["a", "b"]))
-    np.save(
-        tmp_path / "pickle.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True
-    )
-    result = predict(run, *inputs, cwd=tmp_path, stdin="")
+    result = predict_here(run, *inputs, cwd=bad_inputs)
     assert result.returncode == 1, explain(result)
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert words in result.stderr, result.stderr
@@ -596,10 +414,7 @@ def test_what_predict_cannot_handle_is_one_line(
             "vocabulary.json must be a list of words",
         ),
         (
-            lambda spec, vocabulary: (
-                {**spec, "class_names": ["cats", "dogs"]},
-                vocabulary,
-            ),
+            lambda spec, vocabulary: ({**spec, "class_names": ["cats", "dogs"]}, vocabulary),
             "names 2 classes or targets, the model has 3 outputs",
         ),
         (
@@ -617,40 +432,37 @@ def test_what_predict_cannot_handle_is_one_line(
         ),
     ],
 )
-def test_an_edited_text_run_is_one_line(text_run, tmp_path, edit, words):
-    import shutil
-
+def test_an_edited_text_run_is_one_line(finished, tmp_path, edit, words):
     run = tmp_path / "run"
-    shutil.copytree(text_run, run)
+    shutil.copytree(finished("texts"), run)
     spec, vocabulary = edit(
         json.loads((run / "preprocessing.json").read_text()),
         json.loads((run / "vocabulary.json").read_text()),
     )
     (run / "preprocessing.json").write_text(json.dumps(spec))
     (run / "vocabulary.json").write_text(json.dumps(vocabulary))
-    result = predict(run, "--text", "a kitten", cwd=tmp_path)
-    assert (
-        result.returncode == 1
-        and result.stderr.count("\n") == 1
-        and words in result.stderr
-    ), explain(result)
+    result = predict_here(run, "--text", "a kitten", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, explain(result)
+    assert words in result.stderr
 
 
-def test_input_errors_answer_before_keras_loads(image_run, tmp_path):
+@pytest.mark.smoke
+def test_input_errors_answer_before_keras_loads(finished, tmp_path):
     env = without_backends(tmp_path)
-    for inputs, words in (
-        (["missing.npy"], "file not found"),
-        (["x.txt"], "expected a .png"),
-    ):
-        (tmp_path / "x.txt").write_text("x")
-        result = predict(image_run, *inputs, cwd=tmp_path, env=env)
+    run = finished("images")
+    (tmp_path / "x.txt").write_text("x")
+    for inputs, words in ((["missing.npy"], "file not found"), (["x.txt"], "expected a .png")):
+        result = predict(run, *inputs, cwd=tmp_path, env=env)
         assert result.returncode == 1 and words in result.stderr, explain(result)
     result = predict(tmp_path / "nothing", "x.npy", cwd=tmp_path, env=env)
     assert result.returncode == 1 and "no run folder" in result.stderr
+    result = predict(run, cwd=tmp_path, env=env)  # no input: an argument error
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, explain(result)
 
 
-def test_stdin_closed_is_one_line(text_run, tmp_path):
-    command = [sys.executable, str(ROOT / "predict.py"), str(text_run), "-"]
+def test_stdin_closed_is_one_line(finished, tmp_path):
+    run = finished("texts")
+    command = [sys.executable, str(ROOT / "predict.py"), str(run), "-"]
     done = subprocess.run(
         command,
         cwd=tmp_path,
@@ -661,30 +473,22 @@ def test_stdin_closed_is_one_line(text_run, tmp_path):
     )
     assert done.returncode == 1 and "no text to classify" in done.stderr, explain(done)
     closed = subprocess.run(
-        f"{sys.executable} {ROOT / 'predict.py'} {text_run} - <&-",
+        f"{sys.executable} {ROOT / 'predict.py'} {run} - <&-",
         shell=True,
         cwd=tmp_path,
         env=script_env(),
         capture_output=True,
         text=True,
     )
-    assert (
-        closed.returncode == 1
-        and closed.stderr.count("\n") == 1
-        and "standard input" in closed.stderr
-    ), explain(closed)
+    assert closed.returncode == 1 and closed.stderr.count("\n") == 1, explain(closed)
+    assert "standard input" in closed.stderr
 
 
-def test_bad_predict_arguments_exit_2(image_run, tmp_path):
-    result = predict(image_run, cwd=tmp_path)  # no input
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, explain(result)
-
-
-def test_predictions_piped_into_head_end_quietly(sequence_run, tmp_path):
+def test_predictions_piped_into_head_end_quietly(finished, tmp_path):
     x, _ = separable_sequences(3000, seed=1)
     np.save(tmp_path / "many.npy", x)
     done = subprocess.run(
-        f"{sys.executable} {ROOT / 'predict.py'} {sequence_run} many.npy | head -1",
+        f"{sys.executable} {ROOT / 'predict.py'} {finished('sequences')} many.npy | head -1",
         shell=True,
         cwd=tmp_path,
         env=script_env(),
