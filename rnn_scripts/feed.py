@@ -21,15 +21,27 @@ EVAL_BATCH_SIZE = (
 
 
 class EpochOrder:
-    """The row order of each epoch to train, one per pass over the data."""
+    """The row order of the epoch being trained. It follows the fit loop's own epoch (set
+    by FollowEpochs), not the number of passes over the data: under a distribution
+    strategy Keras' TensorFlow trainer takes a first batch to build the model, a pass
+    that no epoch trains."""
 
-    def __init__(self, count, seed, epochs):
-        self.count, self.seed, self.epochs, self.passes = count, seed, list(epochs), 0
+    def __init__(self, count, seed, first_epoch):
+        self.count, self.seed, self.epoch = count, seed, first_epoch
 
-    def next_epoch(self):
-        epoch = self.epochs[min(self.passes, len(self.epochs) - 1)]
-        self.passes += 1
-        return epoch_order(self.count, self.seed, epoch)
+    def rows(self):
+        return epoch_order(self.count, self.seed, self.epoch)
+
+
+class FollowEpochs(keras.callbacks.Callback):
+    """Tells an EpochOrder which epoch the fit loop begins (before it reads a batch)."""
+
+    def __init__(self, order):
+        super().__init__()
+        self.order = order
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.order.epoch = epoch
 
 
 def epoch_order(count, seed, epoch):
@@ -45,9 +57,8 @@ def batch_rows(order, batch_size, part=0, parts=1):
         yield rows[part * share : (part + 1) * share]
 
 
-def training_feed(split, preprocessing, batch_size, seed, epochs, part=0, parts=1):
-    """What model.fit trains on for `epochs` (a range)."""
-    order = EpochOrder(len(split), seed, epochs)
+def training_feed(split, preprocessing, batch_size, order, part=0, parts=1):
+    """What model.fit trains on, each epoch in its EpochOrder."""
     if split.streamed:
         return streamed_feed(split, preprocessing, batch_size, order, part, parts)
     if keras.backend.backend() != "tensorflow":
@@ -62,7 +73,7 @@ def tensorflow_feed(x, y, batch_size, order):
     import tensorflow as tf  # one process on TensorFlow: part 0 of 1
 
     def one_epoch(_):
-        rows = tf.numpy_function(order.next_epoch, [], tf.int64, stateful=True)
+        rows = tf.numpy_function(order.rows, [], tf.int64, stateful=True)
         rows.set_shape([len(x)])
         return tf.data.Dataset.from_tensor_slices(rows).batch(batch_size)
 
@@ -83,13 +94,10 @@ class EpochBatches(keras.utils.PyDataset):
         super().__init__()
         self.x, self.y, self.order = x, y, order
         self.split = (batch_size, part, parts)
-        self.rows = list(batch_rows(order.next_epoch(), *self.split))
-        self.order.passes = (
-            0  # the first pass (on_epoch_begin) takes the first epoch again
-        )
+        self.on_epoch_begin()
 
-    def on_epoch_begin(self):
-        self.rows = list(batch_rows(self.order.next_epoch(), *self.split))
+    def on_epoch_begin(self):  # Keras calls it after the callbacks' on_epoch_begin
+        self.rows = list(batch_rows(self.order.rows(), *self.split))
 
     def __len__(self):
         return len(self.rows)
@@ -122,7 +130,7 @@ def epoch_row_batches(order, batch_size, part, parts):
 
     def rows_of_this_epoch():
         return np.concatenate(
-            list(batch_rows(order.next_epoch(), batch_size, part, parts))
+            list(batch_rows(order.rows(), batch_size, part, parts))
         )
 
     rows = tf.numpy_function(rows_of_this_epoch, [], tf.int64, stateful=True)

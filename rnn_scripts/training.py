@@ -113,12 +113,16 @@ def recurrent_layers(model):
             yield layer
 
 
+NAMING_KEYS = {"name", "inbound_nodes", "input_layers", "output_layers"}
+
+
 def architecture_of(model):
-    """A hash of the model's structure (layer types and settings, not names or weights)."""
+    """A hash of the model's structure (layer types and settings, not weights, and not the
+    names Keras numbers per process, which a functional model's wiring refers to)."""
 
     def unnamed(value):
         if isinstance(value, dict):
-            return {k: unnamed(v) for k, v in value.items() if k != "name"}
+            return {k: unnamed(v) for k, v in value.items() if k not in NAMING_KEYS}
         if isinstance(value, list):
             return [unnamed(v) for v in value]
         return value
@@ -458,14 +462,15 @@ def train(
             local, preprocessing, feed.EVAL_BATCH_SIZE // distribution.process_count
         )
     part, parts = distribution.process_index, distribution.process_count
-    epochs = range(start, config.epochs)
+    order = feed.EpochOrder(len(train_split), config.seed, start)
     train_feed = feed.training_feed(
-        train_split, preprocessing, config.batch_size, config.seed, epochs, part, parts
+        train_split, preprocessing, config.batch_size, order, part, parts
     )
     steps = -(-len(train_split) // config.batch_size)
     plateau = plateau_callback(config, validation is not None)
-    # The state is saved last, after the epoch's learning rate and logs are in.
-    callbacks = ([plateau] if plateau else []) + list(extra_callbacks)
+    # The order first, the state last (after the epoch's learning rate and logs are in).
+    callbacks = [feed.FollowEpochs(order)] + ([plateau] if plateau else [])
+    callbacks += list(extra_callbacks)
     callbacks += run.extra_callbacks() + [KeepProgress(run, progress, steps, plateau)]
     model.fit(
         train_feed,

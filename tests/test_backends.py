@@ -1,85 +1,95 @@
-"""Every script runs unchanged on the JAX and PyTorch backends (CPU), chosen by --backend.
+"""Every script runs unchanged on the JAX and PyTorch backends (CPU), chosen by --backend, with
+the steering flags; the same model learns the same data on each backend, and the backends
+agree on what it predicts.
 
-Each test trains a tiny model for one epoch in a subprocess; the backend's package must be
-installed (pip install -r requirements-jax.txt / requirements-torch.txt), else it is skipped.
-
-Slow by design (every run of the suite ends with this file's seconds): every script trains
-on each of the three backends, a subprocess per run.
+TensorFlow's runs go through this test process (helpers.run_here); JAX's and torch's each
+run in one process of their own (helpers.run_in_one_process), skipped where the backend's
+package is not installed (pip install -r requirements-jax.txt / requirements-torch.txt).
 """
 
+import numpy as np
 import pytest
 
-from helpers import MNIST_SCRIPTS, SCRIPTS, explain, importable, read_metrics, run_script
+from files import separable_sequences
+from helpers import (
+    SCRIPTS,
+    explain,
+    importable,
+    predict_here,
+    read_metrics,
+    run_here,
+    run_in_one_process,
+)
 
-# Small enough to keep a run under ~30 s on 2 cores (torch runs each time step from Python).
-TINY = ("--smoke", "--limit", "150", "--units", "16", "--batch-size", "64")
-IMDB_TINY = ("--synthetic", "--vocab-size", "2000", "--max-length", "30")
-
-
-def needs(backend):
-    if backend != "tensorflow" and not importable(backend):
-        pytest.skip(
-            f"the {backend} package is not installed "
-            f"(pip install -r requirements-{backend}.txt)"
-        )
-
-
-def data_args(script):
-    return (
-        IMDB_TINY if script == "train_imdb_bilstm.py" else ("--dataset", "mnist-sample")
-    )
-
-
+TINY = ("--smoke", "--limit", "150", "--units", "16")
+IMDB_TINY = ("--vocab-size", "2000", "--max-length", "30")
 # Each script also tries some of the steering flags, so that every flag runs on every backend.
 STEERING = {
     "train_simplernn.py": ["--optimizer", "sgd", "--num-layers", "1"],
-    "train_gru.py": [
-        "--lr-schedule",
-        "plateau",
-        "--optimizer",
-        "rmsprop",
-        "--epochs",
-        "2",
-    ],
+    "train_gru.py": ["--lr-schedule", "plateau", "--optimizer", "rmsprop", "--epochs", "2"],
     "train_lstm.py": [
-        "--lr-schedule",
-        "cosine",
-        "--clipnorm",
-        "1.0",
-        "--early-stopping",
-        "1",
-        "--epochs",
-        "2",
-        "--tensorboard",
-    ],  # fmt: skip
+        *("--lr-schedule", "cosine", "--clipnorm", "1.0", "--early-stopping", "1"),
+        *("--epochs", "2", "--tensorboard"),
+    ],
     "train_bilstm.py": ["--num-layers", "1", "--mixed-precision", "bfloat16"],
-    "train_imdb_bilstm.py": ["--deterministic"],
+    "train_imdb_bilstm.py": ["--deterministic", *IMDB_TINY],
 }
+# The same data and seed on every backend: classes a small GRU learns in three epochs.
+LEARN = ["--epochs", "3", "--units", "8", "--num-layers", "1", "--learning-rate", "0.01"]
+
+
+def runs_on(backend, folder):
+    """Every script's steered smoke run, the learning run, --use-cudnn true without a GPU
+    and a run that takes its backend from $KERAS_BACKEND: (results, folders)."""
+    x, y = separable_sequences(400, seed=12)
+    np.savez(folder / "classes.npz", x_train=x[:320], y_train=y[:320], x_test=x[320:], y_test=y[320:])
+    own = ["--backend", backend] if backend != "tensorflow" else ["--backend", "tensorflow"]
+    steps, outs = [], {}
+    for script in SCRIPTS:
+        outs[script] = folder / script.removesuffix(".py")
+        steering = STEERING[script]
+        if backend == "tensorflow":  # determinism is TensorFlow's for the whole process:
+            steering = [f for f in steering if f != "--deterministic"]  # test_rundir's
+        steps.append((script, [*own, *TINY, *steering, "--output-dir", outs[script]]))
+    outs["learn"] = folder / "learn"
+    steps.append(("train_gru.py", [*own, "--data", folder / "classes.npz", *LEARN, "--output-dir", outs["learn"]]))
+    cudnn = [*TINY, "--use-cudnn", "true", "--output-dir", folder / "cudnn"]
+    steps.append(("train_lstm.py", [*own, *cudnn]))
+    outs["environment"] = folder / "environment"
+    steps.append(("train_gru.py", [*TINY, "--num-layers", "1", "--output-dir", outs["environment"]]))
+    if backend == "tensorflow":
+        env = {"KERAS_BACKEND": "jax"}  # --backend must win
+        results = [run_here(script, *args, env=env) for script, args in steps[:-1]]
+        results.append(run_here(*steps[-1][:1], *steps[-1][1]))
+    else:
+        results = run_in_one_process(*steps, env={"KERAS_BACKEND": backend})
+    return dict(zip([*SCRIPTS, "learn", "cudnn", "environment"], results)), outs
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory):
+    found = {}
+
+    def on(backend):
+        if backend != "tensorflow" and not importable(backend):
+            pytest.skip(f"{backend} is not installed (pip install -r requirements-{backend}.txt)")
+        if backend not in found:
+            found[backend] = runs_on(backend, tmp_path_factory.mktemp(backend))
+        return found[backend]
+
+    return on
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_smoke_run_on_backend(script, backend, tmp_path):
-    needs(backend)
-    out = tmp_path / "out"
-    result = run_script(
-        script,
-        "--backend",
-        backend,
-        *TINY,
-        *data_args(script),
-        *STEERING[script],
-        "--output-dir",
-        out,
-        cwd=tmp_path,
-        env={"KERAS_BACKEND": "tensorflow"},
-    )  # --backend must win; fmt: skip
+def test_smoke_run_on_backend(backends, script, backend):
+    results, outs = backends(backend)
+    result, out = results[script], outs[script]
     assert result.returncode == 0, explain(result)
     assert f"backend {backend} " in result.stdout
     assert "Traceback" not in result.stderr, explain(result)
     metrics = read_metrics(out)
-    assert metrics["backend"] == backend
-    assert metrics["versions"][backend]
+    assert metrics["backend"] == backend and metrics["versions"][backend]
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
     assert metrics["reloaded_model_max_difference"] < 1e-4
     for name in ("model.keras", "best.keras", "history.csv", "curves.png"):
@@ -98,26 +108,41 @@ def test_smoke_run_on_backend(script, backend, tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_use_cudnn_true_without_gpu_is_one_line_error(backend, tmp_path):
-    needs(backend)
-    result = run_script(
-        MNIST_SCRIPTS[2],
-        "--backend",
-        backend,
-        "--use-cudnn",
-        "true",
-        *TINY,
-        "--dataset",
-        "mnist-sample",
-        "--output-dir",
-        tmp_path / "out",
-        cwd=tmp_path,
-    )
+def test_each_backend_learns_and_they_agree_on_the_predictions(backends, backend, tmp_path):
+    results, outs = backends(backend)
+    assert results["learn"].returncode == 0, explain(results["learn"])
+    metrics = read_metrics(outs["learn"])
+    assert metrics["test_accuracy"] >= 0.9 and metrics["backend"] == backend
+    assert np.isfinite(metrics["test_loss"])
+    if backend == "tensorflow":
+        return
+    x, _ = separable_sequences(400, seed=12)
+    np.save(tmp_path / "test.npy", x[320:])
+    classes = {}
+    for name in ("tensorflow", backend):
+        run = backends(name)[1]["learn"]
+        found = predict_here(run, tmp_path / "test.npy", cwd=tmp_path)
+        assert found.returncode == 0, explain(found)
+        classes[name] = [line.rsplit(": ", 1)[1].split(" (")[0] for line in found.stdout.splitlines()]
+    agree = np.mean(np.array(classes["tensorflow"]) == np.array(classes[backend]))
+    assert agree >= 0.9, agree
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_use_cudnn_true_without_gpu_is_one_line_error(backends, backend):
+    result = backends(backend)[0]["cudnn"]
     if "GPU:" in result.stdout:  # a machine with a GPU: cuDNN may run
         pytest.skip("a GPU is present")
     assert result.returncode == 1, explain(result)
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: --use-cudnn true needs an NVIDIA GPU"), explain(
-        result
-    )
-    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: --use-cudnn true needs an NVIDIA GPU"), explain(result)
+    assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_keras_backend_variable_is_the_default_backend(backends, backend):
+    results, outs = backends(backend)
+    assert results["environment"].returncode == 0, explain(results["environment"])
+    metrics = read_metrics(outs["environment"])
+    assert metrics["backend"] == backend
+    if backend == "jax":
+        assert metrics["settings_in_effect"]["jax_gpu_preallocation"] is False

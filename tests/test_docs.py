@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from files import separable_sequences
-from helpers import ROOT, explain, run_script, script_env
+from helpers import ROOT, call_here, explain, run_here, script_env
 
 DOCUMENTS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 # A command whose line ends with one of these comments is not run (its arguments are still
@@ -147,18 +147,24 @@ def project(tmp_path_factory):
 
 
 def run_documented(command, folder, path):
+    """A documented command in the project's copy: the tools as processes (they load no
+    backend), the scripts, predict.py and export.py in this process (helpers.run_here,
+    call_here) from the copy's folder."""
+    from rnn_scripts import export, predict
+
     words = shlex.split(command)
     if words[0] == "cp":
         shutil.copy(folder / words[1], folder / words[2])
         return
-    result = subprocess.run(
-        [sys.executable, *words[1:]],
-        cwd=folder,
-        env=script_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    program, argv = words[1], words[2:]
+    if program.startswith("train_"):
+        result = run_here(folder / program, *argv, cwd=folder)
+    elif program in ("predict.py", "export.py"):
+        main = {"predict.py": predict.main, "export.py": export.main}[program]
+        result = call_here(main, argv, cwd=folder)
+    else:
+        command = [sys.executable, *words[1:]]
+        result = subprocess.run(command, cwd=folder, env=script_env(), capture_output=True, text=True)
     assert result.returncode == 0, f"{path.name}: {command}\n{explain(result)}"
 
 
@@ -174,88 +180,55 @@ def snippet():
 
 
 def run_snippet(folder, run, inputs):
-    code = (
-        snippet()
-        .replace('"runs/my-model"', repr(str(run)))
-        .replace('"new_sequences.npy"', repr(str(inputs)))
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=folder,
-        env=script_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, explain(done)
-    return done.stdout
+    """The README's snippet as printed, in this process, on `run` and `inputs`."""
+    import contextlib
+    import io
+    import os
+
+    code = snippet().replace('"runs/my-model"', repr(str(run)))
+    code = code.replace('"new_sequences.npy"', repr(str(inputs)))
+    printed, here = io.StringIO(), os.getcwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(code, {})
+    finally:
+        os.chdir(here)
+    return printed.getvalue()
 
 
 def predicted(run, inputs, folder):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "predict.py"), str(run), str(inputs), "--json"],
-        cwd=folder,
-        env=script_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, explain(done)
     import json
 
+    from rnn_scripts.predict import main
+
+    done = call_here(main, [run, inputs, "--json"], cwd=folder)
+    assert done.returncode == 0, explain(done)
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
 def test_the_python_snippet_works_for_many_classes(project):
-    printed = run_snippet(
-        project, project / "runs" / "my-model", project / "new_sequences.npy"
-    )
-    classes = [
-        row["class"]
-        for row in predicted(
-            project / "runs" / "my-model", project / "new_sequences.npy", project
-        )
-    ]
-    assert printed.splitlines()[0] == str(classes)
+    printed = run_snippet(project, project / "runs" / "my-model", project / "new_sequences.npy")
+    found = predicted(project / "runs" / "my-model", project / "new_sequences.npy", project)
+    assert printed.splitlines()[0] == str([row["class"] for row in found])
 
 
-def test_the_python_snippet_works_for_two_classes_and_a_regression(tmp_path):
-    x, y = separable_sequences(300, classes=2, seed=4)
-    np.savez(tmp_path / "two.npz", x_train=x, y_train=y)
-    np.savez(
-        tmp_path / "values.npz",
-        x_train=x,
-        y_train=x[:, -10:, 0].mean(axis=1) * 10.0 + 3.0,
-    )
-    np.save(tmp_path / "new.npy", x[:5])
-    for name in ("two", "values"):
-        result = run_script(
-            "train_gru.py",
-            "--data",
-            tmp_path / f"{name}.npz",
-            "--epochs",
-            "2",
-            "--units",
-            "8",
-            "--output-dir",
-            tmp_path / name,
-        )
-        assert result.returncode == 0, explain(result)
-    printed = run_snippet(tmp_path, tmp_path / "two", tmp_path / "new.npy").splitlines()
-    rows = predicted(tmp_path / "two", tmp_path / "new.npy", tmp_path)
+def test_the_python_snippet_works_for_two_classes_and_a_regression(finished, tmp_path):
+    from files import write_regression
+
+    x, _ = separable_sequences(300, classes=2, seed=4)
+    np.save(tmp_path / "two.npy", x[:5])
+    printed = run_snippet(tmp_path, finished("two classes"), tmp_path / "two.npy").splitlines()
+    rows = predicted(finished("two classes"), tmp_path / "two.npy", tmp_path)
     assert printed[0] == str([row["class"] for row in rows])
-    shown = [
-        float(v) for v in re.findall(r"\d\.\d+(?:e[-+]\d+)?", " ".join(printed[1:]))
-    ]
+    shown = [float(v) for v in re.findall(r"\d\.\d+(?:e[-+]\d+)?", " ".join(printed[1:]))]
     expected = [p for row in rows for p in row["probabilities"].values()]
     np.testing.assert_allclose(shown, expected, atol=1e-6)
-    printed = run_snippet(tmp_path, tmp_path / "values", tmp_path / "new.npy")
-    values = [
-        row["values"]["value"]
-        for row in predicted(tmp_path / "values", tmp_path / "new.npy", tmp_path)
-    ]
-    found = [
-        float(v)
-        for v in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", printed.split("None")[0])
-    ]
+    values_x, _ = write_regression(tmp_path / "values.npz")
+    np.save(tmp_path / "values.npy", values_x[:5])
+    printed = run_snippet(tmp_path, finished("regression"), tmp_path / "values.npy")
+    rows = predicted(finished("regression"), tmp_path / "values.npy", tmp_path)
+    values = [row["values"]["value"] for row in rows]
+    found = [float(v) for v in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", printed.split("None")[0])]
     np.testing.assert_allclose(found, values, rtol=1e-5)
     assert printed.strip().endswith("None")

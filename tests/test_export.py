@@ -1,20 +1,33 @@
 """Export for serving: the exported model takes raw inputs (the preprocessing is inside) and
-returns predict.py's probabilities or values, checked with each format's own runtime:
-TensorFlow for SavedModel, onnxruntime for ONNX.
+returns probabilities or values, checked in each format's own runtime (TensorFlow for
+SavedModel, onnxruntime for ONNX) against model.keras applied to inputs preprocessed here,
+from the run's preprocessing.json, on inputs whose preprocessing matters (offsets and
+scales far from 0 and 1, pixels 0-255, raw texts).
 
-Slow by design (every run of the suite ends with this file's seconds): each export traces a
-trained model into SavedModel or ONNX and loads it in that format's runtime.
+export.py runs in this test process (helpers.call_here); a run trained on JAX is exported
+by a TensorFlow process of its own, as export.py does it.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from files import sentences, separable_sequences, write_sentences_csv
-from helpers import ROOT, explain, importable, run_script, script_env
+from files import separable_sequences, sentences, write_regression
+from helpers import (
+    ROOT,
+    call_here,
+    explain,
+    importable,
+    predict_here,
+    read_metrics,
+    run_here,
+    run_in_one_process,
+    script_env,
+)
 
 pytestmark = pytest.mark.skipif(
     not importable("onnxruntime") or not importable("tf2onnx"),
@@ -22,43 +35,24 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def predict_json(run, *inputs, cwd):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "predict.py"), str(run), *inputs, "--json"],
-        cwd=cwd,
-        env=script_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, explain(done)
-    rows = [json.loads(line) for line in done.stdout.splitlines()]
-    key = "values" if "values" in rows[0] else "probabilities"
-    return np.array([list(row[key].values()) for row in rows])
+def export(run, *args):
+    from rnn_scripts.export import main
 
-
-def export(run, *formats, env=None):
-    command = [sys.executable, str(ROOT / "export.py"), str(run)] + [
-        a for f in formats for a in ("--format", f)
-    ]
-    done = subprocess.run(
-        command,
-        cwd=run.parent,
-        env=script_env(env),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = call_here(main, [run, *args])
     assert done.returncode == 0 and done.stderr == "", explain(done)
     return done
+
+
+def predict_json(run, *inputs, cwd):
+    rows = [json.loads(line) for line in predict_here(run, *inputs, "--json", cwd=cwd).stdout.splitlines()]
+    key = "values" if "values" in rows[0] else "probabilities"
+    return np.array([list(row[key].values()) for row in rows])
 
 
 def saved_model_outputs(path, inputs):
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(
-        str(path)
-    )  # referenced while called: its variables live in it
+    loaded = tf.saved_model.load(str(path))  # referenced while called: its variables live in it
     return loaded.serve(inputs).numpy()
 
 
@@ -69,149 +63,110 @@ def onnx_outputs(path, inputs):
     return session.run(None, {session.get_inputs()[0].name: inputs})[0]
 
 
+def keras_outputs(run, model_input, name="model.keras"):
+    """model.keras on an input prepared here: softmax for logits, or the values."""
+    import keras
+
+    spec = json.loads((run / "preprocessing.json").read_text())
+    found = keras.saving.load_model(run / name).predict(model_input, verbose=0)
+    if spec["task"] == "regression" or spec["output"] == "probabilities":
+        return found
+    shifted = np.exp(found - found.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def standardised(run, x):
+    spec = json.loads((run / "preprocessing.json").read_text())
+    scale, offset = np.float32(spec["scale"]), np.float32(spec.get("offset", 0.0))
+    return np.asarray(x, np.float32) * scale + offset
+
+
 @pytest.fixture(scope="module")
-def sequence_run(tmp_path_factory):
-    """Classes from your own sequences, exported at the end of training (--export)."""
+def exported_at_the_end(tmp_path_factory):
+    """Classes from your own sequences, exported in both formats by --export."""
     folder = tmp_path_factory.mktemp("sequences")
     x, y = separable_sequences(400, seed=2)
     np.savez(folder / "my.npz", x_train=x, y_train=y)
-    result = run_script(
-        "train_gru.py",
-        "--data",
-        folder / "my.npz",
-        "--epochs",
-        "2",
-        "--units",
-        "8",
-        "--export",
-        "onnx",
-        "--export",
-        "saved_model",
-        "--output-dir",
-        folder / "run",
-    )
+    args = ["--data", folder / "my.npz", "--epochs", "2", "--units", "8", "--num-layers", "1"]
+    args += ["--export", "onnx", "--export", "saved_model", "--output-dir", folder / "run"]
+    result = run_here("train_gru.py", *args)
     assert result.returncode == 0, explain(result)
     assert f"exported {folder / 'run' / 'export' / 'model.onnx'}" in result.stdout
     return folder / "run"
 
 
-def test_an_exported_sequence_classifier_returns_predict_pys_probabilities_from_raw_values(
-    sequence_run, tmp_path
-):
-    x, _ = separable_sequences(7, seed=11)  # raw, unscaled values
-    x = x.astype(np.float32)
+def test_an_exported_sequence_classifier_takes_raw_values(exported_at_the_end, tmp_path):
+    run = exported_at_the_end
+    x = separable_sequences(7, seed=11)[0].astype(np.float32)  # raw: around 10, spread 4
+    expected = keras_outputs(run, standardised(run, x))
+    assert not np.allclose(keras_outputs(run, x), expected, atol=1e-3)  # the scaling matters
     np.save(tmp_path / "x.npy", x)
-    expected = predict_json(sequence_run, "x.npy", cwd=tmp_path)
+    np.testing.assert_allclose(predict_json(run, "x.npy", cwd=tmp_path), expected, atol=1e-5)
     for found in (
-        onnx_outputs(sequence_run / "export" / "model.onnx", x),
-        saved_model_outputs(sequence_run / "export" / "saved_model", x),
+        onnx_outputs(run / "export" / "model.onnx", x),
+        saved_model_outputs(run / "export" / "saved_model", x),
     ):
         np.testing.assert_allclose(found, expected, atol=1e-5)
-    description = json.loads((sequence_run / "export" / "serving.json").read_text())
-    assert (
-        description["classes"] == ["0", "1", "2", "3"]
-        and "unscaled values" in description["input"]
-    )
+    description = json.loads((run / "export" / "serving.json").read_text())
+    assert description["classes"] == ["0", "1", "2", "3"]
+    assert "unscaled values" in description["input"]
 
 
-def test_an_exported_image_classifier_takes_pixels_0_to_255(tmp_path):
+def test_an_exported_image_classifier_takes_pixels_0_to_255_from_best_keras_into_output(
+    finished, tmp_path
+):
     from rnn_scripts.data.official import synthetic_images
 
     run = tmp_path / "run"
-    result = run_script(
-        "train_gru.py",
-        "--synthetic",
-        "--limit",
-        "300",
-        "--epochs",
-        "1",
-        "--units",
-        "4",
-        "--output-dir",
-        run,
-    )
-    assert result.returncode == 0, explain(result)
-    export(run, "onnx")
-    pixels = synthetic_images(5, np.random.default_rng(4))[0]
-    np.save(tmp_path / "pixels.npy", pixels)
-    found = onnx_outputs(run / "export" / "model.onnx", pixels.astype(np.float32))
-    np.testing.assert_allclose(
-        found, predict_json(run, "pixels.npy", cwd=tmp_path), atol=1e-5
-    )
+    shutil.copytree(finished("images"), run)
+    shutil.copy(run / "model.keras", run / "best.keras")
+    (run / "model.keras").unlink()  # --model best reads best.keras alone
+    export(run, "--format", "onnx", "--model", "best", "--output", tmp_path / "served")
+    assert not (run / "export").exists() and (tmp_path / "served" / "serving.json").is_file()
+    pixels = synthetic_images(5, np.random.default_rng(4))[0].astype(np.float32)
+    found = onnx_outputs(tmp_path / "served" / "model.onnx", pixels)
+    expected = keras_outputs(run, pixels / 255.0, name="best.keras")
+    np.testing.assert_allclose(found, expected, atol=1e-5)
     np.testing.assert_allclose(found.sum(axis=1), 1, atol=1e-5)
 
 
-def test_an_exported_regression_returns_values_in_the_targets_units(tmp_path):
-    from test_template import write_regression
-
-    x, _ = write_regression(tmp_path / "values.npz", count=200)
-    run = tmp_path / "run"
-    result = run_script(
-        "train_lstm.py",
-        "--data",
-        tmp_path / "values.npz",
-        "--epochs",
-        "2",
-        "--units",
-        "8",
-        "--output-dir",
-        run,
-    )
-    assert result.returncode == 0, explain(result)
-    export(run, "onnx", "saved_model")
-    np.save(tmp_path / "x.npy", x[:6])
-    expected = predict_json(run, "x.npy", cwd=tmp_path)
-    assert 150 < expected.mean() < 450  # values, not standardised ones
+def test_an_exported_regression_returns_values_in_the_targets_units(finished, tmp_path):
+    run = finished("regression")
+    x, _ = write_regression(tmp_path / "values.npz")
+    x = x[:6]
+    export(run, "--format", "onnx", "--format", "saved_model", "--output", tmp_path / "served")
+    expected = keras_outputs(run, standardised(run, x))  # model.keras ends in target units
+    assert 250 < expected.mean() < 350  # values around 300, not standardised ones
+    np.save(tmp_path / "x.npy", x)
+    np.testing.assert_allclose(predict_json(run, "x.npy", cwd=tmp_path), expected, rtol=1e-5)
     for found in (
-        onnx_outputs(run / "export" / "model.onnx", x[:6]),
-        saved_model_outputs(run / "export" / "saved_model", x[:6]),
+        onnx_outputs(tmp_path / "served" / "model.onnx", x),
+        saved_model_outputs(tmp_path / "served" / "saved_model", x),
     ):
         np.testing.assert_allclose(found, expected, atol=1e-3, rtol=1e-6)
 
 
 def test_an_exported_text_classifier_takes_strings_as_saved_model_and_word_ids_as_onnx(
-    tmp_path,
+    finished, tmp_path
 ):
-    write_sentences_csv(tmp_path / "s.csv", count=300)
-    run = tmp_path / "run"
-    result = run_script(
-        "train_imdb_bilstm.py",
-        "--data",
-        tmp_path / "s.csv",
-        "--epochs",
-        "2",
-        "--units",
-        "4",
-        "--max-length",
-        "12",
-        "--output-dir",
-        run,
-    )
-    assert result.returncode == 0, explain(result)
-    export(run, "saved_model", "onnx")
-    texts = sentences(6, seed=8)[0]
-    expected = predict_json(run, "--text", *texts, cwd=tmp_path)
-    np.testing.assert_allclose(
-        saved_model_outputs(
-            run / "export" / "saved_model", np.array(texts, dtype=object)
-        ),
-        expected,
-        atol=1e-5,
-    )
-    from rnn_scripts.preprocess import Preprocessing
+    import keras
 
-    vocabulary = json.loads((run / "export" / "vocabulary.json").read_text())
-    assert vocabulary == Preprocessing.load(run).vocabulary
-    ids = Preprocessing.load(run).vectorize(
-        texts
+    run = finished("texts")
+    export(run, "--format", "saved_model", "--format", "onnx", "--output", tmp_path / "served")
+    texts = sentences(6, seed=8)[0]
+    vocabulary = json.loads((run / "vocabulary.json").read_text())
+    assert json.loads((tmp_path / "served" / "vocabulary.json").read_text()) == vocabulary
+    spec = json.loads((run / "preprocessing.json").read_text())
+    vectorize = keras.layers.TextVectorization(
+        vocabulary=vocabulary, output_sequence_length=spec["max_length"]
     )  # what a server does with vocabulary.json
-    np.testing.assert_allclose(
-        onnx_outputs(run / "export" / "model.onnx", ids), expected, atol=1e-5
-    )
-    assert (
-        "word ids from vocabulary.json"
-        in json.loads((run / "export" / "serving.json").read_text())["input"]
-    )
+    ids = np.asarray(vectorize(np.array(texts, dtype=object)), np.int32)
+    expected = keras_outputs(run, ids)
+    found = saved_model_outputs(tmp_path / "served" / "saved_model", np.array(texts, dtype=object))
+    np.testing.assert_allclose(found, expected, atol=1e-5)
+    np.testing.assert_allclose(onnx_outputs(tmp_path / "served" / "model.onnx", ids), expected, atol=1e-5)
+    described = json.loads((tmp_path / "served" / "serving.json").read_text())["input"]
+    assert "word ids from vocabulary.json" in described
 
 
 @pytest.mark.skipif(not importable("jax"), reason="jax is not installed")
@@ -219,38 +174,17 @@ def test_a_run_trained_on_jax_is_exported_through_tensorflow(tmp_path):
     x, y = separable_sequences(200, seed=2)
     np.savez(tmp_path / "my.npz", x_train=x, y_train=y)
     run = tmp_path / "run"
-    result = run_script(
-        "train_gru.py",
-        "--backend",
-        "jax",
-        "--data",
-        tmp_path / "my.npz",
-        "--epochs",
-        "1",
-        "--units",
-        "4",
-        "--export",
-        "onnx",
-        "--output-dir",
-        run,
-    )
+    args = ["--backend", "jax", "--data", tmp_path / "my.npz", "--epochs", "1", "--units", "4"]
+    args += ["--num-layers", "1", "--export", "onnx", "--output-dir", run]
+    [result] = run_in_one_process(("train_gru.py", args))
     assert result.returncode == 0, explain(result)
-    np.save(tmp_path / "x.npy", x[:4].astype(np.float32))
-    np.testing.assert_allclose(
-        onnx_outputs(run / "export" / "model.onnx", x[:4].astype(np.float32)),
-        predict_json(run, "x.npy", cwd=tmp_path),
-        atol=1e-5,
-    )
+    assert read_metrics(run)["backend"] == "jax"
+    x = x[:4].astype(np.float32)
+    expected = keras_outputs(run, standardised(run, x))
+    np.testing.assert_allclose(onnx_outputs(run / "export" / "model.onnx", x), expected, atol=1e-5)
 
 
 def test_exporting_a_missing_run_is_one_line(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "export.py"), str(tmp_path / "nothing")],
-        env=script_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert (
-        done.returncode == 1
-        and done.stderr == f"error: no run folder {tmp_path / 'nothing'}\n"
-    )
+    command = [sys.executable, str(ROOT / "export.py"), str(tmp_path / "nothing")]
+    done = subprocess.run(command, env=script_env(), capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr == f"error: no run folder {tmp_path / 'nothing'}\n"

@@ -2,29 +2,32 @@
 stopping, TensorBoard, curves that follow the run, the tutorials' recipes; schedules and
 early stopping resume exactly.
 
-Slow by design (every run of the suite ends with this file's seconds): each schedule is
-checked on real runs, and resumed after a kill.
+Each schedule is checked on real runs in this test process (helpers.run_here), and resumed
+after a run stopped dead after an epoch (helpers.run_until_epoch).
 """
 
 import math
 
 import numpy as np
 import pytest
-from test_resume import kill_after_epoch, without_seconds
+from test_resume import without_seconds
 
 from helpers import (
+    run_here,
+    run_until_epoch,
     assert_same_weights,
     explain,
     load_model,
     read_history,
     read_metrics,
-    run_script,
 )
 
-PLATEAU = ["--dataset", "mnist-sample", "--limit", "300", "--units", "8", "--epochs", "12",
-           "--learning-rate", "0.5", "--lr-schedule", "plateau", "--early-stopping", "4"]  # fmt: skip
-COSINE = ["--dataset", "mnist-sample", "--limit", "300", "--units", "8", "--epochs", "3",
-          "--lr-schedule", "cosine", "--optimizer", "rmsprop", "--clipnorm", "0.5", "--tensorboard"]  # fmt: skip
+PLATEAU = ["--dataset", "mnist-sample", "--limit", "300", "--units", "8", "--epochs", "12"]
+PLATEAU += ["--num-layers", "1", "--learning-rate", "2.0", "--lr-schedule", "plateau"]
+PLATEAU += ["--early-stopping", "4"]
+COSINE = ["--dataset", "mnist-sample", "--limit", "300", "--units", "8", "--epochs", "3"]
+COSINE += ["--num-layers", "1", "--lr-schedule", "cosine", "--optimizer", "rmsprop"]
+COSINE += ["--clipnorm", "0.5", "--tensorboard"]
 
 
 def image(path):
@@ -36,7 +39,7 @@ def image(path):
 @pytest.fixture(scope="module")
 def plateau_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("plateau") / "run"
-    result = run_script("train_gru.py", *PLATEAU, "--output-dir", out)
+    result = run_here("train_gru.py", *PLATEAU, "--output-dir", out)
     assert result.returncode == 0, explain(result)
     return out, result
 
@@ -44,7 +47,7 @@ def plateau_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cosine_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cosine") / "run"
-    result = run_script("train_lstm.py", *COSINE, "--output-dir", out)
+    result = run_here("train_lstm.py", *COSINE, "--output-dir", out)
     assert result.returncode == 0, explain(result)
     return out, result
 
@@ -54,9 +57,9 @@ def test_plateau_halves_the_learning_rate_when_the_validation_loss_stalls(platea
     rows = read_history(out)
     rates = [r["learning_rate"] for r in rows]
     assert (
-        rates[0] == 0.5 and 0.25 in rates
+        rates[0] == 2.0 and 1.0 in rates
     )  # reduced once the loss stalled for 2 epochs
-    reduced = rates.index(0.25)  # the row of the epoch whose end reduced it
+    reduced = rates.index(1.0)  # the row of the epoch whose end reduced it
     losses = [r["val_loss"] for r in rows]
     best, stalled, expected = float("inf"), 0, None
     for epoch, loss in enumerate(losses):  # ReduceLROnPlateau's count (min_delta 1e-4)
@@ -119,12 +122,12 @@ def test_plateau_and_early_stopping_resume_exactly(tmp_path, plateau_run):
     # Killed after the epoch before the first halving: the plateau has waited one epoch (a
     # resume that forgot it would not halve the rate after the next), and early stopping
     # has seen no better accuracy since an earlier epoch.
-    epoch = [r["learning_rate"] for r in rows].index(0.25)
+    epoch = [r["learning_rate"] for r in rows].index(1.0)
     accuracies = [r["val_accuracy"] for r in rows[:epoch]]
     assert 1 + accuracies.index(max(accuracies)) < epoch
     out = tmp_path / "run"
-    kill_after_epoch("train_gru.py", PLATEAU, out, epoch=epoch)
-    result = run_script("train_gru.py", "--resume", out)
+    run_until_epoch("train_gru.py", PLATEAU, out, epoch=epoch)
+    result = run_here("train_gru.py", "--resume", out)
     assert result.returncode == 0, explain(result)
     assert read_metrics(out)["resumed_after_epoch"] == epoch
     assert without_seconds(read_history(out)) == without_seconds(
@@ -156,8 +159,8 @@ def test_cosine_resumes_exactly_and_tensorboard_appends_to_the_same_logs(
     tmp_path, cosine_run
 ):
     out = tmp_path / "run"
-    kill_after_epoch("train_lstm.py", COSINE, out, epoch=1)
-    result = run_script("train_lstm.py", "--resume", out)
+    run_until_epoch("train_lstm.py", COSINE, out, epoch=1)
+    result = run_here("train_lstm.py", "--resume", out)
     assert result.returncode == 0, explain(result)
     assert without_seconds(read_history(out)) == without_seconds(
         read_history(cosine_run[0])
@@ -170,10 +173,10 @@ def test_an_epoch_logged_before_its_state_was_saved_is_logged_once(tmp_path, cos
     """Killed after TensorBoard wrote epoch 2 but before epoch 2's state was saved: the
     resumed run trains epoch 2 again, to the same figures, and does not log it again."""
     out = tmp_path / "run"
-    kill_after_epoch("train_lstm.py", COSINE, out, epoch=2)
+    run_until_epoch("train_lstm.py", COSINE, out, epoch=2)
     (out / "training-state" / "epoch-0002.npz").unlink()  # as if the kill had come first
     assert (out / "logs" / "epochs-logged").read_text() == "2"
-    result = run_script("train_lstm.py", "--resume", out)
+    result = run_here("train_lstm.py", "--resume", out)
     assert result.returncode == 0 and "after epoch 1" in result.stdout, explain(result)
     assert scalars(out / "logs" / "train") == scalars(cosine_run[0] / "logs" / "train")
 
@@ -208,22 +211,21 @@ def test_tensorboard_logs_every_epochs_scalars_and_the_learning_rate(cosine_run)
 
 
 def test_history_and_curves_are_rewritten_after_every_epoch(tmp_path):
-    from test_resume import wait_for
+    """A callback of the script's own looks at the files as each epoch begins: they hold
+    every epoch before it."""
+    import keras
 
-    from helpers import start_script
+    import common
+    import train_gru
 
-    out = tmp_path / "run"
-    process = start_script(
-        "train_gru.py", *PLATEAU[:6], "--epochs", "30", "--output-dir", out
-    )
-    try:
-        wait_for(out / "curves.png", process)
-        assert [r["epoch"] for r in read_history(out)] == [
-            1
-        ]  # written before the curves
-        assert image(out / "curves.png").shape[:2] == (400, 1000)
-        wait_for(out / "training-state" / "epoch-0003.npz", process)
-        assert len(read_history(out)) >= 2
-    finally:
-        process.kill()
-        process.communicate()
+    out, seen = tmp_path / "run", []
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch:
+                curves = image(out / "curves.png").shape[:2]
+                seen.append(([r["epoch"] for r in read_history(out)], curves))
+
+    argv = [*PLATEAU[:6], "--epochs", "3", "--output-dir", out]
+    common.run(train_gru.build_model, argv=argv, callbacks=lambda: [Watch()])
+    assert seen == [([1], (400, 1000)), ([1, 2], (400, 1000))]

@@ -439,11 +439,10 @@ class KerasModel:
         else:
             from rnn_scripts.data import Split
 
-            batches = self.feed.training_feed(Split(x, y), None, size, 1, range(1))
+            order = self.feed.EpochOrder(len(x), 1, 0)
+            batches = self.feed.training_feed(Split(x, y), None, size, order)
             if self.levers.get("feed") == "pydataset":
-                batches = self.feed.EpochBatches(
-                    x, y, size, self.feed.EpochOrder(len(x), 1, range(1))
-                )
+                batches = self.feed.EpochBatches(x, y, size, order)
             self.model.fit(
                 batches, epochs=1, verbose=0, shuffle=False, callbacks=[timer.callback]
             )
