@@ -67,22 +67,9 @@ class Cluster:
         return self.agree(value) != -self.agree(-value)
 
     def lost(self):
-        """The processes the coordinator no longer hears from, or None if it cannot tell
-        within a few seconds (JAX has no public call for this)."""
-        if self.count == 2:
-            return [1 - self.index]
-        from jax._src import distributed
-
-        alive = {}
-        asking = threading.Thread(
-            target=lambda: alive.update(
-                distributed.global_state.client.get_live_nodes(list(range(self.count)))
-            ),
-            daemon=True,
-        )
-        asking.start()
-        asking.join(10)
-        return sorted(set(range(self.count)) - set(alive)) if alive else None
+        """The process this one no longer hears from, where it can tell: with two, the
+        other (JAX has no public call that names the lost ones among more)."""
+        return [1 - self.index] if self.count == 2 else None
 
 
 def join_cluster(config):
@@ -184,25 +171,37 @@ def digest(value):
 def check_same_arguments(cluster, config):
     """Every process must run the same script with the same arguments (but PER_PROCESS):
     the first difference is named in one line, before a collective could wait forever."""
-    from . import cli
-
-    values = dict(config.to_json())
-    names = sorted(cli.reserved_names() - PER_PROCESS)
-    model = {k: v for k, v in values.items() if k not in cli.reserved_names()}
-    own = [digest(values.get(name)) for name in names] + [
-        digest([os.path.basename(sys.argv[0]), model])
-    ]
     import numpy as np
     from jax.experimental import multihost_utils
 
+    names, own = argument_digests(config)
     everyone = np.asarray(multihost_utils.process_allgather(np.array(own, np.int32)))
-    for column, name in enumerate(names + [None]):
+    different = first_difference(names, everyone)
+    if different:
+        raise UsageError(
+            f"the processes of this run were started with different {different}; start "
+            "every process with the same arguments but its own --process-id"
+        )
+
+
+def argument_digests(config):
+    """(names, digests): a digest of each pipeline argument that must agree, and a last
+    one of the script's name and its model flags."""
+    from . import cli
+
+    values, reserved = dict(config.to_json()), cli.reserved_names()
+    names = sorted(reserved - PER_PROCESS)
+    model = {k: v for k, v in values.items() if k not in reserved}
+    script = [os.path.basename(sys.argv[0]), model]
+    return names, [digest(values.get(name)) for name in names] + [digest(script)]
+
+
+def first_difference(names, everyone):
+    """The first argument whose digests differ between the processes (rows), or None."""
+    for column, name in enumerate([*names, None]):
         if len(set(everyone[:, column].tolist())) > 1:
-            shown = f"--{name.replace('_', '-')}" if name else "scripts or model flags"
-            raise UsageError(
-                f"the processes of this run were started with different {shown}; start "
-                "every process with the same arguments but its own --process-id"
-            )
+            return f"--{name.replace('_', '-')}" if name else "scripts or model flags"
+    return None
 
 
 def give_up_joining(config, timeout, lock, created):

@@ -134,3 +134,16 @@ def import_tensorflow_quietly():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def quiet_keras(backend=None, verbose=False):
+    """Keras, loaded on `backend` (else $KERAS_BACKEND) without TensorFlow's start-up log
+    (predict.py and export.py, which have no run() to do it)."""
+    if backend:
+        os.environ["KERAS_BACKEND"] = backend
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import_tensorflow_quietly()
+    import keras
+
+    return keras

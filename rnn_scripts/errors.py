@@ -26,6 +26,11 @@ class UsageError(UserError):
     exit_code = EXIT_USAGE
 
 
+class InputError(UserError, ValueError):
+    """An input that does not fit the run (TrainedRun.predict, predict.py): another shape,
+    word ids beyond the vocabulary, values that overflow the model. One line."""
+
+
 class TrainingStopped(Exception):
     """Training ended early on purpose (a signal, a non-finite loss): message and exit code."""
 

@@ -1,16 +1,17 @@
-"""Export a finished run for serving: the model takes raw inputs (the preprocessing is in it)
-and returns class probabilities, or values.
+"""Export a finished run for serving: the model takes raw inputs (the preprocessing is inside) and
+returns class probabilities, or values.
 
     python export.py RUN                          # RUN/export/saved_model (TensorFlow)
-    python export.py RUN --format onnx            # RUN/export/model.onnx (onnxruntime)
+    python export.py RUN --format onnx            # RUN/export/model.onnx (onnxruntime runs it)
     python train_lstm.py --export onnx ...        # the same at the end of training
 
 What each format takes: pixels 0-255 or unscaled features as float32 (the scaling is a
 Rescaling layer inside); SavedModel text runs take strings (TextVectorization inside).
 ONNX has no string operations, so an ONNX text model takes word ids: vectorize with the
-vocabulary.json beside it (RUN/export/serving.json says so). The export is made with
-model.export on the TensorFlow backend, whatever backend trained the run (model.keras
-loads on every backend): a run on JAX or torch is exported by a TensorFlow subprocess.
+vocabulary.json beside it (serving.json says so, and for a series its columns, window and
+horizon). The export is made with model.export on the TensorFlow backend, whatever
+backend trained the run (model.keras loads on every backend): a run on JAX or torch is
+exported by a TensorFlow subprocess.
 """
 
 import argparse
@@ -24,11 +25,12 @@ from pathlib import Path
 
 from .errors import EXIT_FAILED, UserError, fail, first_line
 
-FORMATS = {
-    "saved_model": ("tf_saved_model", "saved_model"),
-    "onnx": ("onnx", "model.onnx"),
-}
+FORMATS = {"saved_model": ("tf_saved_model", "saved_model"), "onnx": ("onnx", "model.onnx")}
 EXPORT_DIR = "export"
+ONNX_EXTRA = (
+    'pip install "rnn-scripts[export]" (or, in this repository, pip install '
+    "-r requirements-export.txt); onnxruntime runs the exported file"
+)
 
 
 def check_exporter(formats):
@@ -36,9 +38,7 @@ def check_exporter(formats):
     import importlib.util
 
     if "onnx" in formats and importlib.util.find_spec("tf2onnx") is None:
-        raise UserError(
-            "--export onnx needs tf2onnx: pip install -r requirements-export.txt"
-        )
+        raise UserError(f"--export onnx needs tf2onnx: {ONNX_EXTRA}")
 
 
 def export_run(folder, formats, model="final", output=None):
@@ -48,12 +48,18 @@ def export_run(folder, formats, model="final", output=None):
     folder = Path(folder)
     output = Path(output) if output else folder / EXPORT_DIR
     check_exporter(formats)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".written"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"cannot write to {output}: {error.strerror or error}") from None
     if keras.backend.backend() != "tensorflow":
         return export_in_tensorflow(folder, formats, model, output)
     from .serving import TrainedRun
 
     run = TrainedRun(folder, model)
-    output.mkdir(parents=True, exist_ok=True)
     written = [write_format(run, name, output) for name in formats]
     (output / "serving.json").write_text(json.dumps(description(run, formats), indent=2))
     return written
@@ -64,22 +70,18 @@ def write_format(run, name, output):
     path = output / file_name
     if path.is_dir():
         shutil.rmtree(path)
-    model = run.serving_model()
-    if run.preprocessing.kind == "texts" and name == "saved_model":
-        model = with_text_input(model, run.preprocessing)
-    if run.preprocessing.kind == "texts" and name == "onnx":
-        (output / "vocabulary.json").write_text(json.dumps(run.preprocessing.vocabulary))
+    model = run.kind.for_export(run.serving_model(), name)
+    if run.kind.vocabulary is not None and name == "onnx":  # the server vectorizes
+        (output / "vocabulary.json").write_text(json.dumps(run.kind.vocabulary))
     try:
-        model(
-            dummy_batch(model)
-        )  # Keras' ONNX export wants a model that has been called
+        model(dummy_batch(model))  # Keras' ONNX export wants a model that has been called
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's np.object probe
             model.export(str(path), format=keras_format, verbose=False)
+    except OSError as error:
+        raise UserError(f"could not write {path}: {error.strerror or first_line(error)}") from None
     except Exception as error:  # the converters raise many kinds
-        raise UserError(
-            f"could not export {run.folder} as {name} ({first_line(error)})"
-        ) from None
+        raise UserError(f"could not export {run.folder} as {name} ({first_line(error)})") from None
     return path
 
 
@@ -88,57 +90,27 @@ def dummy_batch(model):
 
     spec = model.inputs[0]
     shape = [1 if size is None else size for size in spec.shape]
-    return (
-        np.array([""], dtype=object)
-        if spec.dtype == "string"
-        else np.zeros(shape, spec.dtype)
-    )
-
-
-def with_text_input(model, preprocessing):
-    """Strings in: TextVectorization (the run's vocabulary) before the word-id model."""
-    import keras
-
-    texts = keras.Input(shape=(), dtype="string", name="text")
-    return keras.Model(texts, model(preprocessing.vectorizer()(texts)), name=model.name)
+    return np.array([""], dtype=object) if spec.dtype == "string" else np.zeros(shape, spec.dtype)
 
 
 def description(run, formats):
     preprocessing = run.preprocessing
-    spec = preprocessing.spec
-    inputs = {
-        "images": f"pixels 0-255, float32, shape (N, {spec.get('shape', ['', ''])[0]}, {spec.get('shape', ['', ''])[-1]})",
-        "sequences": f"unscaled values, float32, shape (N, steps, {spec.get('features')})",
-        "tokens": f"word ids, int32, shape (N, steps), 0 = padding, below {spec.get('vocab_size')}",
-        "texts": "SavedModel: strings, shape (N,); ONNX: word ids from vocabulary.json "
-        f"(TextVectorization: lower case, no punctuation, first {spec.get('max_length')} words, 0-padded)",
-    }[preprocessing.kind]
-    outputs = (
-        f"values of {', '.join(preprocessing.class_names)}"
-        if preprocessing.is_regression
-        else f"probabilities of the classes {', '.join(preprocessing.class_names)}"
-    )
-    return {
+    names = ", ".join(preprocessing.class_names)
+    kind = "values of" if preprocessing.is_regression else "probabilities of the classes"
+    described = {
         "formats": sorted(formats),
-        "input": inputs,
-        "output": outputs,
-        "classes": preprocessing.class_names,
+        "input": run.kind.describe_input(),
+        "output": f"{kind} {names}",
+        "classes" if not preprocessing.is_regression else "targets": preprocessing.class_names,
     }
+    if "series" in preprocessing.spec:
+        described["series"] = preprocessing.spec["series"]  # columns, target, window, horizon
+    return described
 
 
 def export_in_tensorflow(folder, formats, model, output):
-    command = [
-        sys.executable,
-        "-m",
-        "rnn_scripts.export",
-        str(folder),
-        "--model",
-        model,
-        "--output",
-        str(output),
-    ]
-    for name in formats:
-        command += ["--format", name]
+    command = [sys.executable, "-m", "rnn_scripts.export", str(folder), "--model", model]
+    command += ["--output", str(output)] + [a for name in formats for a in ("--format", name)]
     environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
     done = subprocess.run(command, env=environment, capture_output=True, text=True)
     if done.returncode != 0:
@@ -154,25 +126,13 @@ def parse_arguments(argv):
         prog="export.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
-    parser.add_argument(
-        "run_dir", type=Path, metavar="RUN", help="a finished run's folder"
-    )
-    parser.add_argument(
-        "--format",
-        action="append",
-        choices=sorted(FORMATS),
-        help="saved_model (default) or onnx; repeat for both",
-    )
-    parser.add_argument(
-        "--model",
-        choices=("final", "best"),
-        default="final",
-        help="model.keras or best.keras",
-    )
-    parser.add_argument(
-        "--output", type=Path, help="where to write (default RUN/export)"
-    )
+    add = parser.add_argument
+    add("run_dir", type=Path, metavar="RUN", help="a finished run's folder")
+    add("--format", action="append", choices=sorted(FORMATS), help="saved_model (default) or onnx; repeat for both")
+    add("--model", choices=("final", "best"), default="final", help="model.keras or best.keras")
+    add("--output", type=Path, help="where to write (default RUN/export)")
     return parser.parse_args(argv)
 
 
@@ -181,17 +141,11 @@ def main(argv=None):
     try:
         if not args.run_dir.is_dir():
             raise UserError(f"no run folder {args.run_dir}")
-        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        from .environment import import_tensorflow_quietly
+        from .environment import quiet_keras
 
-        import_tensorflow_quietly()
-        for path in export_run(
-            args.run_dir,
-            sorted(set(args.format or ["saved_model"])),
-            args.model,
-            args.output,
-        ):
+        quiet_keras(os.environ.get("KERAS_BACKEND", "tensorflow"))
+        formats = sorted(set(args.format or ["saved_model"]))
+        for path in export_run(args.run_dir, formats, args.model, args.output):
             print(f"wrote {path}")
     except UserError as error:
         fail(f"error: {error}", EXIT_FAILED)

@@ -139,41 +139,24 @@ def epoch_row_batches(order, batch_size, part, parts):
 
 
 def prepared_batches(row_batches, split, preprocessing):
-    """(model input, targets) for each batch of row numbers: the rows read in Python,
-    then prepared in numpy (texts' word ids were prepared before training)."""
+    """(model input, targets) for each batch of row numbers: the rows read in Python, then
+    prepared in NumPy (texts' word ids were prepared before training)."""
     import tensorflow as tf
 
-    y = tf.constant(split.y)
-    if isinstance(split.x, TokenIds):
+    kind, y = preprocessing.kind, tf.constant(split.y)
+    ready = isinstance(split.x, TokenIds)
+    dtype = tf.as_dtype(kind.dtype)
 
-        def load(rows):
-            x = tf.numpy_function(split.x.read, [rows], tf.int32)
-            x.set_shape([None, split.x.length])
-            return x, tf.gather(y, rows)
+    def read(rows):
+        x = split.x.read(rows) if ready else kind.prepare(split.x.read(rows))
+        return np.asarray(x, dtype.as_numpy_dtype)
 
-    else:
-        dtype = tf.int32 if preprocessing.kind == "tokens" else tf.float32
-
-        def load(rows):
-            read = lambda r: preprocessing.apply(split.x.read(r)).astype(
-                dtype.as_numpy_dtype
-            )  # noqa: E731
-            x = tf.numpy_function(read, [rows], dtype)
-            x.set_shape([None, *input_shape(preprocessing)])
-            return x, tf.gather(y, rows)
+    def load(rows):
+        x = tf.numpy_function(read, [rows], dtype)
+        x.set_shape([None, *kind.example_shape()])
+        return x, tf.gather(y, rows)
 
     return row_batches.map(load, num_parallel_calls=2, deterministic=True)
-
-
-def input_shape(preprocessing):
-    spec = preprocessing.spec
-    if (
-        preprocessing.kind == "tokens"
-    ):  # texts on disk were turned into TokenIds before training
-        return [spec["max_length"]]
-    if preprocessing.kind == "images":
-        return spec["shape"]
-    return [spec["series"]["window"] if "series" in spec else None, spec["features"]]
 
 
 def evaluation(split, preprocessing, batch_size=EVAL_BATCH_SIZE):

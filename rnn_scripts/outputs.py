@@ -6,7 +6,7 @@ import platform
 import keras
 import numpy as np
 
-from .feed import EVAL_BATCH_SIZE
+from . import training
 
 SAMPLES_SHOWN, MISTAKES_SHOWN = 24, 12  # samples.png: up to 12 mistakes, then right ones
 
@@ -56,6 +56,12 @@ def curve_panels(rows):
 
 def plot_curves(rows, path, best_epoch=None):
     save(curves_figure(rows, best_epoch), path)
+
+
+def write_history(run_dir, rows, best_epoch):
+    """history.csv and curves.png, each replaced whole."""
+    run_dir.write_text("history.csv", history_csv(rows))
+    run_dir.write("curves.png", lambda path: plot_curves(rows, path, best_epoch))
 
 
 def curves_figure(rows, best_epoch=None):
@@ -125,18 +131,23 @@ def per_class_accuracy(counts, names):
 
 
 def regression_metrics(y_true, y_predicted, names):
-    errors = np.asarray(y_predicted, np.float64) - np.asarray(y_true, np.float64)
-    return {
-        "mae": float(np.abs(errors).mean()),
-        "rmse": float(np.sqrt((errors**2).mean())),
-        "per_target": {
-            name: {
-                "mae": float(np.abs(errors[:, i]).mean()),
-                "rmse": float(np.sqrt((errors[:, i] ** 2).mean())),
-            }
-            for i, name in enumerate(names)
-        },
-    }
+    """MAE, RMSE and R² (1 - squared error / the targets' variance), over every target
+    value and per target."""
+    true = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
+    errors = np.asarray(y_predicted, np.float64).reshape(true.shape) - true
+
+    def figures(error, target):
+        spread = ((target - target.mean(axis=0)) ** 2).sum()
+        r2 = 1 - (error**2).sum() / spread if spread > 0 else None
+        return {
+            "mae": float(np.abs(error).mean()),
+            "rmse": float(np.sqrt((error**2).mean())),
+            "r2": None if r2 is None else float(r2),
+        }
+
+    found = figures(errors, true)
+    found["per_target"] = {n: figures(errors[:, i], true[:, i]) for i, n in enumerate(names)}
+    return found
 
 
 def plot_confusion(counts, names, path):
@@ -249,9 +260,75 @@ def versions():
     return found
 
 
-def reload_difference(model, path, x):
-    """How far the saved file's predictions are from the trained model's (0: the same)."""
-    reloaded = keras.saving.load_model(path, safe_mode=True)
-    expected = model.predict(x, verbose=0, batch_size=EVAL_BATCH_SIZE)
-    found = reloaded.predict(x, verbose=0, batch_size=EVAL_BATCH_SIZE)
-    return float(np.abs(np.asarray(found) - np.asarray(expected)).max())
+# --------------------------------------------------------------------------------------
+# metrics.json and the last line
+# --------------------------------------------------------------------------------------
+def test_figures(run_dir, preprocessing, data, test, predicted):
+    """The test split's figures and pictures: a confusion matrix (and samples of images),
+    or a regression's errors and its predicted-against-true plot."""
+    names = data.class_names
+    if preprocessing.is_regression:
+        found = regression_metrics(test.y, predicted, names)
+        picture = lambda p: plot_predictions(test.y, np.asarray(predicted), names, p)  # noqa: E731
+        run_dir.write("predictions.png", picture)
+        return {f"test_{k}": v for k, v in found.items() if k != "per_target"} | {
+            "per_target": found["per_target"]
+        }
+    classes = predicted_classes(predicted)
+    counts = confusion_matrix(test.y, classes, len(names))
+    run_dir.write("confusion.png", lambda path: plot_confusion(counts, names, path))
+    if preprocessing.kind.shows_pictures:
+        run_dir.write("samples.png", lambda p: plot_samples(test.x, test.y, classes, names, p))
+    return {
+        "per_class_accuracy": per_class_accuracy(counts, names),
+        "confusion_matrix": counts.tolist(),
+    }
+
+
+def summary(model, data, progress, run, scores, facts):
+    distribution = run.distribution
+    this_session = [r["seconds"] for r in progress.rows[progress.restored_epoch :]]
+    speed = facts["train_examples"] / float(np.median(this_session)) if this_session else None
+    return {
+        **{f"test_{name}": float(value) for name, value in scores.items()},
+        "epochs_run": progress.epochs_done,
+        "epochs_this_session": len(this_session),
+        "resumed_after_epoch": progress.restored_epoch or None,
+        "stopped_early_at_epoch": progress.stopped_early,
+        "best_epoch": progress.best_epoch,
+        "monitor": training.monitor_of(run.config, run.regression),
+        "restored_best_weights": facts["restored_best"],
+        "seconds_per_epoch": float(np.mean(this_session)) if this_session else None,
+        "epoch_seconds": this_session,
+        "train_samples_per_second": speed,
+        "parameters": model.count_params(),
+        "dataset": data.describe(),
+        "train_examples": facts["train_examples"],
+        "validation_examples": len(data.validation),
+        "test_examples": len(data.test) - len(data.test) % distribution.replicas,
+        "backend": keras.backend.backend(),
+        "device": facts["device"],
+        "replicas": distribution.replicas,
+        "processes": distribution.process_count,
+        "settings_in_effect": facts["settings"],
+        "reloaded_model_max_difference": facts["reload"],
+        "versions": versions(),
+        "arguments": run.config.to_json(),
+    }
+
+
+def final_line(metrics, run_dir):
+    seconds = metrics["seconds_per_epoch"]
+    speed = f"{seconds:.1f} s/epoch" if seconds else "no epoch left to run"
+    stopped = ""
+    if metrics["stopped_early_at_epoch"]:
+        stopped = f"  stopped early at epoch {metrics['stopped_early_at_epoch']}, kept epoch {metrics['best_epoch']}"
+    elif metrics["restored_best_weights"]:
+        stopped = f"  kept epoch {metrics['best_epoch']}"
+    if "test_accuracy" in metrics:
+        score = f"test accuracy {metrics['test_accuracy']:.4f}"
+    else:
+        r2 = "" if metrics["test_r2"] is None else f"  r2 {metrics['test_r2']:.4f}"
+        score = f"test mae {metrics['test_mae']:.4g}  rmse {metrics['test_rmse']:.4g}{r2}"
+    where = "(a smoke run: its temporary folder is removed)" if run_dir.temporary else run_dir
+    return f"{score}  loss {metrics['test_loss']:.4f}  {speed}{stopped}  -> {where}"

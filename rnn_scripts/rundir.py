@@ -33,6 +33,17 @@ ARGS_FILE, STATE_DIR, METRICS_FILE, LOCK_FILE = (
     ".lock",
 )
 STATES_KEPT = 2
+RUN_FILES = {
+    ARGS_FILE, STATE_DIR, METRICS_FILE, LOCK_FILE, "preprocessing.json", "vocabulary.json",
+    "word_index.json", "model.keras", "best.keras", "history.csv", "curves.png",
+    "confusion.png", "samples.png", "predictions.png", "predictions.csv", "logs", "export",
+}  # fmt: skip
+
+
+def run_file(name):
+    """Whether a run writes a file of this name (or its partial file, or a process lock)."""
+    base = name.replace(".partial", "")
+    return base in RUN_FILES or (name.startswith(".process-") and name.endswith(".lock"))
 
 
 class DamagedState(Exception):
@@ -73,9 +84,10 @@ class RunDir:
         self.created, self.made = True, missing
 
     # ---- ownership -----------------------------------------------------------------------
-    def claim(self, overwrite, command, script):
-        """Lock the folder for this run; refuse another script's run, and a finished run
-        unless overwrite (then clear it)."""
+    def claim(self, overwrite, command, script, extending=False):
+        """Lock the folder for this run; refuse another script's run, a finished run unless
+        overwrite (then clear it) or extending (--resume), and --overwrite on a folder
+        that holds no run (it would delete what is not the pipeline's)."""
         self._take_lock(command)
         check_free_space(self.path, MIN_FREE_BYTES)
         owner = self.owner()
@@ -85,10 +97,15 @@ class RunDir:
                 f"python {shlex.quote(owner)} --resume {shlex.quote(str(self.path))}, "
                 "or choose another --output-dir"
             )
-        if self.is_finished() and not overwrite:
+        if self.is_finished() and not (overwrite or extending):
             raise UserError(
                 f"{self} already holds a finished run; use --overwrite to replace it or "
                 "choose another --output-dir"
+            )
+        if overwrite and owner is None and self.foreign():
+            raise UserError(
+                f"{self} holds no run but other files ({self.foreign()[0].name}, ...); "
+                "--overwrite replaces a run only: choose another --output-dir"
             )
         if overwrite:
             self.clear()
@@ -183,16 +200,30 @@ class RunDir:
             return None
         return self.saved_arguments().get("script")
 
+    def foreign(self):
+        """What the folder holds that no run writes (and --overwrite leaves alone)."""
+        return sorted(p for p in self.path.iterdir() if not run_file(p.name))
+
     def clear(self):
+        """Remove the run's own files, and nothing else (the processes' locks stay)."""
         for item in self.path.iterdir():
-            if item.name == LOCK_FILE or (
-                item.name.startswith(".process-") and item.name.endswith(".lock")
-            ):
-                continue  # held by this run's processes
+            if not run_file(item.name) or item.name == LOCK_FILE or item.name.startswith(".process-"):
+                continue
             if item.is_dir() and not item.is_symlink():
                 shutil.rmtree(item)
             else:
                 item.unlink()
+
+    def read_metrics(self):
+        try:
+            return json.loads((self.path / METRICS_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def reopen(self):
+        """A finished run continues (--resume DIR --epochs N): unfinished until its outputs
+        are written again."""
+        (self.path / METRICS_FILE).unlink()
 
     def is_finished(self):
         return (self.path / METRICS_FILE).exists()
@@ -265,9 +296,10 @@ class RunDir:
 
         self.write(name, write_to)
 
-    def remove_state(self):
-        if self.writer:
-            shutil.rmtree(self.path / STATE_DIR, ignore_errors=True)
+    def keep_last_state(self):
+        """A finished run keeps its last epoch's state: --resume DIR --epochs N continues it."""
+        for older in self.states()[1:]:
+            older.unlink()
 
     # ---- training state: the last two finished epochs -------------------------------------
     def states(self):

@@ -8,7 +8,10 @@ the README's Python snippet go through it, so all three give the same numbers:
     found = run.predict(np.load("new.npy"))        # one example or a batch, raw values
     print(found.labels, found.probabilities)       # a regression: found.values
 
-Raw inputs are what the data held: pixels 0-255, unscaled features, word ids, or texts.
+Raw inputs are what the data held: pixels 0-255, unscaled features, word ids, texts, or a
+series' last window. An input that does not fit the run (another shape, word ids beyond the
+vocabulary, values that overflow the model) raises InputError, a ValueError whose message
+is one line.
 """
 
 from pathlib import Path
@@ -16,8 +19,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from .errors import UserError, first_line
+from .errors import InputError, UserError, first_line
 from .preprocess import Preprocessing
+from .training import output_of
 
 PREDICT_BATCH = 1024
 
@@ -59,105 +63,93 @@ class TrainedRun:
     def __init__(self, folder, model="final"):
         self.folder = Path(folder)
         self.preprocessing = Preprocessing.load(self.folder)
-        self.model = load_model(
-            self.folder / ("best.keras" if model == "best" else "model.keras")
-        )
+        self.kind = self.preprocessing.kind
+        self.model = load_model(self.folder / ("best.keras" if model == "best" else "model.keras"))
         self._serving = None
-        check_outputs(self.model, self.preprocessing, self.folder)
-
-    @property
-    def output(self):
-        return self.preprocessing.spec.get("output", "logits")
+        check_fits(self.model, self.preprocessing, self.folder)
 
     def serving_model(self):
         """Raw inputs -> probabilities (or values): the preprocessing as layers, the trained
         model, then softmax or sigmoid where the model gives logits. Text runs take word
         ids: TextVectorization runs before it (export.py adds it for SavedModel)."""
         if self._serving is None:
-            self._serving = serving_model(self.model, self.preprocessing, self.output)
+            self._serving = serving_model(self.model, self.preprocessing)
         return self._serving
 
     def prepare(self, examples):
-        """Raw examples (one, or a batch) -> the serving model's input batch."""
-        preprocessing = self.preprocessing
-        if preprocessing.kind == "texts":
-            texts = [examples] if isinstance(examples, str) else list(examples)
-            return preprocessing.vectorize(texts)
-        if preprocessing.kind == "tokens":
-            rows = [examples] if np.ndim(examples[0]) == 0 else list(examples)
-            ids = preprocessing.apply(rows)
-            check_ids(ids, preprocessing.spec["vocab_size"])
-            return ids
-        x = np.asarray(examples, np.float32)
-        return x[None] if x.ndim == len(self.model.inputs[0].shape) - 1 else x
+        """Raw examples (one, or a batch) -> the serving model's input batch; InputError
+        where they do not fit the run."""
+        return self.kind.raw_batch(examples)
 
     def predict(self, examples):
         return self.predict_prepared(self.prepare(examples))
 
     def predict_prepared(self, batch):
-        return Predictions(
-            self.serving_model().predict(batch, verbose=0, batch_size=PREDICT_BATCH),
-            self.preprocessing,
-        )
+        found = self.serving_model().predict(batch, verbose=0, batch_size=PREDICT_BATCH)
+        bad = ~np.isfinite(found).all(axis=1)
+        if bad.any():
+            raise InputError(
+                f"the model's output is not finite for {bad.sum()} of {len(found)} example(s) "
+                f"(the first: number {np.argmax(bad) + 1}); their values lie far outside "
+                "the training data's"
+            )
+        return Predictions(found, self.preprocessing)
 
 
-def check_outputs(model, preprocessing, folder):
-    """The class (or target) names must fit the model's outputs: an edited or mismatched
+def check_fits(model, preprocessing, folder):
+    """The run's files must agree with each other: an edited or mismatched
     preprocessing.json would otherwise label predictions wrongly."""
     width, names = model.outputs[0].shape[-1], preprocessing.class_names
-    fits = len(names) == width or (
-        width == 1 and len(names) == 2 and not preprocessing.is_regression
-    )
+    fits = len(names) == width or (width == 1 and len(names) == 2 and not preprocessing.is_regression)
     if not fits:
         raise UserError(
             f"{folder}: preprocessing.json names {len(names)} classes or targets, the model "
             f"has {width} outputs (was it edited, or copied from another run?)"
         )
-
-
-def check_ids(ids, vocab_size):
-    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+    expected = preprocessing.kind.example_shape()
+    found = list(model.inputs[0].shape[1:])
+    if any(e is not None and f is not None and e != f for e, f in zip(expected, found)):
         raise UserError(
-            f"word ids must lie in 0..{vocab_size - 1} for this run, got {ids.min()}..{ids.max()}"
+            f"{folder}: preprocessing.json describes examples of shape {tuple(expected)}, "
+            f"the model takes {tuple(found)} (was it edited, or copied from another run?)"
         )
+    if not preprocessing.is_regression:
+        output = output_of(model, 2 if width == 1 else width, regression=False)
+        if output != preprocessing.output:
+            raise UserError(
+                f"{folder}: preprocessing.json says the model gives {preprocessing.output}, "
+                f"the model gives {output} (was it edited, or copied from another run?)"
+            )
 
 
 def load_model(path):
     if not path.is_file():
-        raise UserError(
-            f"{path}: not found (has the run finished? --model best reads best.keras)"
-        )
+        raise UserError(f"{path}: not found (has the run finished? --model best reads best.keras)")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, OSError, zip and h5 errors
-        raise UserError(
-            f"{path}: cannot load this .keras file ({first_line(error)})"
-        ) from None
+        raise UserError(f"{path}: cannot load this .keras file ({first_line(error)})") from None
 
 
-def serving_model(model, preprocessing, output):
+def serving_model(model, preprocessing):
     spec = model.inputs[0]
     raw = keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name="raw_input")
     x = raw
-    for layer in preprocessing.input_layers():
+    for layer in preprocessing.kind.input_layers():
         x = layer(x)
     y = model(x)
     if not preprocessing.is_regression:
-        y = class_probabilities(y, output)
+        y = class_probabilities(y, preprocessing.output)
     return keras.Model(raw, y, name=f"{model.name}_serving")
 
 
 def class_probabilities(y, output):
     """(N, classes) probabilities from logits or probabilities; one unit -> two columns."""
     layers = keras.layers
-    if output == "logits":
-        y = (
-            layers.Softmax(name="probabilities")(y)
-            if y.shape[-1] > 1
-            else layers.Activation("sigmoid")(y)
-        )
+    if output == "logits" and y.shape[-1] > 1:
+        y = layers.Softmax(name="probabilities")(y)
+    elif output == "logits":
+        y = layers.Activation("sigmoid")(y)
     if y.shape[-1] == 1:
-        y = layers.Concatenate(name="probabilities")(
-            [layers.Rescaling(-1.0, 1.0)(y), y]
-        )  # 1 - p, p
+        y = layers.Concatenate(name="probabilities")([layers.Rescaling(-1.0, 1.0)(y), y])  # 1-p, p
     return y

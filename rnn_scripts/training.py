@@ -1,7 +1,10 @@
-"""Model, compile, and the epoch loop's bookkeeping: history, best model, early stopping and
-the saved state that makes a resumed run equal an uninterrupted one."""
+"""The model (built, checked, compiled with what run() was given) and the epoch loop: the
+history, the best model, early stopping, the plateau schedule, TensorBoard, and the saved
+state after every epoch that makes a resumed run equal an uninterrupted one (resume.py
+reads it back)."""
 
 import hashlib
+import inspect
 import json
 import math
 import sys
@@ -11,8 +14,7 @@ import keras
 import numpy as np
 
 from . import feed
-from .errors import EXIT_FAILED, TrainingStopped, UserError, first_line
-from .rundir import DamagedState, read_state
+from .errors import EXIT_FAILED, TrainingStopped, UsageError, UserError, first_line
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -22,6 +24,103 @@ OPTIMIZERS = {
 PLATEAU = {"factor": 0.5, "patience": 2, "min_lr": 1e-6}  # --lr-schedule plateau
 PLATEAU_STATE = ("wait", "best", "cooldown_counter")  # what ReduceLROnPlateau counts
 LOGGED_EPOCHS = "logs/epochs-logged"
+NAMING_KEYS = {"name", "inbound_nodes", "input_layers", "output_layers"}
+
+
+# --------------------------------------------------------------------------------------
+# run()'s arguments, resolved into Keras objects once Keras has loaded
+# --------------------------------------------------------------------------------------
+def resolve_hooks(hooks):
+    """The run() arguments as Keras objects (names looked up, functions of no arguments
+    called), each checked now, so that a misspelled name or a wrong type is one line
+    naming the argument rather than a traceback from inside fit."""
+    loss = called(hooks.loss)
+    if loss is not None:
+        loss = keras_object("loss", loss, keras.losses, keras.losses.Loss)
+    metrics = called(hooks.metrics)
+    if metrics is not None:
+        listed = metrics if isinstance(metrics, list | tuple) else [metrics]
+        metrics = [keras_object("metrics", m, keras.metrics, keras.metrics.Metric) for m in listed]
+    callbacks = called(hooks.callbacks)
+    listed = [] if callbacks is None else callbacks if isinstance(callbacks, list | tuple) else [callbacks]
+    for callback in listed:
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise UsageError(f"run(callbacks=...): {callback!r} is not a keras.callbacks.Callback")
+    class_weight, optimizer = called(hooks.class_weight), optimizer_maker(hooks.optimizer)
+    return type(hooks)(loss, metrics, optimizer, listed, class_weight)
+
+
+def no_arguments(value):
+    """Whether a run() argument is a function of no arguments, to call once Keras loads."""
+    if not callable(value) or isinstance(value, type | keras.losses.Loss | keras.metrics.Metric):
+        return False
+    try:
+        parameters = inspect.signature(value).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)
+
+
+def called(value):
+    return value() if no_arguments(value) else value
+
+
+def keras_object(argument, value, module, kind):
+    """A loss or metric: a name Keras knows, a Keras object, or a function of
+    (y_true, y_pred)."""
+    if isinstance(value, str):
+        try:
+            module.get(value)
+        except (ValueError, TypeError):
+            known = ", ".join(sorted(n for n in dir(module) if n.islower() and not n.startswith("_"))[:12])
+            raise UsageError(f"run({argument}={value!r}): not a name Keras knows (such as {known}, ...)") from None
+        return value
+    if isinstance(value, kind):
+        return value
+    if callable(value) and takes(value, 2):
+        return value
+    raise UsageError(
+        f"run({argument}=...): expected a name, a keras.{module.__name__.split('.')[-1]} "
+        f"object or a function of (y_true, y_pred), got {value!r}"[:300]
+    )
+
+
+def takes(function, count):
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return True  # a builtin: Keras will say
+    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    return len(required) <= count <= len(positional)
+
+
+def optimizer_maker(value):
+    """run(optimizer=...) as a function of (learning_rate=, clipnorm=): a name, a class,
+    such a function, an optimizer object (its settings kept, the rate and clipping the
+    flags'), or a function of no arguments that returns one of these."""
+    value = called(value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return type(keras.optimizers.get(value))
+        except (ValueError, TypeError):
+            known = ", ".join(sorted(OPTIMIZERS) + ["adamw", "nadam", "adagrad", "..."])
+            raise UsageError(f"run(optimizer={value!r}): not an optimizer Keras knows ({known})") from None
+    if isinstance(value, keras.optimizers.Optimizer):
+        settings = value.get_config()
+        return lambda **flags: type(value).from_config({**settings, **flags})
+    if isinstance(value, type) and issubclass(value, keras.optimizers.Optimizer):
+        return value
+    if callable(value) and not isinstance(value, type):
+        return value
+    raise UsageError(
+        f"run(optimizer=...): expected a name, a keras.optimizers class or object, or a "
+        f"function of (learning_rate=, clipnorm=), got {value!r}"[:300]
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -41,49 +140,48 @@ def build(build_model, options, preprocessing):
             "build_model must return a Keras model that starts with keras.Input(...), "
             f"got {type(model).__name__}"
         )
+    if len(model.inputs) != 1:
+        raise UserError(f"build_model's model takes {len(model.inputs)} inputs; the pipeline feeds one (the examples)")
     if len(model.outputs) != 1:
-        raise UserError(
-            f"build_model's model has {len(model.outputs)} outputs; the pipeline trains one"
-        )
-    output = output_of(model, preprocessing)
+        raise UserError(f"build_model's model has {len(model.outputs)} outputs; the pipeline trains one")
+    width = preprocessing.model_options()["outputs"]
+    output = output_of(model, width, preprocessing.is_regression)
     if output == "values":
         layer = preprocessing.output_layer()
         model = keras.Model(model.inputs, layer(model.outputs[0]), name=model.name)
     return model, output
 
 
-def output_of(model, preprocessing):
-    width, options = model.outputs[0].shape[-1], preprocessing.model_options()
-    if preprocessing.is_regression:
-        if width != options["outputs"]:
-            raise UserError(
-                f"build_model's output has {width} units but the data have "
-                f"{options['outputs']} target value(s); end the model with Dense(outputs)"
-            )
-        return "values"
-    classes = options["classes"]
-    if width != classes and not (classes == 2 and width == 1):
+def output_of(model, width, regression):
+    """What the model's output is: "values" (a regression), "logits" or "probabilities";
+    one line where its width or its last activation does not fit `width` outputs."""
+    found = model.outputs[0].shape[-1]
+    if found != width and not (width == 2 and found == 1 and not regression):
+        what = f"{width} target value(s)" if regression else f"{width} classes"
         raise UserError(
-            f"build_model's output has {width} units but the data have {classes} classes; "
-            "end the model with Dense(outputs)"
+            f"build_model's output has {found} units but the data have {what}; end the "
+            "model with Dense(outputs)"
         )
+    if regression:
+        return "values"
     activation = last_activation(model)
     if activation in (None, "linear"):
         return "logits"
-    if (activation, width > 1) in (("softmax", True), ("sigmoid", False)):
+    if (activation, found > 1) in (("softmax", True), ("sigmoid", False)):
         return "probabilities"
     raise UserError(
-        f"build_model's last layer applies {activation} to {width} unit(s); end a "
+        f"build_model's last layer applies {activation} to {found} unit(s); end a "
         "classifier with logits (no activation), softmax, or sigmoid on one unit"
     )
 
 
 def last_activation(model):
     """The name of the activation the model's output comes out of ("linear", "softmax",
-    "relu", ...), or None where its last operation has none (a reshape, an addition)."""
-    operation = model.outputs[0]._keras_history.operation
+    "relu", ...), or None where its last operation has none (a reshape, an addition).
+    A functional model's operations are in the order they run: its output's is last."""
+    operation = model
     while isinstance(operation, keras.Model):  # a model used as a layer
-        operation = operation.outputs[0]._keras_history.operation
+        operation = (operation.layers if isinstance(operation, keras.Sequential) else operation.operations)[-1]
     if isinstance(operation, keras.layers.Softmax):
         return "softmax"
     activation = getattr(operation, "activation", None)
@@ -98,7 +196,7 @@ def use_cudnn(model, setting):
     if setting == "auto":
         return
     for layer in recurrent_layers(model):
-        if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+        if isinstance(layer, keras.layers.LSTM | keras.layers.GRU):
             layer.use_cudnn = setting == "true"
 
 
@@ -111,9 +209,6 @@ def recurrent_layers(model):
             yield from (layer.forward_layer, layer.backward_layer)
         else:
             yield layer
-
-
-NAMING_KEYS = {"name", "inbound_nodes", "input_layers", "output_layers"}
 
 
 def architecture_of(model):
@@ -134,16 +229,23 @@ def architecture_of(model):
 # --------------------------------------------------------------------------------------
 # Compile: loss and metrics follow the task and the output; a script may bring its own
 # --------------------------------------------------------------------------------------
-def compile_model(
-    model, config, output, hooks, steps_per_epoch, steps_per_execution=None
-):
+def compile_model(model, config, output, hooks, steps_per_epoch):
+    rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        total = max(1, steps_per_epoch * config.epochs)
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=total)
+    make = hooks.optimizer or OPTIMIZERS[config.optimizer]
+    try:
+        optimizer = make(learning_rate=rate, clipnorm=config.clipnorm)
+    except TypeError as error:
+        raise UsageError(f"run(optimizer=...): {first_line(error)}") from None
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise UsageError(f"run(optimizer=...) made {optimizer!r}, not a keras optimizer"[:200])
     model.compile(
-        optimizer=make_optimizer(
-            config, steps_per_epoch * config.epochs, hooks.optimizer
-        ),
+        optimizer=optimizer,
         loss=hooks.loss if hooks.loss is not None else default_loss(model, output),
         metrics=default_metrics(model, output) + list(hooks.metrics or ()),
-        steps_per_execution=steps_per_execution or config.steps_per_execution,
+        steps_per_execution=config.steps_per_execution,
     )
 
 
@@ -158,48 +260,30 @@ def default_loss(model, output):
 
 def default_metrics(model, output):
     if output == "values":
-        return [
-            keras.metrics.MeanAbsoluteError(name="mae"),
-            keras.metrics.RootMeanSquaredError(name="rmse"),
-        ]
-    if model.outputs[0].shape[-1] == 1:
+        mae, rmse = keras.metrics.MeanAbsoluteError, keras.metrics.RootMeanSquaredError
+        return [mae(name="mae"), rmse(name="rmse")]
+    if model.outputs[0].shape[-1] == 1:  # a logit's threshold is 0, a probability's 0.5
         threshold = 0.0 if output == "logits" else 0.5
         return [keras.metrics.BinaryAccuracy(threshold=threshold, name="accuracy")]
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
 
-def make_optimizer(config, total_steps, own=None):
-    rate = config.learning_rate
-    if config.lr_schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(
-            rate, decay_steps=max(1, total_steps)
-        )
-    make = own if own is not None else OPTIMIZERS[config.optimizer]
-    return make(learning_rate=rate, clipnorm=config.clipnorm)
-
-
 def class_weights(config, y, names, own=None):
     """{class id: weight} for model.fit, or None. balanced: N / (classes x count)."""
-    choice = (
-        own
-        if config.class_weight == "script" and isinstance(own, str)
-        else config.class_weight
-    )
+    own_choice = config.class_weight == "script" and isinstance(own, str)
+    choice = own if own_choice else config.class_weight
     if choice == "none":
         return None
     if choice == "balanced":
         counts = np.bincount(y, minlength=len(names)).astype(np.float64)
-        return {
-            i: float(len(y) / (len(names) * c)) if c else 0.0
-            for i, c in enumerate(counts)
-        }
+        return {i: float(len(y) / (len(names) * c)) if c else 0.0 for i, c in enumerate(counts)}
+    if not isinstance(own, dict):
+        raise UsageError(f"run(class_weight=...): expected a dict or 'balanced', got {own!r}")
     weights = {}
     for key, weight in own.items():
         index = names.index(key) if key in names else key
-        if not isinstance(index, (int, np.integer)) or not 0 <= index < len(names):
-            raise UserError(
-                f"run(class_weight=...): {key!r} is not a class of these data ({', '.join(names)})"
-            )
+        if not isinstance(index, int | np.integer) or not 0 <= index < len(names):
+            raise UserError(f"run(class_weight=...): {key!r} is not a class of these data ({', '.join(names)})")
         weights[int(index)] = float(weight)
     return {i: weights.get(i, 1.0) for i in range(len(names))}
 
@@ -217,47 +301,27 @@ def portable_copy(model):
 
 
 # --------------------------------------------------------------------------------------
-# The epoch loop's bookkeeping
+# The epoch loop
 # --------------------------------------------------------------------------------------
-class Progress:
-    """What a run has done so far; saved with every finished epoch and restored on resume."""
-
-    def __init__(self, meta=None):
-        meta = meta or {}
-        self.rows = meta.get("rows", [])
-        self.best, self.best_epoch = meta.get("best"), meta.get("best_epoch", 0)
-        self.stopped_early = meta.get("stopped_early")
-        self.plateau = meta.get("plateau")
-        self.learning_rate_argument = meta.get("learning_rate_argument")
-        self.restored_epoch = len(self.rows)
-
-    @property
-    def epochs_done(self):
-        return len(self.rows)
-
-    def meta(self, run, plateau_callback):
-        plateau = None
-        if plateau_callback is not None:
-            plateau = {k: float(getattr(plateau_callback, k)) for k in PLATEAU_STATE}
-        return {
-            "rows": self.rows,
-            "best": self.best,
-            "best_epoch": self.best_epoch,
-            "stopped_early": self.stopped_early,
-            "plateau": plateau,
-            "fingerprint": run.fingerprint,
-            "architecture": run.architecture,
-            "learning_rate_argument": run.config.learning_rate,  # a new one on resume wins
-        }
+def monitor_of(config, regression):
+    """--monitor: what picks best.keras, early stopping and the plateau schedule's
+    epochs (auto: the validation accuracy, or a regression's validation loss)."""
+    if config.monitor != "auto":
+        return config.monitor
+    return "val_loss" if regression else "val_accuracy"
 
 
-def score_of(row, regression):
-    """The validation score that picks the best epoch (higher is better): accuracy, or for
-    a regression the negated loss; the training one where there is no validation split."""
-    if regression:
-        loss = row.get("val_loss", row.get("loss"))
-        return None if loss is None else -loss
-    return row.get("val_accuracy", row.get("accuracy"))
+def higher_is_better(monitor):
+    return "acc" in monitor  # Keras' own rule (mode "auto")
+
+
+def score_of(row, monitor):
+    """The monitored figure of an epoch, as a score where higher is better (the training
+    figure where there is no validation split), or None."""
+    value = row.get(monitor, row.get(monitor.removeprefix("val_")))
+    if value is None:
+        return None
+    return value if higher_is_better(monitor) else -value
 
 
 class CheckSignals(keras.callbacks.Callback):
@@ -284,8 +348,8 @@ class KeepProgress(CheckSignals):
 
     def __init__(self, run, progress, steps_per_epoch, plateau=None):
         super().__init__(run)
-        self.progress, self.steps_per_epoch = progress, steps_per_epoch
-        self.plateau = plateau
+        self.progress, self.steps_per_epoch, self.plateau = progress, steps_per_epoch, plateau
+        self.monitor = monitor_of(run.config, run.regression)
         self.epoch, self.started, self.last_batch = 0, 0.0, 0
 
     def on_train_begin(self, logs=None):
@@ -302,34 +366,23 @@ class KeepProgress(CheckSignals):
         loss = float((logs or {}).get("loss", 0.0))
         last = min(batch + 1, self.steps_per_epoch)
         if not math.isfinite(loss):
-            where = (
-                f"batch {last}"
-                if last == self.last_batch + 1
-                else f"batches {self.last_batch + 1}-{last}"
-            )
-            raise TrainingStopped(
-                f"loss became {loss} at epoch {self.epoch + 1}, {where}", EXIT_FAILED
-            )
+            first = self.last_batch + 1
+            where = f"batch {last}" if last == first else f"batches {first}-{last}"
+            raise TrainingStopped(f"loss became {loss} at epoch {self.epoch + 1}, {where}", EXIT_FAILED)
         self.last_batch = last
 
     def on_epoch_end(self, epoch, logs=None):
         progress, logs = self.progress, logs or {}
-        row = {
-            "epoch": epoch + 1,
-            **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
-        }
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"}}
         if not math.isfinite(row.get("val_loss", 0.0)):
-            raise TrainingStopped(
-                f"the validation loss became {row['val_loss']} at epoch {epoch + 1}",
-                EXIT_FAILED,
-            )
-        row.update(
-            learning_rate=learning_rate(self.model),
-            seconds=time.perf_counter() - self.started,
-        )
+            raise TrainingStopped(f"the validation loss became {row['val_loss']} at epoch {epoch + 1}", EXIT_FAILED)
+        score = score_of(row, self.monitor)
+        if score is None:
+            figures = ", ".join(k for k in row if k != "epoch")
+            raise UsageError(f"--monitor {self.monitor}: not a figure the run logs ({figures})")
+        row.update(learning_rate=learning_rate(self.model), seconds=time.perf_counter() - self.started)
         progress.rows.append(row)
-        score = score_of(row, self.run.regression)
-        if score is not None and (progress.best is None or score > progress.best):
+        if progress.best is None or score > progress.best:  # a tie is not better
             progress.best, progress.best_epoch = score, epoch + 1
             self.run.best_weights = self.model.get_weights()
             self.run.save_best(self.model)
@@ -337,97 +390,61 @@ class KeepProgress(CheckSignals):
         if patience and epoch + 1 - progress.best_epoch >= patience:
             progress.stopped_early = epoch + 1
             self.model.stop_training = True
-        self.run.save_epoch(self.model, progress.meta(self.run, self.plateau))
+        plateau = None
+        if self.plateau is not None:
+            plateau = {k: float(getattr(self.plateau, k)) for k in PLATEAU_STATE}
+        self.run.save_epoch(self.model, progress.meta(self.run, plateau))
 
 
-class FlushedTensorBoard(keras.callbacks.TensorBoard):
-    """Keras' TensorBoard callback, its logs flushed at every epoch's end (its writers
-    buffer for up to two minutes, and a killed run would lose epochs that the saved state
-    counts as done), and each epoch logged once: a run killed after the flush but before the
-    epoch's state was saved trains that epoch again, to the same figures, and would log it
-    twice. logs/epochs-logged holds the last epoch logged."""
+class EpochLog(keras.callbacks.Callback):
+    """--tensorboard: each epoch's figures (and the learning rate) as TensorBoard scalars in
+    RUN/logs/train and RUN/logs/validation, flushed at once (a killed run keeps every epoch
+    its state counts as done), and each epoch written once: a run killed after the flush but
+    before the epoch's state was saved trains that epoch again, to the same figures.
+    logs/epochs-logged holds the last epoch written."""
 
-    def __init__(self, run_dir, **options):
-        super().__init__(str(run_dir.path / "logs"), **options)
-        self.run_dir, self.marker = run_dir, run_dir.path / LOGGED_EPOCHS
-        self.logged = int(self.marker.read_text()) if self.marker.is_file() else 0
+    def __init__(self, run_dir):
+        import tensorflow as tf
+
+        super().__init__()
+        self.run_dir, marker = run_dir, run_dir.path / LOGGED_EPOCHS
+        self.logged = int(marker.read_text()) if marker.is_file() else 0
+        folder = run_dir.path / "logs"
+        self.writers = {
+            part: tf.summary.create_file_writer(str(folder / part)) for part in ("train", "validation")
+        }
 
     def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
         if epoch + 1 <= self.logged:
             return
-        super().on_epoch_end(epoch, logs)
-        for writer in self._writers.values():
+        figures = {**(logs or {}), "learning_rate": learning_rate(self.model)}
+        for name, value in figures.items():
+            part = "validation" if name.startswith("val_") else "train"
+            with self.writers[part].as_default():
+                tf.summary.scalar("epoch_" + name.removeprefix("val_"), float(value), step=epoch)
+        for writer in self.writers.values():
             writer.flush()
         self.logged = epoch + 1
         self.run_dir.write_text(LOGGED_EPOCHS, str(self.logged))
 
+    def on_train_end(self, logs=None):
+        for writer in self.writers.values():
+            writer.close()
+
+
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, its step kept within the epoch: with several steps per
+    compiled call, Keras reports the last call's full width past the epoch's end."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        steps = self.target  # what Keras' progress bar counts to
+        super().on_train_batch_end(batch if steps is None else min(batch, steps - 1), logs)
+
 
 def learning_rate(model):
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-
-
-def restore(model, run):
-    """Weights, optimizer state and progress of the newest saved epoch that reads back
-    (the one before, with a line saying so, if the newest is damaged); a fresh Progress if
-    there is none."""
-    run_dir, states = run.run_dir, run.run_dir.states()
-    for path in states:
-        try:
-            weights, optimizer_values, meta = read_state(path)
-        except DamagedState as error:
-            print(
-                f"warning: {path} cannot be used ({str(error)[:150]}); trying the epoch before"
-            )
-            continue
-        if meta.get("architecture") not in (None, run.architecture):
-            raise UserError(
-                f"{run_dir} holds a run of another model (build_model or its flags differ "
-                "from the ones it started with); continue it with the script that started "
-                "it, or choose another --output-dir"
-            )
-        try:
-            assign(model, weights, optimizer_values)
-        except ValueError as error:
-            print(
-                f"warning: {path} cannot be used ({str(error)[:150]}); trying the epoch before"
-            )
-            continue
-        if (
-            meta.get("fingerprint") != run.fingerprint
-            and not run.config.allow_data_change
-        ):
-            raise UserError(
-                f"{run_dir} was trained on other data than these (their fingerprint "
-                "differs); pass --allow-data-change to continue anyway"
-            )
-        return Progress(meta)
-    if states:
-        raise UserError(
-            f"no saved epoch in {run_dir}/training-state can be read; start again with --overwrite"
-        )
-    return Progress()
-
-
-def assign(model, weights, optimizer_values):
-    """Copy saved weights and optimizer variables into the freshly built model."""
-    model.set_weights(weights)
-    model.optimizer.build(model.trainable_variables)
-    variables = model.optimizer.variables
-    if len(variables) != len(optimizer_values):
-        raise ValueError("the optimizer state does not fit this model")
-    for variable, value in zip(variables, optimizer_values):
-        variable.assign(value)
-
-
-def optimizer_values(model):
-    return [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
-
-
-def plateau_callback(config, has_validation):
-    if config.lr_schedule != "plateau":
-        return None
-    monitor = "val_loss" if has_validation else "loss"
-    return keras.callbacks.ReduceLROnPlateau(monitor=monitor, verbose=1, **PLATEAU)
 
 
 def fit_verbosity():
@@ -437,50 +454,45 @@ def fit_verbosity():
         return 0
 
 
-def train(
-    model,
-    data,
-    preprocessing,
-    run,
-    progress,
-    distribution,
-    extra_callbacks,
-    class_weight,
-):
+def train(model, data, preprocessing, run, progress):
     """model.fit from the first unfinished epoch; returns the number of training rows."""
-    config = run.config
+    config, distribution = run.config, run.distribution
     train_split = feed.even_rows(data.train, distribution.replicas)
     start = progress.epochs_done
     if progress.stopped_early or start >= config.epochs:
         return len(train_split)
+    part, parts = distribution.process_index, distribution.process_count
     validation = None
     if len(data.validation):
-        local = distribution.local_split(
-            feed.even_rows(data.validation, distribution.replicas)
-        )
-        validation = feed.validation_data(
-            local, preprocessing, feed.EVAL_BATCH_SIZE // distribution.process_count
-        )
-    part, parts = distribution.process_index, distribution.process_count
+        local = distribution.local_split(feed.even_rows(data.validation, distribution.replicas))
+        validation = feed.validation_data(local, preprocessing, feed.EVAL_BATCH_SIZE // parts)
     order = feed.EpochOrder(len(train_split), config.seed, start)
-    train_feed = feed.training_feed(
-        train_split, preprocessing, config.batch_size, order, part, parts
-    )
+    batches = feed.training_feed(train_split, preprocessing, config.batch_size, order, part, parts)
     steps = -(-len(train_split) // config.batch_size)
-    plateau = plateau_callback(config, validation is not None)
+    plateau = None
+    if config.lr_schedule == "plateau":
+        monitor = monitor_of(config, run.regression)
+        if validation is None:
+            monitor = monitor.removeprefix("val_")
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor=monitor, verbose=1, **PLATEAU)
     # The order first, the state last (after the epoch's learning rate and logs are in).
-    callbacks = [feed.FollowEpochs(order)] + ([plateau] if plateau else [])
-    callbacks += list(extra_callbacks)
-    callbacks += run.extra_callbacks() + [KeepProgress(run, progress, steps, plateau)]
+    callbacks = [feed.FollowEpochs(order), ProgressBar()] + ([plateau] if plateau else [])
+    callbacks += list(run.hooks.callbacks or ())
+    if config.tensorboard and run.run_dir.writer:
+        callbacks.append(EpochLog(run.run_dir))
+    callbacks.append(KeepProgress(run, progress, steps, plateau))
+    weights = None
+    if not run.regression:
+        weights = class_weights(config, data.train.y, data.class_names, run.hooks.class_weight)
     model.fit(
-        train_feed,
+        batches,
         validation_data=validation,
         validation_batch_size=feed.EVAL_BATCH_SIZE // parts,
         epochs=config.epochs,
         initial_epoch=start,
         shuffle=False,  # the feed is in (seed, epoch) order already
         callbacks=callbacks,
-        class_weight=class_weight,
+        class_weight=weights,
         verbose=fit_verbosity(),
     )
     return len(train_split)

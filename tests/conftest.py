@@ -9,6 +9,23 @@ sys.path.insert(0, str(ROOT))  # import common, rnn_scripts and the scripts' bui
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tensorflow_threads_as_a_run_sets_them():
+    """The scripts run in this process (helpers.run_here) share its TensorFlow, whose
+    threads are fixed by the first operation it runs, wherever that is: set them as run()
+    sets them for a script, before any test runs one."""
+    from rnn_scripts.environment import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import tensorflow as tf
+
+    from rnn_scripts.devices import cpu_threads
+
+    threads = cpu_threads(None)
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def no_script_outlives_its_test():
     """A test that fails while its script runs (or a multi-worker pair that waits for a

@@ -86,7 +86,8 @@ def run_here(script, *args, env=None, cwd=None, any_backend=False):
     env = dict(env or {})
     backends = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--backend"]
     backend = backends[-1] if backends else env.get("KERAS_BACKEND", "tensorflow")
-    if not any_backend and (backend != "tensorflow" or "RNN_SCRIPTS_CPU_DEVICES" in env):
+    other = backend in ("jax", "torch") or "RNN_SCRIPTS_CPU_DEVICES" in env
+    if other and not any_backend:
         raise ValueError("run_here runs on this process's TensorFlow; use run_script")
     stdout, stderr, code = io.StringIO(), io.StringIO(), 0
     saved = (sys.argv, os.getcwd(), dict(os.environ))
@@ -214,7 +215,7 @@ def help_defaults(script):
     """{flag: default text or None} as `SCRIPT --help` prints them."""
     import re
 
-    result = run_script(script, "--help")
+    result = run_here(script, "--help")
     assert result.returncode == 0, explain(result)
     found, flag, text = {}, None, ""
     for line in result.stdout.splitlines() + [""]:

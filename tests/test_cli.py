@@ -15,6 +15,7 @@ from helpers import (
     copy_script,
     explain,
     help_defaults,
+    run_here,
     run_script,
     without_backends,
 )
@@ -183,12 +184,12 @@ def test_a_copied_script_with_an_added_keyword_gets_its_flag_and_its_value_reach
         )
 
     copy_script("train_lstm.py", tmp_path, add_dropout, "train_dropout.py")
-    help_text = run_script(tmp_path / "train_dropout.py", "--help", cwd=tmp_path).stdout
+    help_text = run_here(tmp_path / "train_dropout.py", "--help", cwd=tmp_path).stdout
     assert re.search(
         r"--dropout DROPOUT\s+input dropout of each LSTM layer \(default: 0\.1\)",
         help_text,
     ), help_text
-    result = run_script(
+    result = run_here(
         tmp_path / "train_dropout.py",
         "--synthetic",
         "--limit",
@@ -220,7 +221,7 @@ def test_a_build_model_outside_the_contract_stops_at_help_in_one_line(tmp_path):
         lambda s: s.replace("units=256, num_layers=2)", "hidden_size, num_layers=2)"),
         "train_bad.py",
     )
-    result = run_script(tmp_path / "train_bad.py", "--help", cwd=tmp_path)
+    result = run_here(tmp_path / "train_bad.py", "--help", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert (
         result.stderr.count("\n") == 1
@@ -301,13 +302,14 @@ def cli_dest(flag):
 
 
 def test_help_groups_the_flags_and_writes_nothing(tmp_path):
-    result = run_script("train_imdb_bilstm.py", "--help", cwd=tmp_path)
+    result = run_here("train_imdb_bilstm.py", "--help", cwd=tmp_path)
     assert result.returncode == 0, explain(result)
     headers = re.findall(r"^([a-z ']+(?:\([^)]*\))?):$", result.stdout, re.MULTILINE)
     assert [h for h in headers if h in GROUPS] == list(GROUPS)
     assert list(tmp_path.iterdir()) == []  # --help writes nothing
 
 
+@pytest.mark.smoke
 def test_help_and_argument_errors_answer_without_loading_a_backend(tmp_path):
     """With TensorFlow, JAX and torch made unimportable, --help and a bad value still answer."""
     env = without_backends(tmp_path)
@@ -475,7 +477,7 @@ def test_every_run_has_every_argument_whatever_data_its_script_reads():
 
 
 def test_invalid_value_in_a_real_run_exits_2_in_one_line_and_writes_nothing(tmp_path):
-    result = run_script("train_lstm.py", "--batch-size", "0", cwd=tmp_path)
+    result = run_here("train_lstm.py", "--batch-size", "0", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "--batch-size" in result.stderr
     assert "Traceback" not in result.stderr
@@ -483,9 +485,7 @@ def test_invalid_value_in_a_real_run_exits_2_in_one_line_and_writes_nothing(tmp_
 
 
 def test_a_bad_keras_backend_variable_is_one_line(tmp_path):
-    result = run_script(
-        "train_lstm.py", "--smoke", cwd=tmp_path, env={"KERAS_BACKEND": "mxnet"}
-    )
+    result = run_here("train_lstm.py", "--smoke", cwd=tmp_path, env={"KERAS_BACKEND": "mxnet"})
     assert result.returncode == 2, explain(result)
     assert "KERAS_BACKEND='mxnet'" in result.stderr and result.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
@@ -501,29 +501,43 @@ def test_steps_per_execution_is_16_but_1_where_keras_allows_no_more():
 
 
 def test_given_names_are_the_flags_on_the_command_line():
-    parser = cli.build_parser("t", None, contract_of())
-    given = cli.given_names(
-        parser, ["--epochs", "10", "--seed=3", "--smoke", "--export", "onnx"]
-    )
-    assert given == {
-        "epochs",
-        "seed",
-        "smoke",
-        "export",
-    }  # --epochs 10 equals the default: still given
+    argv = ["--epochs", "10", "--seed=3", "--smoke", "--export", "onnx", "--no-such"][:-1]
+    contract = contract_of()
+    given = cli.parse_arguments("t", None, contract, cli.ScriptDefaults(), argv)[1]
+    assert given == {"epochs", "seed", "smoke", "export"}  # --epochs 10 is the default: given
 
 
-def test_settle_takes_saved_values_allows_safe_changes_and_refuses_others():
+def settled(tmp_path, saved, argv, resuming=True):
+    """resume.settle on a folder whose args.json holds `saved`: (Config, changes)."""
+    import json
+    from types import SimpleNamespace
+
+    from rnn_scripts import resume
+    from rnn_scripts.rundir import RunDir
+
+    (tmp_path / "args.json").write_text(json.dumps({"arguments": saved}))
+    config, explicit = cli.parse_arguments("t", None, contract_of(), cli.ScriptDefaults(), argv)
+    if resuming:
+        config = config.replace(resume=tmp_path)
+    run = SimpleNamespace(config=config, explicit=explicit, run_dir=RunDir(tmp_path), changes={})
+    resume.settle(run)
+    return run.config, run.changes
+
+
+def test_settle_takes_saved_values_allows_safe_changes_and_refuses_others(tmp_path):
     saved = parse(["--seed", "7", "--learning-rate", "0.01"]).to_json()
-    again = parse(["--learning-rate", "0.005", "--epochs", "12"])
-    merged, changes = cli.settle(again, {"learning_rate", "epochs"}, saved)
+    merged, changes = settled(tmp_path, saved, ["--learning-rate", "0.005", "--epochs", "12"])
     assert merged.seed == 7 and merged.learning_rate == 0.005 and merged.epochs == 12
     assert changes == {"learning_rate": [0.01, 0.005], "epochs": [10, 12]}
     with pytest.raises(cli.UsageError, match="--seed was 7, now 1"):
-        cli.settle(parse([]), {"seed"}, saved)
+        settled(tmp_path, saved, ["--seed", "1"])
     with pytest.raises(cli.UsageError, match="--num-layers was 2, now 3"):
-        cli.settle(parse(["--num-layers", "3"]), {"num_layers"}, saved)
+        settled(tmp_path, saved, ["--num-layers", "3"])
+    with pytest.raises(cli.UsageError, match="--monitor was auto, now val_loss"):
+        settled(tmp_path, saved, ["--monitor", "val_loss"])
     with pytest.raises(cli.UsageError, match="unknown argument 'colour'"):
-        cli.settle(parse([]), set(), {**saved, "colour": "red"})
+        settled(tmp_path, {**saved, "colour": "red"}, [])
     with pytest.raises(cli.UsageError, match="lacks the argument 'units'"):
-        cli.settle(parse([]), set(), {k: v for k, v in saved.items() if k != "units"})
+        settled(tmp_path, {k: v for k, v in saved.items() if k != "units"}, [])
+    with pytest.raises(cli.UsageError, match="unfinished run started with other arguments"):
+        settled(tmp_path, saved, [], resuming=False)  # the same folder, another command

@@ -22,15 +22,15 @@ from files import (
     write_sequences_npz,
 )
 from helpers import memory_limit
-from rnn_scripts import cli, feed
+from rnn_scripts import cli, feed, kinds
 from rnn_scripts import data as datasets
 from rnn_scripts.contract import read_contract
 from rnn_scripts.data import official
-from rnn_scripts.data.core import DataError, Split, split
+from rnn_scripts.data.core import DataError, Layout, Split, split
 from rnn_scripts.data.folders import read_text_folder
 from rnn_scripts.data.official import FASHION_FILES, sample_file
+from rnn_scripts.data.own import read_table
 from rnn_scripts.data.rows import TokenIds
-from rnn_scripts.data.tables import read_table
 from rnn_scripts.preprocess import Preprocessing
 
 
@@ -373,14 +373,14 @@ def test_imdb_file_with_published_hash_is_decoded_like_keras_reviews_with_their_
         "text", data_dir=tmp_path, vocab_size=1000, validation_split=0.0
     )
     assert data.train.x.shape == (40, 200) and data.test.x.shape == (30, 200)
-    assert (data.train.x[:, 0] == official.START_TOKEN).all()
-    assert data.train.x.max() < 1000 and (data.train.x == official.OOV_TOKEN).any()
+    assert (data.train.x[:, 0] == kinds.START_TOKEN).all()
+    assert data.train.x.max() < 1000 and (data.train.x == kinds.OOV_TOKEN).any()
     for part in (data.train, data.test):
         first_rank = (
-            part.x[:, 1] - official.FIRST_WORD_INDEX
+            part.x[:, 1] - kinds.FIRST_WORD_INDEX
         )  # all first words are < 1000
         np.testing.assert_array_equal(first_rank % 2 == 0, part.y == 1)
-    assert preprocessing.word_index == {"good": 1, "bad": 2}  # rank + 3 < 1000 only
+    assert preprocessing.kind.word_index == {"good": 1, "bad": 2}  # rank + 3 < 1000 only
 
 
 def test_imdb_missing_file_is_a_one_line_error(tmp_path):
@@ -431,7 +431,7 @@ def test_zip_that_is_not_npz_is_refused(tmp_path):
 def test_own_sequences_npz_is_standardized_on_the_training_rows(tmp_path):
     arrays = write_sequences_npz(tmp_path / "own.npz", train=600, test=120)
     data, preprocessing = prepared(data=tmp_path / "own.npz")
-    assert data.kind == "sequences" and data.train.x.shape == (540, 50, 3)
+    assert data.kind.name == "sequences" and data.train.x.shape == (540, 50, 3)
     assert data.test.x.shape == (120, 50, 3) and data.train.x.dtype == np.float32
     assert preprocessing.model_options() == {
         "outputs": 4,
@@ -467,7 +467,7 @@ def test_own_images_of_another_size_and_named_classes(tmp_path):
         class_names=np.array(["circle", "square", "star"]),
     )
     data, preprocessing = prepared(data=tmp_path / "pics.npz")
-    assert data.kind == "images" and data.train.x.shape[1:] == (16, 12)
+    assert data.kind.name == "images" and data.train.x.shape[1:] == (16, 12)
     assert preprocessing.class_names == ["circle", "square", "star"]
     assert preprocessing.model_options() == {
         "outputs": 3,
@@ -709,19 +709,19 @@ def test_own_csv_texts_with_string_labels_stream_from_disk_with_a_vocabulary_of_
             "cats,zebraword zebraword zebraword\n"
         )  # the last row: held out or not
     data, preprocessing = prepared("text", data=tmp_path / "s.csv", max_length=12)
-    assert data.kind == "texts" and preprocessing.class_names == ["cats", "dogs", "fish"]
+    assert data.kind.name == "texts" and preprocessing.class_names == ["cats", "dogs", "fish"]
     assert (
         data.train.streamed
         and len(data.train) + len(data.validation) + len(data.test) == 301
     )
     texts = batch(data.train)
-    assert ("zebraword" in preprocessing.vocabulary) == any(
+    assert ("zebraword" in preprocessing.kind.vocabulary) == any(
         "zebraword" in t for t in texts
     )
     assert (
-        preprocessing.model_options()["vocab_size"] == len(preprocessing.vocabulary) < 40
+        preprocessing.model_options()["vocab_size"] == len(preprocessing.kind.vocabulary) < 40
     )
-    assert preprocessing.vectorize(texts[:2]).shape == (2, 12)
+    assert preprocessing.kind.prepare(texts[:2]).shape == (2, 12)
 
 
 def test_texts_from_disk_are_vectorized_once_and_read_back_as_word_ids_in_any_order(
@@ -733,14 +733,14 @@ def test_texts_from_disk_are_vectorized_once_and_read_back_as_word_ids_in_any_or
     ids = data.train.x
     assert isinstance(ids, TokenIds) and ids.shape == (len(data.train), 12)
     rows = np.random.default_rng(0).permutation(len(data.train))[:50]
-    expected = preprocessing.vectorize(batch(data.train, rows))
+    expected = preprocessing.kind.prepare(batch(data.train, rows))
     assert np.array_equal(ids.read(rows), expected) and expected.any()
     assert np.array_equal(ids.take(rows[10:20]).read(np.arange(10)), expected[10:20])
     first, x, y = (
         data.fingerprint(),
         *next(iter(feed.evaluation(data.test, preprocessing, batch_size=8)["x"])),
     )
-    assert np.array_equal(x, preprocessing.vectorize(batch(data.test, np.arange(8))))
+    assert np.array_equal(x, preprocessing.kind.prepare(batch(data.test, np.arange(8))))
     assert (
         np.array_equal(y, data.test.y[:8])
         and first
@@ -860,7 +860,7 @@ def test_numbers_one_row_per_time_step_grouped_by_sequence(tmp_path):
         ]
     (tmp_path / "long.csv").write_text("\n".join(lines) + "\n")
     data, preprocessing = prepared(data=tmp_path / "long.csv", validation_split=0.0)
-    raw = read_table(tmp_path / "long.csv", configuration(), "sequences")["train"]
+    raw = read_table(tmp_path / "long.csv", "sequences", Layout())
     assert raw.x.shape == (12, 5, 2) and list(raw.x[3, :, 0]) == [3, 4, 5, 6, 7]
     assert (
         preprocessing.class_names == ["even", "odd"]
@@ -876,7 +876,7 @@ def test_numbers_one_row_per_example_with_or_without_a_header(tmp_path):
     (tmp_path / "fordA.tsv").write_text(
         rows.replace(",", "\t")
     )  # the UCR archive's layout
-    part = read_table(tmp_path / "fordA.tsv", configuration(), "sequences")["train"]
+    part = read_table(tmp_path / "fordA.tsv", "sequences", Layout())
     assert part.x.shape == (20, 6, 1) and part.labels.tolist() == [
         i % 2 for i in range(20)
     ]
@@ -884,7 +884,7 @@ def test_numbers_one_row_per_example_with_or_without_a_header(tmp_path):
         "t0,t1,t2,label\n"
         + "".join(f"{i},{i + 1},{i + 2},{'xy'[i % 2]}\n" for i in range(20))
     )
-    part = read_table(tmp_path / "named.csv", configuration(), "sequences")["train"]
+    part = read_table(tmp_path / "named.csv", "sequences", Layout())
     assert part.x.shape == (20, 3, 1) and part.x[5, :, 0].tolist() == [5, 6, 7]
 
 
@@ -997,7 +997,7 @@ def test_a_folder_per_class_is_listed_as_text_dataset_from_directory_lists_it(tm
     import keras
 
     write_text_folder(tmp_path / "reviews")
-    part = read_text_folder(tmp_path / "reviews", "training")["train"]
+    part = read_text_folder(tmp_path / "reviews")["train"]
     keras_dataset = keras.utils.text_dataset_from_directory(
         tmp_path / "reviews", shuffle=False, batch_size=None
     )

@@ -22,10 +22,11 @@ from helpers import (
 
 # 307 examples: 276 train (last batch of 20 splits evenly), 31 validation and 51 test
 # (do not): mirrored runs drop the odd row, since an uneven batch fails on either backend.
-SMALL = ["--dataset", "mnist-sample", "--limit", "307", "--epochs", "2", "--units", "32"]
-SMALL += ["--learning-rate", "0.005"]
+SMALL = ["--dataset", "mnist-sample", "--limit", "307", "--epochs", "2", "--units", "8"]
+SMALL += ["--num-layers", "1", "--learning-rate", "0.005"]
 TWO_DEVICES = {"RNN_SCRIPTS_CPU_DEVICES": "2"}
 EXPECTED_FILES = {
+    "training-state",
     "args.json",
     "preprocessing.json",
     "model.keras",
@@ -93,7 +94,7 @@ def test_a_mirrored_run_trains_what_one_device_trains(mirrored, backend, script)
     (result, out, one_device) = mirrored(backend)[0][script]
     assert result.returncode == 0, explain(result)
     assert "2 replicas" in result.stdout and result.stdout.count("test accuracy") == 1
-    assert {p.name for p in out.iterdir()} == EXPECTED_FILES  # no state, no partial file
+    assert {p.name for p in out.iterdir()} == EXPECTED_FILES  # no partial file, no lock
     metrics = read_metrics(out)
     assert metrics["replicas"] == 2 and metrics["backend"] == backend
     assert metrics["test_examples"] == 50  # 51 does not split evenly over 2 replicas

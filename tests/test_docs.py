@@ -171,7 +171,7 @@ def run_documented(command, folder, path):
 def test_every_documented_command_runs(project):
     assert (project / "runs" / "my-model" / "metrics.json").is_file()
     assert (project / "runs" / "my-model" / "export" / "model.onnx").is_file()
-    assert (project / "predictions.csv").is_file()
+    assert (project / "runs" / "my-texts" / "predictions.csv").is_file()
 
 
 def snippet():

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from files import separable_sequences, sentences, write_regression
+from files import sentences, separable_sequences, write_regression
 from helpers import (
     ROOT,
     call_here,

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from files import separable_sequences, sentences
+from files import sentences, separable_sequences
 from helpers import (
     ROOT,
     explain,
@@ -190,7 +190,7 @@ def test_png_images_of_any_size_polarity_and_transparency_read_as_the_training_i
 def test_alpha_compositing_puts_a_transparent_page_behind_the_ink(tmp_path):
     import matplotlib.pyplot as plt
 
-    from rnn_scripts.predict import read_image
+    from rnn_scripts.kinds import read_image
 
     rgba = np.zeros((28, 28, 4))
     rgba[10:12, :, 3] = 1.0  # opaque black rows; the rest transparent
@@ -262,10 +262,10 @@ def test_word_ids_of_an_imdb_run_and_raw_text_with_its_word_index(finished, tmp_
 
 
 def test_raw_text_becomes_the_imdb_datasets_word_ids_and_rare_words_are_unknown():
-    from rnn_scripts.preprocess import Preprocessing
+    from rnn_scripts.kinds import WordIds
 
     index = {"the": 1, "film": 19, "don't": 88}
-    words = Preprocessing({"kind": "tokens", "vocab_size": 50}, word_index=index)
+    words = WordIds({"vocab_size": 50}, word_index=index)
     assert words.encode_words("The film<br />, don't... unknownword!") == [1, 4, 22, 2, 2]
 
 
@@ -283,7 +283,7 @@ def test_a_run_written_word_index_is_used_for_raw_text(tmp_path):
     }
     (tmp_path / "preprocessing.json").write_text(json.dumps(spec))
     (tmp_path / "word_index.json").write_text(json.dumps({"good": 7}))
-    loaded = Preprocessing.load(tmp_path)
+    loaded = Preprocessing.load(tmp_path).kind
     assert loaded.word_index == {"good": 7} and loaded.encode_words("good") == [1, 10]
 
 
@@ -303,19 +303,23 @@ def test_a_labelled_file_gives_predictions_csv_and_the_runs_metrics(finished, tm
     assert len(rows) == 50 and list(rows[0]) == ["input", "prediction", "probability", "true"]
     assert [r["true"] for r in rows] == [str(v) for v in y]
     accuracy = np.mean([r["prediction"] == r["true"] for r in rows])
-    assert f"accuracy {accuracy:.4f}" in result.stdout.splitlines()[0]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "test data: labelled.npz (x, y)"  # the pair of arrays read
+    assert f"accuracy {accuracy:.4f}" in lines[1]
     per_class = [line for line in result.stdout.splitlines() if line.startswith("  ")]
     assert [line.split(":")[0].strip() for line in per_class] == ["0", "1", "2", "3"]
 
 
 def test_a_labelled_text_csv_is_evaluated_with_its_class_names(finished, tmp_path):
-    run = finished("texts")
+    run = tmp_path / "run"
+    shutil.copytree(finished("texts"), run)
     texts, labels = sentences(40, seed=13)
     rows = "".join(f"{label},{text}\n" for text, label in zip(texts, labels))
     (tmp_path / "t.csv").write_text("label,text\n" + rows)
     result = predict_here(run, "t.csv", "--labels", cwd=tmp_path)
     assert result.returncode == 0, explain(result)
-    assert (tmp_path / "predictions.csv").is_file()
+    assert (run / "predictions.csv").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "t.csv"]  # nothing here
     assert float(result.stdout.split()[1]) > 0.9
     (tmp_path / "birds.csv").write_text("label,text\nbirds,tweet tweet\n")
     unknown = predict_here(run, "birds.csv", "--labels", cwd=tmp_path)
@@ -364,7 +368,7 @@ def bad_inputs(tmp_path_factory):
         ("run", ["notes.txt"], "expected a .png, .npy or .npz file"),
         ("run", ["bad.png"], "not a PNG image"),
         ("run", ["huge.png"], "30000x30000 pixels; at most"),
-        ("run", ["wrong.npy"], "expected images of (28, 28), got (5, 5)"),
+        ("run", ["wrong.npy"], "expected pixels (rows, columns) = (28, 28), or a batch of them, got float64 (1, 5, 5)"),
         ("run", ["strings.npy"], "expected pixels (rows, columns)"),
         ("run", ["pickle.npy"], "an object array (a pickle)"),
         ("run", ["nan.npy"], "holds NaN or infinite values"),

@@ -44,9 +44,10 @@ LONG += ["--epochs", "200"]
 OWN = ["--epochs", "2", "--units", "4", "--num-layers", "1"]
 
 
-def wait_for(path, process, timeout=300):
+def wait_for(path, process, timeout=300, gone=None):
+    """Until `path` exists (and `gone`, if given, does not), while the process runs."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not path.exists() or (gone is not None and gone.exists()):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, f"{path} did not appear in time"
         time.sleep(0.02)
@@ -124,7 +125,8 @@ def test_sigkill_after_epoch_1_then_the_same_command_trains_epochs_2_and_3_exact
     assert metrics["epochs_run"] == 3 and len(metrics["epoch_seconds"]) == 2
     assert [r["epoch"] for r in read_history(out)] == [1, 2, 3]
     assert_same_training(out, uninterrupted)
-    assert not (out / "training-state").exists() and not (out / ".lock").exists()
+    assert [p.name for p in (out / "training-state").iterdir()] == ["epoch-0003.npz"]  # the last
+    assert not (out / ".lock").exists()
     summary = re.search(r"Total params: ([\d,]+)", result.stdout).group(1)
     assert int(summary.replace(",", "")) == metrics["parameters"]  # not the optimizer's
 
@@ -142,8 +144,9 @@ def test_best_keras_is_the_epoch_with_the_best_validation_accuracy(uninterrupted
 
 
 def test_another_seed_changes_weights_split_and_batch_order(tmp_path, uninterrupted):
-    from rnn_scripts.feed import epoch_order
     from test_data import prepared
+
+    from rnn_scripts.feed import epoch_order
 
     args = [*TINY[:-1], "8", "--epochs", "1", "--output-dir", tmp_path / "r"]
     result = run_here("train_lstm.py", *args)

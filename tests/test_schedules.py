@@ -13,13 +13,13 @@ import pytest
 from test_resume import without_seconds
 
 from helpers import (
-    run_here,
-    run_until_epoch,
     assert_same_weights,
     explain,
     load_model,
     read_history,
     read_metrics,
+    run_here,
+    run_until_epoch,
 )
 
 PLATEAU = ["--dataset", "mnist-sample", "--limit", "300", "--units", "8", "--epochs", "12"]
@@ -99,14 +99,15 @@ def test_a_tie_is_not_a_better_epoch():
     import keras
 
     from rnn_scripts import training
+    from rnn_scripts.resume import Progress
 
     saved = []
-    config = SimpleNamespace(early_stopping=2, learning_rate=None)
+    config = SimpleNamespace(early_stopping=2, learning_rate=None, monitor="auto")
     run = SimpleNamespace(regression=False, config=config, fingerprint="", architecture="", best_weights=None,
                           save_best=lambda model: saved.append("best.keras"), save_epoch=lambda model, meta: None)  # fmt: skip
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
-    progress = training.Progress()
+    progress = Progress()
     callback = training.KeepProgress(run, progress, steps_per_epoch=1)
     callback.set_model(model)
     for epoch in range(3):

@@ -26,6 +26,7 @@ from rnn_scripts.cli import SINGLE_THREAD_MAX_CORES
 
 OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
 OUTPUTS = (
+    "training-state",
     "model.keras",
     "best.keras",
     "history.csv",
@@ -57,7 +58,9 @@ def test_smoke_run_exits_0_and_writes_every_output_and_no_lock(smoke_runs, scrip
     result, out = smoke_runs(script)
     assert result.returncode == 0, explain(result)
     expected = set(OUTPUTS) | ({"samples.png"} if script in MNIST_SCRIPTS else set())
-    assert {p.name for p in out.iterdir()} == expected  # no state, partial file or .lock
+    assert {p.name for p in out.iterdir()} == expected  # no partial file, no .lock
+    kept = [p.name for p in (out / "training-state").iterdir()]
+    assert kept == ["epoch-0001.npz"]  # the last epoch's state: --epochs N continues it
     last_line = result.stdout.strip().splitlines()[-1]
     assert last_line.startswith("test accuracy ") and f"-> {out}" in last_line
     assert result.stderr.strip() == "", explain(result)

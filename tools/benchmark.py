@@ -386,14 +386,9 @@ class KerasModel:
         self.model, output = training.build(
             build, contract.model_options(config, shape), classes(shape["outputs"])
         )
-        training.compile_model(
-            self.model,
-            config,
-            output,
-            Hooks(),
-            1,
-            steps_per_execution=1 if self.baseline else None,
-        )
+        if self.baseline:
+            config = config.replace(steps_per_execution=1)
+        training.compile_model(self.model, config, output, Hooks(), 1)
         self.per_call = 1 if self.baseline else config.steps_per_execution
         self.eval_batch = (
             32
@@ -500,14 +495,14 @@ def synthetic_data(tokens, args, lever):
     import numpy as np
 
     from rnn_scripts.data.official import synthetic_images, synthetic_reviews
-    from rnn_scripts.preprocess import PIXEL_SCALE, pad
+    from rnn_scripts.kinds import PIXEL_SCALE, WordIds
 
     rng = np.random.default_rng(1)
     count = (args.steps + 40) * args.batch_size * 2
     if tokens:
         length = int(lever.get("max_length", 200))
         make = lambda n: synthetic_reviews(n, 20000, rng)  # noqa: E731
-        prepare = lambda x: pad(x, length)  # noqa: E731
+        prepare = WordIds({"max_length": length}).prepare
     else:
         make = lambda n: synthetic_images(n, rng)  # noqa: E731
         prepare = lambda x: x.astype(np.float32) / np.float32(PIXEL_SCALE)  # noqa: E731

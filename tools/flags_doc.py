@@ -7,6 +7,7 @@ scripts whose default differs in brackets) and its help text.
 
 import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -83,6 +84,12 @@ def rows():
     return table
 
 
+def meaning_of(action):
+    """The help text without the default it shows (the table has a column for it)."""
+    text = " ".join((action.help or "").replace("%%", "%").split())
+    return re.sub(r" \(default: [^)]*\)$", "", text)
+
+
 def row(flag, action, tables):
     per_script, meanings = {}, []
     for script, parser in tables.items():
@@ -91,7 +98,7 @@ def row(flag, action, tables):
             per_script[script.removeprefix("train_").removesuffix(".py")] = shown(
                 match[0]
             )
-            meanings.append(" ".join((match[0].help or "").split()))
+            meanings.append(meaning_of(match[0]))
     values = list(per_script.values())
     common = max(set(values), key=values.count)
     others = ", ".join(

@@ -15,15 +15,17 @@ makes a resumed run exact. A test checks the listing against Keras'.
 """
 
 import os
+import stat
 
 import numpy as np
 
+from .. import kinds
 from ..errors import say
 from .core import DataError, Part
-from .rows import TextFiles
+from .rows import MAX_TEXT_BYTES, TextFiles
 
 
-def read_text_folder(path, role):
+def read_text_folder(path):
     if (path / "train").is_dir() and class_folders(path / "train"):
         parts = {"train": folder_part(path / "train")}
         if (path / "test").is_dir():
@@ -38,33 +40,41 @@ def class_folders(path):
 
 
 def text_files(folder):
-    """The .txt files under folder, in text_dataset_from_directory's order."""
+    """The .txt files under folder, in text_dataset_from_directory's order; a pipe, a
+    device or a text too large to read (a sparse file) is refused before anything is read."""
     found = []
     for root, _, files in sorted(os.walk(folder), key=lambda walked: walked[0]):
-        found += [
-            os.path.join(root, name)
-            for name in sorted(files)
-            if name.lower().endswith(".txt")
-        ]
+        for name in sorted(files):
+            if name.lower().endswith(".txt"):
+                found.append(checked(os.path.join(root, name)))
     return found
+
+
+def checked(path):
+    try:
+        status = os.stat(path)
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise DataError(f"{path}: is not a regular file (a pipe or a device?); remove it")
+    if status.st_size > MAX_TEXT_BYTES:
+        size = f"{status.st_size / 2**20:,.0f} MiB"
+        raise DataError(f"{path}: {size}; a text may hold at most {MAX_TEXT_BYTES // 2**20} MiB")
+    return path
 
 
 def folder_part(path):
     classes = class_folders(path)
     if not classes:
-        raise DataError(
-            f"{path}: no class folders (expected one sub-folder of .txt files per class)"
-        )
+        raise DataError(f"{path}: no class folders (expected one sub-folder of .txt files per class)")
     paths, labels = [], []
     for name in classes:
         files = text_files(path / name)
         if not files:
-            raise DataError(
-                f"{path / name}: no .txt files; every class folder needs some"
-            )
+            raise DataError(f"{path / name}: no .txt files; every class folder needs some")
         paths += files
         labels += [name] * len(files)
-    return Part(TextFiles(paths), np.array(labels, dtype=str), "texts", str(path))
+    return Part(TextFiles(paths), np.array(labels, dtype=str), kinds.Texts, str(path))
 
 
 def only_test_classes(train, test):
@@ -73,8 +83,6 @@ def only_test_classes(train, test):
     for name in sorted(set(train.labels[~kept].tolist())):
         say(f"leaving out {train.where}/{name}: the test folder has no class {name!r}")
     if not kept.any():
-        raise DataError(
-            f"{train.where}: none of its classes is a class of the test folder"
-        )
+        raise DataError(f"{train.where}: none of its classes is a class of the test folder")
     rows = np.flatnonzero(kept)
     return Part(train.x.take(rows), train.labels[rows], train.kind, train.where)

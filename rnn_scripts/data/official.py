@@ -4,14 +4,15 @@ generated data of the same shapes (--synthetic)."""
 import gzip
 import hashlib
 import importlib.resources
-import json
 import math
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .. import kinds
 from ..errors import first_line, say
+from ..kinds import FIRST_WORD_INDEX, OOV_TOKEN, START_TOKEN, read_word_index
 from .arrays import check_file, read_npz_arrays
 from .core import Data, DataError, Split, Targets
 
@@ -30,37 +31,33 @@ DIGITS = tuple(str(d) for d in range(10))
 IMDB_CLASSES = ("negative", "positive")
 IDX_MAGIC = {1: 2049, 3: 2051}  # idx1 (labels) and idx3 (images)
 IDX_MAX_BYTES = 2**30  # the official files hold 47 MB; a header claiming more is damage
-START_TOKEN, OOV_TOKEN, FIRST_WORD_INDEX = 1, 2, 3  # keras.datasets.imdb's conventions
 SYNTHETIC_SIZES = {"images": (60000, 10000), "reviews": (25000, 25000)}
-SYNTHETIC_MIN_VOCABULARY = (
-    6  # padding, start, OOV, and one word each for +, - and filler
-)
+SYNTHETIC_MIN_VOCABULARY = 6  # padding, start, OOV, and one word each for +, - and filler
 
 
 def sample_file():
-    return Path(
-        str(importlib.resources.files("rnn_scripts") / "sample" / "mnist-sample.npz")
-    )
+    return Path(str(importlib.resources.files("rnn_scripts") / "sample" / "mnist-sample.npz"))
 
 
 def images(name, x_train, y_train, x_test, y_test, classes, source):
     return Data(
         Split(x_train, y_train.astype(np.int64)), Split(x_test, y_test.astype(np.int64)),
-        "images", Targets("classification", tuple(classes)), name, source,
+        kinds.Images, Targets("classification", tuple(classes)), name, source,
     )  # fmt: skip
 
 
-def load_images(config):
-    if config.synthetic:
-        return synthetic_mnist(config.dataset, config.seed, config.limit)
-    if config.dataset == "mnist-sample":
+def load_images(dataset, data_dir=None, synthetic=False, seed=1, limit=None):
+    """MNIST or Fashion-MNIST: generated, the sample, files in data_dir, or downloaded."""
+    if synthetic:
+        return synthetic_mnist(dataset, seed, limit)
+    if dataset == "mnist-sample":
         return load_sample()
-    if config.data_dir is not None:
-        if config.dataset == "fashion_mnist":
-            return load_fashion_dir(config.data_dir)
-        path = config.data_dir / "mnist.npz"
+    if data_dir is not None:
+        if dataset == "fashion_mnist":
+            return load_fashion_dir(data_dir)
+        path = data_dir / "mnist.npz"
         return load_mnist_npz(path, "mnist", str(path))
-    return download_images(config.dataset)
+    return download_images(dataset)
 
 
 def class_names_of(dataset):
@@ -200,30 +197,32 @@ def synthetic_images(count, rng):
 def reviews(x_train, y_train, x_test, y_test, source):
     return Data(
         Split(x_train, np.asarray(y_train, np.int64)), Split(x_test, np.asarray(y_test, np.int64)),
-        "tokens", Targets("classification", IMDB_CLASSES), "imdb", source,
+        kinds.WordIds, Targets("classification", IMDB_CLASSES), "imdb", source,
     )  # fmt: skip
 
 
-def load_imdb(config):
-    if config.synthetic:
-        if config.vocab_size < SYNTHETIC_MIN_VOCABULARY:
+def load_imdb(vocab_size, data_dir=None, synthetic=False, seed=1, limit=None):
+    """IMDB reviews as word ids: generated, imdb.npz in data_dir, or downloaded."""
+    if synthetic:
+        if vocab_size < SYNTHETIC_MIN_VOCABULARY:
             raise DataError(
-                f"--synthetic reviews need --vocab-size {SYNTHETIC_MIN_VOCABULARY} or more, got {config.vocab_size}"
+                f"--synthetic reviews need --vocab-size {SYNTHETIC_MIN_VOCABULARY} or more, "
+                f"got {vocab_size}"
             )
-        rng = np.random.default_rng(config.seed)
-        train, test = synthetic_count("reviews", config.limit)
+        rng = np.random.default_rng(seed)
+        train, test = synthetic_count("reviews", limit)
         data = reviews(
-            *synthetic_reviews(train, config.vocab_size, rng),
-            *synthetic_reviews(test, config.vocab_size, rng), "generated (synthetic)",
+            *synthetic_reviews(train, vocab_size, rng),
+            *synthetic_reviews(test, vocab_size, rng), "generated (synthetic)",
         )  # fmt: skip
         data.synthetic = True
         return data
-    if config.data_dir is not None:
-        path = config.data_dir / "imdb.npz"
-        data = reviews(*read_imdb_file(path, config.vocab_size), str(path))
-        data.word_index = read_word_index(config.data_dir / "imdb_word_index.json")
+    if data_dir is not None:
+        path = data_dir / "imdb.npz"
+        data = reviews(*read_imdb_file(path, vocab_size), str(path))
+        data.word_index = read_word_index(data_dir / "imdb_word_index.json")
         return data
-    return download_imdb(config.vocab_size)
+    return download_imdb(vocab_size)
 
 
 def download_imdb(vocab_size):
@@ -244,21 +243,6 @@ def download_imdb(vocab_size):
     )
     data.word_index = word_index
     return data
-
-
-def read_word_index(path):
-    """keras.datasets.imdb's word index ({word: rank}), or None where it is not at hand."""
-    if not path.is_file():
-        return None
-    try:
-        index = json.loads(path.read_text())
-        if isinstance(index, dict) and all(
-            type(v) is int and v >= 0 for v in index.values()
-        ):
-            return index
-    except (ValueError, OSError, UnicodeDecodeError):
-        pass
-    raise DataError(f"{path}: not a word index (a JSON object of word: rank)")
 
 
 def sha256_of(path):

@@ -21,6 +21,8 @@ import numpy as np
 
 from .core import DataError
 
+MAX_TEXT_BYTES = 16 * 2**20  # one text: a book is a few MiB; a larger one is refused
+
 _FIELD_LIMIT = {"readers": 0, "saved": None, "lock": threading.Lock()}
 
 
