@@ -161,9 +161,10 @@ def add_model_flags(add, contract):
         options = {"type": kinds.get(flag.type, str)}
         if flag.choices:
             options["choices"] = flag.choices
-        if flag.many:
-            options["nargs"] = "+"
-        add(flag.flag, flag.default, flag.help, dest=flag.name, **options)
+        default = flag.default
+        if flag.many:  # a list, as args.json gives it back on resume
+            options["nargs"], default = "+", None if default is None else list(default)
+        add(flag.flag, default, flag.help, dest=flag.name, **options)
 
 
 def add_data_flags(add, reads):

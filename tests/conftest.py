@@ -99,6 +99,17 @@ def _regression(folder):
     return _train(folder, "train_lstm.py", *args, "--num-layers", "1", "--learning-rate", "0.01")
 
 
+SERIES = ["--target", "temp", "--window", "12", "--horizon", "2"]
+
+
+def _series(folder):
+    from files import write_series
+
+    write_series(folder / "weather.csv")
+    args = ["--data", folder / "weather.csv", *SERIES, "--epochs", "4", "--units", "16"]
+    return _train(folder, "train_lstm.py", *args, "--num-layers", "1", "--learning-rate", "0.01")
+
+
 def _word_ids(folder):
     args = ["--synthetic", "--smoke", "--units", "4", "--vocab-size", "500", "--max-length", "30"]
     return _train(folder, "train_imdb_bilstm.py", *args)
@@ -111,6 +122,7 @@ FINISHED = {
     "two classes": _two_classes,
     "regression": _regression,
     "word ids": _word_ids,
+    "series": _series,
 }
 
 

@@ -61,3 +61,16 @@ def write_regression(path, count=500, seed=0):
     split = int(count * 0.8)
     np.savez(path, x_train=x[:split], y_train=y[:split], x_test=x[split:], y_test=y[split:])
     return x, y
+
+
+def write_series(path, rows=400, seed=0, start=0):
+    """An hourly series: a date column (text), a daily temperature cycle and a humidity
+    that follows it, as a weather file has them; temp is what a run forecasts."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(start, start + rows)
+    temp = 15 + 8 * np.sin(2 * np.pi * hours / 24) + rng.normal(0, 0.3, rows)
+    humidity = 60 - 2 * temp + rng.normal(0, 1, rows)
+    lines = ["date,temp,humidity"]
+    lines += [f"2024-01-{1 + h // 24:02d}T{h % 24:02d},{t:.3f},{u:.3f}" for h, t, u in zip(hours, temp, humidity)]
+    path.write_text("\n".join(lines) + "\n")
+    return temp

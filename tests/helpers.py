@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import io
 import json
 import os
 import subprocess
@@ -71,7 +72,7 @@ def _launch(name, args, env, cwd):
     return {"args": command, "cwd": cwd, "env": script_env(env), "text": True}
 
 
-def run_here(script, *args, env=None, cwd=None, any_backend=False):
+def run_here(script, *args, env=None, cwd=None, any_backend=False, tty=False):
     """Run a script as `python SCRIPT ARGS` would, in this test process: its own file as
     __main__ (its own run() call and arguments), this process's TensorFlow already loaded
     and warm. Returns a subprocess.CompletedProcess (exit code, stdout, stderr) like
@@ -89,7 +90,7 @@ def run_here(script, *args, env=None, cwd=None, any_backend=False):
     other = backend in ("jax", "torch") or "RNN_SCRIPTS_CPU_DEVICES" in env
     if other and not any_backend:
         raise ValueError("run_here runs on this process's TensorFlow; use run_script")
-    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    stdout, stderr, code = (TerminalOutput() if tty else io.StringIO()), io.StringIO(), 0
     saved = (sys.argv, os.getcwd(), dict(os.environ))
     os.environ.update(env)
     sys.argv = argv
@@ -109,6 +110,13 @@ def run_here(script, *args, env=None, cwd=None, any_backend=False):
         os.environ.clear()
         os.environ.update(saved[2])
     return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+class TerminalOutput(io.StringIO):
+    """What a script writes to a terminal (isatty), kept for the test to read."""
+
+    def isatty(self):
+        return True
 
 
 def call_here(main, argv, cwd=None, stdin=""):

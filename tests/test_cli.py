@@ -541,3 +541,58 @@ def test_settle_takes_saved_values_allows_safe_changes_and_refuses_others(tmp_pa
         settled(tmp_path, {k: v for k, v in saved.items() if k != "units"}, [])
     with pytest.raises(cli.UsageError, match="unfinished run started with other arguments"):
         settled(tmp_path, saved, [], resuming=False)  # the same folder, another command
+
+
+def test_a_percent_sign_in_a_help_line_is_shown_as_written(tmp_path):
+    percent = lambda s: s.replace("units: units per recurrent layer", "units: 10% of the width, or 100%")  # noqa: E731
+    script = copy_script("train_gru.py", tmp_path, percent, "train_percent.py")
+    result = run_here(script, "--help", cwd=tmp_path)
+    assert result.returncode == 0, explain(result)
+    assert "10% of the width, or 100% (default: 256)" in " ".join(result.stdout.split())
+
+
+def test_a_keyword_that_is_another_flags_no_form_is_one_line():
+    def build_model(features, outputs, masked=False, no_masked=1):
+        pass
+
+    with pytest.raises(ContractError, match="'no_masked' is also the flag that turns off 'masked'"):
+        read_contract(build_model, "sequences", cli.reserved_names())
+
+
+def test_annotations_make_the_flags_type_and_none_stays_text_without_one():
+    from typing import Literal, Optional
+
+    def build_model(
+        features,
+        outputs,
+        l2: float | None = None,
+        depth: Optional[int] = None,  # noqa: UP045  (as many templates write it)
+        cell: Literal["lstm", "gru"] = "lstm",
+        sizes: list[int] = (8, 4),
+        bias: bool = True,
+        note=None,
+    ):
+        pass
+
+    contract = read_contract(build_model, "sequences", cli.reserved_names())
+    parse = lambda argv: cli.parse_arguments("x", None, contract, cli.ScriptDefaults(), argv)[0]  # noqa: E731
+    config = parse([])
+    assert (config.l2, config.depth, config.cell, config.sizes, config.bias, config.note) == (None, None, "lstm", [8, 4], True, None)
+    config = parse(["--l2", "0.001", "--depth", "3", "--cell", "gru", "--sizes", "16", "8", "2", "--no-bias", "--note", "7"])
+    assert (config.l2, config.depth, config.cell, config.sizes, config.bias, config.note) == (0.001, 3, "gru", [16, 8, 2], False, "7")
+    assert type(config.l2) is float and type(config.depth) is int and type(config.note) is str
+    for argv, words in ((["--l2", "much"], "expected a number"), (["--cell", "rnn"], "invalid choice"), (["--sizes", "a"], "expected an integer")):
+        with pytest.raises(SystemExit):
+            parse(argv)
+    def other(features, table: dict = None):
+        pass
+
+    with pytest.raises(ContractError, match="'table' is annotated <class 'dict'>"):
+        read_contract(other, "sequences")
+
+
+def test_a_copied_scripts_help_points_at_nothing_it_lacks(helps):
+    """A script copied out of the repository has no docs/ beside it."""
+    for script in SCRIPTS:
+        result = run_here(script, "--help")
+        assert "docs/" not in result.stdout.split("training:")[1].split("hardware and speed")[0], script

@@ -26,7 +26,7 @@ from rnn_scripts import cli, feed, kinds
 from rnn_scripts import data as datasets
 from rnn_scripts.contract import read_contract
 from rnn_scripts.data import official
-from rnn_scripts.data.core import DataError, Layout, Split, split
+from rnn_scripts.data.core import DataError, Layout, Split, split, targets_of
 from rnn_scripts.data.folders import read_text_folder
 from rnn_scripts.data.official import FASHION_FILES, sample_file
 from rnn_scripts.data.own import read_table
@@ -1132,3 +1132,81 @@ def test_the_fingerprint_of_data_read_from_disk_follows_the_files(tmp_path):
     )  # another modification time for the cache key
     changed, _ = prepared("text", data=tmp_path / "s.csv")
     assert changed.fingerprint() != first.fingerprint()
+
+
+# --------------------------------------------------------------------------------------
+# What a new user met: the task, the columns, the pairs of arrays, the flag an error names
+# --------------------------------------------------------------------------------------
+def run_own(tmp_path, *args, script="train_gru.py"):
+    from helpers import run_here
+
+    tiny = ["--epochs", "1", "--units", "4", "--num-layers", "1"]
+    return run_here(script, *args, *tiny, "--output-dir", tmp_path / "run", cwd=tmp_path)
+
+
+def test_whole_number_float_labels_with_class_names_are_classes_and_the_start_up_says_why(tmp_path):
+    from helpers import explain, read_metrics
+
+    x, y = files_separable(120)
+    names = np.array(["walk", "run", "sit", "lie"])
+    np.savez(tmp_path / "named.npz", x_train=x, y_train=y.astype(np.float64), class_names=names)
+    result = run_own(tmp_path, "--data", tmp_path / "named.npz")
+    assert result.returncode == 0, explain(result)
+    assert "task: classification (the file names its classes)" in result.stdout
+    assert read_metrics(tmp_path / "run")["dataset"]["classes"] == list(names)
+    floats = targets_of(y.astype(np.float64), "auto", "f")[0]
+    assert floats.task == "regression" and "all whole numbers: --task classification" in floats.why
+    assert targets_of(y.astype(np.float64), "classification", "f")[0].names == ("0", "1", "2", "3")
+
+
+def test_the_feature_columns_of_a_long_csv_are_said_and_can_be_chosen(tmp_path, capsys):
+    rows = ["sequence,label,step,a,b"] + [f"s{i // 4},{i // 8 % 2},{i % 4},{i},{-i}" for i in range(32)]
+    (tmp_path / "long.csv").write_text("\n".join(rows) + "\n")
+    part = read_table(tmp_path / "long.csv", "sequences", Layout())
+    assert part.x.shape == (8, 4, 3)  # step, a and b
+    assert f"features of {tmp_path / 'long.csv'}: step, a, b" in capsys.readouterr().out
+    part = read_table(tmp_path / "long.csv", "sequences", Layout(ignore=("step",)))
+    assert part.x.shape == (8, 4, 2) and "features of" in capsys.readouterr().out
+    part = read_table(tmp_path / "long.csv", "sequences", Layout(features=("b",)))
+    np.testing.assert_array_equal(part.x[0, :, 0], [0, -1, -2, -3])
+    with pytest.raises(DataError, match=r"no column 'c' \(--ignore-columns; the columns read"):
+        read_table(tmp_path / "long.csv", "sequences", Layout(ignore=("c",)))
+
+
+def test_errors_name_the_flag_that_was_given(tmp_path, capsys):
+    rows = ["rec,label,a"] + [f"r{i // 2},{i % 2},{i}" for i in range(8)]
+    (tmp_path / "long.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"no column 'record' \(--sequence-column; the columns read with the comma as delimiter: rec, label, a\)"):
+        read_table(tmp_path / "long.csv", "sequences", Layout(sequence="record"))
+    message = rejected_cli(["--window", "48"], capsys)
+    assert "--window goes with --target COLUMN" in message
+    x, y = files_separable(40)
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    np.savez(tmp_path / "test.npz", x=x[:, :, :2], y=y)
+    with pytest.raises(DataError, match=r"test.npz \(x\): examples of shape \(50, 2\), the training data's \(50, 3\)"):
+        prepared(data=tmp_path / "train.npz", test_data=tmp_path / "test.npz")
+
+
+def test_a_separate_file_may_hold_any_one_pair_of_arrays_and_the_start_up_says_which(tmp_path, capsys):
+    x, y = files_separable(90)
+    np.savez(tmp_path / "train.npz", x_train=x[:60], y_train=y[:60])
+    np.savez(tmp_path / "test.npz", x_test=x[60:75], y_test=y[60:75])  # keras.datasets' keys
+    np.savez(tmp_path / "validation.npz", x_val=x[75:], y_val=y[75:])
+    data, _ = prepared(data=tmp_path / "train.npz", test_data=tmp_path / "test.npz", validation_data=tmp_path / "validation.npz")
+    assert (len(data.train), len(data.test), len(data.validation)) == (60, 15, 15)
+    out = capsys.readouterr().out
+    assert f"test data: {tmp_path / 'test.npz'} (x_test, y_test)" in out
+    assert f"validation data: {tmp_path / 'validation.npz'} (x_val, y_val)" in out
+
+
+def files_separable(count):
+    from files import separable_sequences
+
+    return separable_sequences(count)
+
+
+def rejected_cli(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        configuration("sequences", argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err

@@ -188,3 +188,34 @@ def test_exporting_a_missing_run_is_one_line(tmp_path):
     command = [sys.executable, str(ROOT / "export.py"), str(tmp_path / "nothing")]
     done = subprocess.run(command, env=script_env(), capture_output=True, text=True)
     assert done.returncode == 1 and done.stderr == f"error: no run folder {tmp_path / 'nothing'}\n"
+
+
+def test_without_the_onnx_converter_the_error_offers_the_extra(finished, monkeypatch):
+    import importlib.util
+
+    from rnn_scripts.export import main
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else find_spec(name, *a))
+    done = call_here(main, [finished("images"), "--format", "onnx"])
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, explain(done)
+    assert 'pip install "rnn-scripts[export]"' in done.stderr and "onnxruntime runs" in done.stderr
+    readme = (ROOT / "README.md").read_text()
+    assert 'pip install "rnn-scripts[export]"' in readme and "onnxruntime" in readme
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(finished, tmp_path):
+    from rnn_scripts.export import main
+
+    import os
+
+    locked = tmp_path / "locked"
+    if os.geteuid() == 0:  # root writes into a read-only folder: a file in the way instead
+        locked.write_text("a file, not a folder")
+        reason = "Not a directory"
+    else:
+        locked.mkdir(mode=0o500)
+        reason = "Permission denied"
+    done = call_here(main, [finished("images"), "--output", locked / "served"])
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, explain(done)
+    assert done.stderr == f"error: cannot write to {locked / 'served'}: {reason}\n"

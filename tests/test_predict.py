@@ -379,6 +379,7 @@ def bad_inputs(tmp_path_factory):
         ("shape", ["x.npy"], "'shape' must be two sizes"),
         ("names", ["x.npy"], "'class_names' repeat"),
         ("list", ["x.npy"], "not a JSON object"),
+        ("short scale", ["x.npy"], "'scale' must be numbers"),
     ],
 )
 def test_what_predict_cannot_handle_is_one_line(finished, bad_inputs, tmp_path, setup, inputs, words):
@@ -393,6 +394,7 @@ def test_what_predict_cannot_handle_is_one_line(finished, bad_inputs, tmp_path, 
         "shape": tampered(lambda s: {**s, "shape": "28x28"}),
         "names": tampered(lambda s: {**s, "class_names": ["a"] * 10}),
         "list": lambda r: (r / "preprocessing.json").write_text("[1, 2]"),
+        "short scale": tampered(lambda s: {**s, "scale": [1.0, 2.0]}),
     }
     if setup in edits:
         edits[setup](run)
@@ -420,6 +422,10 @@ def test_what_predict_cannot_handle_is_one_line(finished, bad_inputs, tmp_path, 
         (
             lambda spec, vocabulary: ({**spec, "class_names": ["cats", "dogs"]}, vocabulary),
             "names 2 classes or targets, the model has 3 outputs",
+        ),
+        (
+            lambda spec, vocabulary: ({**spec, "output": "probabilities"}, vocabulary),
+            "preprocessing.json says the model gives probabilities, the model gives logits",
         ),
         (
             lambda spec, vocabulary: (
@@ -500,3 +506,15 @@ def test_predictions_piped_into_head_end_quietly(finished, tmp_path):
         text=True,
     )
     assert done.stdout.count("\n") == 1 and "Traceback" not in done.stderr, explain(done)
+
+
+def test_the_python_api_refuses_an_input_of_another_shape_in_one_line(finished):
+    from rnn_scripts.errors import InputError
+    from rnn_scripts.serving import TrainedRun
+
+    run = TrainedRun(finished("images"))
+    with pytest.raises(InputError) as refused:
+        run.predict(np.zeros((1, 3000, 3000)))
+    assert str(refused.value) == "the input: expected pixels (rows, columns) = (28, 28), or a batch of them, got float32 (1, 3000, 3000)"
+    assert isinstance(refused.value, ValueError)  # what a caller of a predict() expects
+    assert run.predict(np.zeros((28, 28))).labels[0] in [str(d) for d in range(10)]

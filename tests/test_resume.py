@@ -547,3 +547,16 @@ def test_a_resumed_run_equals_an_uninterrupted_one_and_keeps_its_backend_on(back
     metrics = read_metrics(tmp_path / "resumed")
     assert metrics["backend"] == backend == metrics["arguments"]["backend"]
     assert_same_training(tmp_path / "resumed", tmp_path / "whole")
+
+
+def test_a_finished_run_extended_with_more_epochs_equals_a_longer_run(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    two = run_here("train_lstm.py", *TINY, "--epochs", "2", "--output-dir", out)
+    assert two.returncode == 0, explain(two)
+    again = run_here("train_lstm.py", "--resume", out)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1, explain(again)
+    assert f"{out} holds a finished run of 2 epoch(s); --resume {out} --epochs N (more than 2) continues it" in again.stderr
+    longer = run_here("train_lstm.py", "--resume", out, "--epochs", "3")
+    assert longer.returncode == 0 and f"resuming {out} after epoch 2" in longer.stdout, explain(longer)
+    assert_same_training(out, uninterrupted)
+    assert read_metrics(out)["epochs_run"] == 3 and read_metrics(out)["resumed_after_epoch"] == 2

@@ -294,3 +294,20 @@ def test_run_puts_back_the_dtype_policy_and_keras_own_functions(tmp_path):
     assert keras.config.dtype_policy().name == "float32"
     assert not hasattr(GRUCell.call, "__wrapped__")  # Keras' own, not the split form
     assert "common" in sys.modules  # the same process: nothing restarted
+
+
+def test_overwrite_never_empties_a_folder_that_holds_no_run(tmp_path):
+    """--output-dir . --overwrite in a folder of one's own data: refused, nothing removed;
+    a run's folder with a file of the user's in it: the run's files go, the user's stays."""
+    (tmp_path / "my-data.npz").write_bytes(b"precious")
+    (tmp_path / "notes").mkdir()
+    result = run_here("train_gru.py", *SECONDS, "--output-dir", ".", "--overwrite", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, explain(result)
+    assert "holds no run but other files (my-data.npz, ...); --overwrite replaces a run only" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my-data.npz", "notes"]
+    out = tmp_path / "run"
+    assert run_here("train_gru.py", *SECONDS, "--output-dir", out).returncode == 0
+    (out / "my-notes.txt").write_text("mine")
+    again = run_here("train_gru.py", *SECONDS, "--seed", "2", "--overwrite", "--output-dir", out)
+    assert again.returncode == 0, explain(again)
+    assert (out / "my-notes.txt").read_text() == "mine" and read_metrics(out)["arguments"]["seed"] == 2

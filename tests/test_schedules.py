@@ -230,3 +230,19 @@ def test_history_and_curves_are_rewritten_after_every_epoch(tmp_path):
     argv = [*PLATEAU[:6], "--epochs", "3", "--output-dir", out]
     common.run(train_gru.build_model, argv=argv, callbacks=lambda: [Watch()])
     assert seen == [([1], (400, 1000)), ([1, 2], (400, 1000))]
+
+
+def test_the_monitored_figure_picks_best_keras_and_early_stopping_and_is_recorded(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    args = [*PLATEAU[:8], "--epochs", "8", "--early-stopping", "2", "--monitor", "val_loss"]
+    result = run_here("train_gru.py", *args, "--output-dir", out)
+    assert result.returncode == 0, explain(result)
+    rows, metrics = read_history(out), read_metrics(out)
+    best = min(rows, key=lambda r: r["val_loss"])
+    assert metrics["best_epoch"] == best["epoch"] and metrics["monitor"] == "val_loss"
+    assert metrics["stopped_early_at_epoch"] in (None, best["epoch"] + 2)
+    assert json.loads((out / "args.json").read_text())["arguments"]["monitor"] == "val_loss"
+    wrong = run_here("train_gru.py", *args[:-1], "val_f1", "--output-dir", tmp_path / "f1")
+    assert wrong.returncode == 2 and "--monitor val_f1: not a figure the run logs (accuracy, loss, val_accuracy, val_loss)" in wrong.stderr

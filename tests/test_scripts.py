@@ -368,3 +368,34 @@ def test_a_closed_stdout_or_a_reader_that_stops_early_does_not_stop_training(tmp
     assert "Traceback" not in piped.stderr and "Broken pipe" not in piped.stderr, explain(piped)
     for run in ("closed", "piped"):
         assert read_metrics(tmp_path / run)["epochs_run"] == 2
+
+
+def test_the_progress_bar_in_a_terminal_stays_within_the_epoch(tmp_path):
+    """23 steps an epoch, 16 per compiled call: Keras would count the last call to 31/23."""
+    args = ["--synthetic", "--limit", "1600", "--units", "4", "--num-layers", "1", "--epochs", "1"]
+    result = run_here("train_gru.py", *args, "--output-dir", tmp_path / "run", tty=True)
+    assert result.returncode == 0, explain(result)
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)  # without the terminal's colours
+    counts = [tuple(map(int, m)) for m in re.findall(r"(\d+)/(\d+) ", shown)]
+    assert counts and all(done <= steps for done, steps in counts), counts
+    assert (23, 23) in counts and "\r" in result.stdout  # a bar that ends where the epoch ends
+
+
+def test_a_model_of_two_inputs_is_one_line_at_build_time(tmp_path):
+    two = """
+def build_model(features, outputs, units=4):
+    import keras
+    from keras import layers
+
+    a, b = keras.Input((None, features)), keras.Input((None, features))
+    joined = layers.Concatenate()([layers.GRU(units)(a), layers.GRU(units)(b)])
+    return keras.Model([a, b], layers.Dense(outputs)(joined))
+
+
+if __name__ == "__main__":
+"""
+    edit = lambda s: s[: s.index("def build_model")] + two + '    common.run(build_model, reads="sequences")\n'  # noqa: E731
+    script = copy_script("train_gru.py", tmp_path, edit, "train_two.py")
+    result = run_here(script, "--synthetic", "--limit", "60", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, explain(result)
+    assert "build_model's model takes 2 inputs; the pipeline feeds one (the examples)" in result.stderr

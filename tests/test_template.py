@@ -8,6 +8,7 @@ its own; the other runs go through helpers.run_here in this process.
 """
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -196,7 +197,7 @@ def test_a_regression_trains_resumes_and_predicts_values_in_the_targets_units(
     run_until_epoch("train_lstm.py", args, tmp_path / "resumed")
     resumed = run_here("train_lstm.py", "--resume", tmp_path / "resumed")
     assert resumed.returncode == 0 and "after epoch 1" in resumed.stdout, explain(resumed)
-    assert resumed.stdout.strip().splitlines()[-1].startswith("test mae ")
+    assert re.match(r"test mae [\d.]+  rmse [\d.]+  r2 [\d.]+  loss ", resumed.stdout.strip().splitlines()[-1])
     from test_resume import without_seconds
 
     assert without_seconds(read_history(tmp_path / "resumed")) == without_seconds(read_history(whole))
@@ -220,6 +221,8 @@ def test_a_regression_trains_resumes_and_predicts_values_in_the_targets_units(
     assert 0.5 < predicted.std() / test_y.std() < 1.5  # and their spread
     assert np.abs(predicted - test_y).mean() == pytest.approx(metrics["test_mae"], rel=1e-4)
     assert metrics["dataset"]["task"] == "regression"
+    r2 = 1 - ((predicted - test_y) ** 2).sum() / ((test_y - test_y.mean()) ** 2).sum()
+    assert metrics["test_r2"] == pytest.approx(r2, abs=1e-4) and metrics["test_r2"] > 0.5
     assert (whole / "predictions.png").is_file() and not (whole / "confusion.png").exists()
     np.save(tmp_path / "new.npy", x[-3:])
     done = predict_here(whole, "new.npy", cwd=tmp_path)
@@ -316,3 +319,44 @@ def test_class_weights_balanced_or_the_scripts_own_reach_the_fit(tmp_path):
     regression = run_here("train_gru.py", *args, "--output-dir", tmp_path / "r")
     assert regression.returncode == 2, explain(regression)
     assert "--class-weight weighs classes; this run predicts values" in regression.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments, words",
+    [
+        ('loss="sparse_categorical_crossentropyy", ', "run(loss='sparse_categorical_crossentropyy'): not a name Keras knows"),
+        ('optimizer="adamm", ', "run(optimizer='adamm'): not an optimizer Keras knows (adam, rmsprop, sgd, adamw"),
+        ('metrics=["accuracyy"], ', "run(metrics='accuracyy'): not a name Keras knows"),
+        ("loss=3, ", "run(loss=...): expected a name, a keras.losses object or a function of (y_true, y_pred), got 3"),
+        ("optimizer=3, ", "run(optimizer=...): expected a name, a keras.optimizers class or object"),
+        ("loss=lambda y: y, ", "run(loss=...): expected a name, a keras.losses object or a function of (y_true, y_pred)"),
+        ("callbacks=[object()], ", "run(callbacks=...): <object object at"),
+        ('class_weight=[1, 2], ', "run(class_weight=...): expected a dict or 'balanced'"),
+    ],
+)
+def test_a_wrong_argument_of_run_is_one_line_naming_it(tmp_path, arguments, words):
+    script = copy_script("train_gru.py", tmp_path, edited_run_call(arguments), "train_wrong.py")
+    args = ["--synthetic", "--limit", "60", "--units", "4", "--num-layers", "1"]
+    result = run_here(script, *args, cwd=tmp_path)
+    assert result.returncode == 2, explain(result)
+    assert result.stderr.startswith(f"error: {words}") and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_scripts_own_function_that_fails_in_training_keeps_its_traceback(tmp_path):
+    hooks = "\n\ndef broken(y_true, y_pred):\n    raise ZeroDivisionError('my bug')\n\n\n"
+    script = copy_script("train_gru.py", tmp_path, edited_run_call("loss=broken, ", hooks), "t.py")
+    args = ["--synthetic", "--limit", "60", "--units", "4", "--num-layers", "1"]
+    result = run_here(script, *args, cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" in result.stderr
+    assert "ZeroDivisionError: my bug" in result.stderr and "def broken" in script.read_text()
+
+
+def test_an_optimizer_given_as_a_function_of_no_arguments_as_the_readme_allows(tmp_path):
+    write_sequences_npz(tmp_path / "my.npz", train=120, test=30)
+    lazy = "optimizer=lambda: __import__('keras').optimizers.Nadam, "
+    script = copy_script("train_gru.py", tmp_path, edited_run_call(lazy), "train_lazy.py")
+    args = ["--data", tmp_path / "my.npz", "--epochs", "1", "--units", "4", "--num-layers", "1"]
+    result = run_here(script, *args, "--output-dir", tmp_path / "run", cwd=tmp_path)
+    assert result.returncode == 0, explain(result)
+    assert read_metrics(tmp_path / "run")["settings_in_effect"]["optimizer"] == "Nadam"

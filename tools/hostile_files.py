@@ -185,6 +185,38 @@ def object_array(path):
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
 
 
+def pipe_in_folder(path):  # a FIFO named *.txt once hung the run, deaf to SIGTERM
+    for name in ("pos", "neg"):
+        (path / name).mkdir(parents=True)
+        (path / name / "1.txt").write_text(f"a {name} review")
+    os.mkfifo(path / "neg" / "2.txt")
+
+
+def sparse_text(path):  # a sparse 2 GiB .txt once took a MemoryError from the data feed
+    for name in ("pos", "neg"):
+        (path / name).mkdir(parents=True)
+        (path / name / "1.txt").write_text(f"a {name} review")
+    with open(path / "pos" / "huge.txt", "wb") as stream:
+        stream.truncate(2**31)
+
+
+def many_columns(path):  # 1M columns once aborted in C++ (3.9 GB)
+    row = ",".join(["label"] + [f"c{i}" for i in range(1_000_000)])
+    path.write_text(row + "\n" + ",".join(["1"] + ["0"] * 1_000_000) + "\n")
+
+
+def empty_label(path):  # an empty label once became a class ''
+    table(path, [["label", "x1", "x2"], ["1", "0.5", "0.1"], ["", "0.3", "0.2"], ["0", "1", "2"]])
+
+
+def no_steps_array(path):  # (2, 0, 28) once took a traceback from the model
+    np.save(path, np.zeros((2, 0, 28)))
+
+
+def huge_values(path):  # 1e300 once printed nan with exit 0
+    np.save(path, np.full((28, 28), 1e300))
+
+
 def fashion_huge_header(path):  # --data-dir with an idx header of 2^31 images
     path.mkdir()
     for name, dims in (("train-images-idx3-ubyte.gz", 3), ("train-labels-idx1-ubyte.gz", 1),
@@ -263,7 +295,13 @@ FILES = [
         True,
         "--data-dir",
     ),
+    Hostile("fifo-folder", pipe_in_folder, "text", "is not a regular file (a pipe or a device?)"),
+    Hostile("sparse-folder", sparse_text, "text", "a text may hold at most 16 MiB", memory=True),
+    Hostile("many-columns.csv", many_columns, "sequences", "1,000,001 columns; at most", memory=True),
+    Hostile("empty-label.csv", empty_label, "sequences", "line 3 has no label (column 'label')"),
     Hostile("huge.png", huge_png, "predict", "30000x30000 pixels", memory=True),
+    Hostile("no-steps.npy", no_steps_array, "predict", "hold no values"),
+    Hostile("huge-values.npy", huge_values, "predict", "holds values beyond float32"),
     Hostile("not.png", not_png, "predict", "not a PNG image"),
     Hostile("nan.npy", nan_array, "predict", "holds NaN or infinite values"),
     Hostile("no-examples.npy", no_examples, "predict", "holds no examples"),
