@@ -1210,3 +1210,85 @@ def rejected_cli(argv, capsys):
         configuration("sequences", argv)
     assert exit_info.value.code == 2
     return capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# What defines the data, and the labels of separate files
+# --------------------------------------------------------------------------------------
+FINGERPRINTED = ("kind", "task", "names", "series", *(f"{s}.{p}" for s in ("train", "validation", "test") for p in ("x", "y", "rows")))
+
+
+def small_data(**changes):
+    """A Data of three small splits, with one field of what defines it changed."""
+    from rnn_scripts.data.core import Data, Targets
+
+    rng = np.random.default_rng(0)
+    splits = {}
+    for name, count in (("train", 6), ("validation", 3), ("test", 3)):
+        x, y = rng.normal(size=(count, 4, 2)).astype(np.float32), np.arange(count) % 2
+        if f"{name}.x" in changes:
+            x[0, 0, 0] += 0.5
+        if f"{name}.y" in changes:
+            y = (y + 1) % 2
+        if f"{name}.rows" in changes:  # a row moved from one split to another
+            x, y = x[:-1], y[:-1]
+        splits[name] = Split(x, y)
+    names = ("a", "c") if "names" in changes else ("a", "b")
+    task = "regression" if "task" in changes else "classification"
+    kind = kinds.Images if "kind" in changes else kinds.Sequences
+    data = Data(splits["train"], splits["test"], kind, Targets(task, names), "d", "d", splits["validation"])
+    data.series = {"window": 4, "horizon": 2 if "series" in changes else 1}
+    return data
+
+
+@pytest.mark.parametrize("field", FINGERPRINTED)
+def test_every_field_that_defines_the_data_changes_its_fingerprint(field):
+    assert small_data().fingerprint() == small_data().fingerprint()
+    assert small_data(**{field: True}).fingerprint() != small_data().fingerprint()
+
+
+@pytest.mark.parametrize("role", ["test_data", "validation_data"])
+def test_a_label_of_a_separate_file_beyond_the_training_classes_is_refused(tmp_path, role):
+    x, y = files_separable(60)
+    np.savez(tmp_path / "train.npz", x=x[:40], y=y[:40] % 3)  # classes 0, 1, 2
+    np.savez(tmp_path / "other.npz", x=x[40:], y=np.where(np.arange(20) == 5, 3, y[40:] % 3))
+    with pytest.raises(DataError, match=r"other.npz \(y\): has class 3, beyond the training classes 0..2"):
+        prepared(data=tmp_path / "train.npz", **{role: tmp_path / "other.npz"})
+    texts = "label,text\n" + "".join(f"{c},{c} words\n" for c in ("cat", "dog") * 10)
+    (tmp_path / "train.csv").write_text(texts)
+    (tmp_path / "other.csv").write_text(texts.replace("dog,", "bird,", 1))
+    with pytest.raises(DataError, match="the label 'bird' is not one of the training classes"):
+        prepared("text", data=tmp_path / "train.csv", **{role: tmp_path / "other.csv"})
+
+
+def test_another_sequence_column_groups_the_rows(tmp_path):
+    rows = ["recording,label,a,b"] + [f"r{i // 3},{i // 3 % 2},{i},{2 * i}" for i in range(18)]
+    (tmp_path / "long.csv").write_text("\n".join(rows) + "\n")
+    part = read_table(tmp_path / "long.csv", "sequences", Layout(sequence="recording"))
+    assert part.x.shape == (6, 3, 2) and list(part.labels) == [0, 1, 0, 1, 0, 1]
+    np.testing.assert_array_equal(part.x[1], [[3, 6], [4, 8], [5, 10]])
+
+
+def test_the_feed_jax_and_torch_train_on_gives_every_row_once_an_epoch():
+    """EpochBatches, a keras.utils.PyDataset, is what JAX and torch iterate: each epoch's
+    batches, read as Keras reads them, hold every training row once, in the (seed, epoch)
+    order, for one process and for each process's share of a two-process run."""
+    count, size = 203, 16
+    x, y = np.arange(count, dtype=np.float32)[:, None, None], np.arange(count)
+    for parts in (1, 2):
+        order = feed.EpochOrder(count, 7, 0)
+        shares = [feed.EpochBatches(x, y, size, order, part, parts) for part in range(parts)]
+        for epoch in (0, 1, 2):
+            order.epoch = epoch  # what FollowEpochs does as the epoch begins
+            seen = []
+            for share in shares:
+                share.on_epoch_begin()
+                for i in range(len(share)):
+                    batch_x, batch_y = share[i]
+                    np.testing.assert_array_equal(batch_x[:, 0, 0], batch_y)
+                    seen.append(batch_y)
+            rows = np.concatenate(seen)
+            whole = count - (count % size) % parts  # an uneven last batch loses < parts rows
+            assert len(rows) == whole and len(set(rows)) == whole
+            if parts == 1:
+                np.testing.assert_array_equal(rows, feed.epoch_order(count, 7, epoch))

@@ -8,6 +8,7 @@ importable, a closed stdin, a reader that stops early, another backend) runs as 
 """
 
 import json
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -518,3 +519,102 @@ def test_the_python_api_refuses_an_input_of_another_shape_in_one_line(finished):
     assert str(refused.value) == "the input: expected pixels (rows, columns) = (28, 28), or a batch of them, got float32 (1, 3000, 3000)"
     assert isinstance(refused.value, ValueError)  # what a caller of a predict() expects
     assert run.predict(np.zeros((28, 28))).labels[0] in [str(d) for d in range(10)]
+
+
+def test_one_output_accuracy_is_the_accuracy_of_its_predictions(finished, tmp_path):
+    """A one-logit model's accuracy counts a logit above 0 as the second class: the same
+    as predictions.csv, whose probabilities are the sigmoid's."""
+    import csv
+
+    from helpers import read_metrics
+
+    run = tmp_path / "run"
+    shutil.copytree(finished("two classes"), run)
+    data = finished("two classes").parent / "two.npz"  # its test split is the run's
+    result = predict_here(run, data, "--labels", cwd=tmp_path)
+    assert result.returncode == 0, explain(result)
+    with open(run / "predictions.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 80 and {r["prediction"] for r in rows} <= {"no", "yes"}
+    accuracy = np.mean([r["prediction"] == r["true"] for r in rows])
+    assert accuracy == pytest.approx(read_metrics(run)["test_accuracy"], abs=1e-6)
+
+
+def test_a_regression_is_evaluated_in_its_units(finished, tmp_path):
+    import csv
+
+    from files import write_regression
+    from helpers import read_metrics
+
+    run = tmp_path / "run"
+    shutil.copytree(finished("regression"), run)
+    write_regression(tmp_path / "values.npz")
+    result = predict_here(run, "values.npz", "--labels", cwd=tmp_path)
+    assert result.returncode == 0, explain(result)
+    with open(run / "predictions.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    errors = [abs(float(r["predicted value"]) - float(r["true value"])) for r in rows]
+    assert len(rows) == 100  # the file's test split (x_test, y_test)
+    assert np.mean(errors) == pytest.approx(read_metrics(run)["test_mae"], rel=1e-3)
+    shown = float(result.stdout.splitlines()[1].split()[1])  # "mae X  rmse Y  r2 Z (N examples)"
+    assert shown == pytest.approx(np.mean(errors), rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """Reviews in the raw IMDB archive's layout: train/ and test/, a folder per class."""
+    from helpers import run_here
+
+    folder = tmp_path_factory.mktemp("folders")
+    texts, labels = sentences(240, seed=4)
+    for i, (text, label) in enumerate(zip(texts, labels)):
+        place = folder / "reviews" / ("test" if i % 4 == 0 else "train") / label
+        place.mkdir(parents=True, exist_ok=True)
+        (place / f"{i:04d}.txt").write_text(text)
+    args = ["--data", folder / "reviews", "--epochs", "4", "--units", "8", "--max-length", "12"]
+    args += ["--learning-rate", "0.01"]
+    result = run_here("train_imdb_bilstm.py", *args, "--output-dir", folder / "run")
+    assert result.returncode == 0, explain(result)
+    return folder / "run", folder / "reviews" / "test"
+
+
+def test_a_folder_runs_confusion_matrix_is_its_test_files_by_their_folders(folder_run):
+    from helpers import read_metrics
+    from rnn_scripts.serving import TrainedRun
+
+    run, test = folder_run
+    names = read_metrics(run)["dataset"]["classes"]
+    assert names == ["cats", "dogs", "fish"]
+    counts = np.zeros((3, 3), int)
+    trained = TrainedRun(run)
+    for path in sorted(test.rglob("*.txt")):
+        found = trained.predict(path.read_text()).class_ids[0]
+        counts[names.index(path.parent.name), found] += 1
+    np.testing.assert_array_equal(counts, read_metrics(run)["confusion_matrix"])
+
+
+def test_a_text_folder_is_evaluated_file_by_file(folder_run, tmp_path):
+    import csv
+
+    run = tmp_path / "run"
+    shutil.copytree(folder_run[0], run)
+    result = predict_here(run, folder_run[1], "--labels", cwd=tmp_path)
+    assert result.returncode == 0, explain(result)
+    with open(run / "predictions.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 60 and all(r["true"] == Path(r["input"]).parent.name for r in rows)
+    assert float(result.stdout.split()[1]) > 0.9
+
+
+def test_the_python_api_reads_best_keras_with_model_best(finished, tmp_path):
+    from rnn_scripts.serving import TrainedRun
+
+    run = tmp_path / "run"
+    shutil.copytree(finished("sequences"), run)
+    x, _ = separable_sequences(5, seed=9)
+    final = TrainedRun(run).predict(x).probabilities
+    shutil.copy(finished("two classes") / "model.keras", run / "best.keras")  # another model
+    with pytest.raises(Exception, match="names 4 classes or targets, the model has 1 outputs"):
+        TrainedRun(run, model="best")
+    shutil.copy(run / "model.keras", run / "best.keras")
+    np.testing.assert_allclose(TrainedRun(run, model="best").predict(x).probabilities, final)
