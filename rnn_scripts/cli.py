@@ -1,10 +1,11 @@
-"""The command line every script shares: one parser, grouped the way a user looks for things.
+"""The command line every script shares: one parser, grouped the way a user looks for
+things.
 
 Per script there are only: the flags made from build_model's keyword parameters (the
 contract), the kind of data it reads, and the defaults its run() call sets (epochs, an
-optimizer or class weights of its own). Flags that belong to the other kind of data are not
-offered but keep their defaults, so that every run's configuration has the same names.
-Nothing here imports Keras, so --help and argument errors answer at once.
+optimizer or class weights of its own). Flags that belong to the other kind of data are
+not offered but keep their defaults, so that every run's configuration has the same
+names. Nothing here imports Keras, so --help and argument errors answer at once.
 """
 
 import argparse
@@ -29,7 +30,8 @@ SINGLE_THREAD_MAX_CORES = 2  # one thread per TensorFlow op measured faster up t
 @dataclass(frozen=True)
 class ScriptDefaults:
     """What a script's run() call sets: the default epochs, and whether it brings its own
-    optimizer or class weights (then --optimizer is not offered / --class-weight says so)."""
+    optimizer or class weights (then --optimizer is not offered / --class-weight says
+    so)."""
 
     epochs: int = 10
     own_optimizer: bool = False
@@ -37,7 +39,7 @@ class ScriptDefaults:
 
 
 def checked(convert, accept, expected):
-    """An argparse type: convert the text, then accept or refuse the value in one line."""
+    """An argparse type: convert the text, then accept or refuse it in one line."""
 
     def parse(text):
         try:
@@ -73,24 +75,34 @@ positive_int = checked(int, lambda v: v > 0, "a positive integer")
 integer = checked(int, lambda v: True, "an integer")
 non_negative_int = checked(int, lambda v: v >= 0, "an integer >= 0")
 finite_float = checked(float, math.isfinite, "a number")
-positive_float = checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
-learning_rate = checked(float, lambda v: math.isfinite(v) and 0 < v <= 1e6, "a positive number up to 1e6")
+positive_float = checked(
+    float, lambda v: math.isfinite(v) and v > 0, "a positive number"
+)
+learning_rate = checked(
+    float, lambda v: math.isfinite(v) and 0 < v <= 1e6, "a positive number up to 1e6"
+)
 fraction = checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 seed_value = checked(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)")
 address = checked(host_and_port, lambda v: True, "HOST:PORT")
-delimiter = checked(one_character, lambda v: len(v) == 1 and v not in '"\r\n', "one character (or tab)")
+delimiter = checked(
+    one_character, lambda v: len(v) == 1 and v not in '"\r\n', "one character (or tab)"
+)
 column_names = checked(names, lambda v: True, "column names separated by commas")
-monitor = checked(str, lambda v: bool(v.strip()), "a figure of history.csv (val_loss, ...)")
+monitor = checked(
+    str, lambda v: bool(v.strip()), "a figure of history.csv (val_loss, ...)"
+)
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad value is reported in one line (and still exits with code 2)."""
+    """argparse, but a bad value is one line (and exit code 2, as argparse's)."""
 
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser(prog, description, contract, script=ScriptDefaults(), with_defaults=True):
+def build_parser(
+    prog, description, contract, script=ScriptDefaults(), with_defaults=True
+):
     """The script's parser; without defaults, a parse holds only the names given."""
     parser = OneLineParser(
         prog=prog,
@@ -146,17 +158,39 @@ def add_training_flags(add, script):
     if script.own_class_weight:
         weighs += " (default: the script's own)"
     default = "script" if script.own_class_weight else "none"
-    add("--class-weight", default, weighs, show=not script.own_class_weight, choices=("none", "balanced"))
+    add(
+        "--class-weight",
+        default,
+        weighs,
+        show=not script.own_class_weight,
+        choices=("none", "balanced"),
+    )
     add("--seed", 1, "seeds weights, splits and batch order", type=seed_value)
 
 
 def add_model_flags(add, contract):
     for flag in contract.flags:
         if flag.type == "bool" and not flag.many:
-            add(flag.flag, flag.default, flag.help, show=flag.default is True, dest=flag.name, action="store_true")
-            add("--no-" + flag.flag[2:], flag.default, f"turn off {flag.flag}", show=False, dest=flag.name, action="store_false")
+            add(
+                flag.flag,
+                flag.default,
+                flag.help,
+                show=flag.default is True,
+                dest=flag.name,
+                action="store_true",
+            )
+            add(
+                "--no-" + flag.flag[2:],
+                flag.default,
+                f"turn off {flag.flag}",
+                show=False,
+                dest=flag.name,
+                action="store_false",
+            )
             continue
-        positive = flag.type == "int" and isinstance(flag.default, int) and flag.default >= 1
+        positive = (
+            flag.type == "int" and isinstance(flag.default, int) and flag.default >= 1
+        )
         kinds = {"int": positive_int if positive else integer, "float": finite_float}
         options = {"type": kinds.get(flag.type, str)}
         if flag.choices:
@@ -176,12 +210,23 @@ def add_data_flags(add, reads):
         "text": ".csv/.tsv of labelled texts, a folder of .txt files per class, or .npz",
     }
     add("--data", None, f"your own data: {kinds[reads]}", type=Path, metavar="PATH")
-    add("--validation-data", None, "validation examples (as --data)", type=Path, metavar="PATH")
+    add(
+        "--validation-data",
+        None,
+        "validation examples (as --data)",
+        type=Path,
+        metavar="PATH",
+    )
     add("--test-data", None, "test examples (as --data)", type=Path, metavar="PATH")
     task = "auto: integer or text labels (or a file's class_names) are classes, float targets are values"  # noqa: E501
     add("--task", "auto", task, choices=("auto", "classification", "regression"))
     add("--label-column", "label", ".csv: the column of labels or targets")
-    add("--delimiter", None, ".csv/.tsv: the column separator (unset: sniffed)", type=delimiter)
+    add(
+        "--delimiter",
+        None,
+        ".csv/.tsv: the column separator (unset: sniffed)",
+        type=delimiter,
+    )
     text = {"text_column": "text", "vocab_size": 20000, "max_length": 200}
     numbers = {"sequence_column": "sequence", "target": None, "window": 24, "horizon": 1}
     numbers.update(feature_columns=None, ignore_columns=None)
@@ -191,17 +236,43 @@ def add_data_flags(add, reads):
         words = "words kept per text (the first ones; shorter texts are padded)"
         add("--max-length", 200, words, type=positive_int)
     else:
-        add("--sequence-column", "sequence", ".csv with one row per time step: the column naming each row's sequence")
-        add("--target", None, "forecast COLUMN of a .csv of time series", metavar="COLUMN")
+        add(
+            "--sequence-column",
+            "sequence",
+            ".csv with one row per time step: the column naming each row's sequence",
+        )
+        add(
+            "--target",
+            None,
+            "forecast COLUMN of a .csv of time series",
+            metavar="COLUMN",
+        )
         add("--window", 24, "--target: time steps the model sees", type=positive_int)
         add("--horizon", 1, "--target: steps ahead to forecast", type=positive_int)
-        add("--feature-columns", None, ".csv: the feature columns, by name (unset: every other numeric one)", type=column_names, metavar="A,B")
-        add("--ignore-columns", None, ".csv: numeric columns that are not features", type=column_names, metavar="A,B")
+        add(
+            "--feature-columns",
+            None,
+            ".csv: the feature columns, by name (unset: every other numeric one)",
+            type=column_names,
+            metavar="A,B",
+        )
+        add(
+            "--ignore-columns",
+            None,
+            ".csv: numeric columns that are not features",
+            type=column_names,
+            metavar="A,B",
+        )
     add("--data-dir", None, "read the official data files from this folder", type=Path)
     add("--synthetic", False, "generated data of the real shapes", action="store_true")
     held_out = "fraction of the training examples held out for validation (seeded)"
     add("--validation-split", 0.1, held_out, type=fraction)
-    add("--limit", None, "only the first N training, N/6 test examples", type=positive_int)
+    add(
+        "--limit",
+        None,
+        "only the first N training, N/6 test examples",
+        type=positive_int,
+    )
     smoke = f"one epoch on {SMOKE_LIMIT} examples (the shipped sample or generated data unless --data), written to a temporary folder unless --output-dir"  # noqa: E501
     add("--smoke", False, smoke, action="store_true")
     changed = "resume although the data differ from those the run started with"
@@ -210,18 +281,43 @@ def add_data_flags(add, reads):
 
 
 def add_run_folder_flags(add):
-    add("--output-dir", None, "where the run writes (default runs/SCRIPT-TIME)", type=Path)
-    add("--resume", None, "continue the run in DIR (a finished one: with a larger --epochs)", type=Path, metavar="DIR")
-    add("--overwrite", False, "replace a finished run in --output-dir", action="store_true")
-    add("--tensorboard", False, "write TensorBoard logs to RUN/logs", action="store_true")
+    add(
+        "--output-dir",
+        None,
+        "where the run writes (default runs/SCRIPT-TIME)",
+        type=Path,
+    )
+    add(
+        "--resume",
+        None,
+        "continue the run in DIR (a finished one: with a larger --epochs)",
+        type=Path,
+        metavar="DIR",
+    )
+    add(
+        "--overwrite",
+        False,
+        "replace a finished run in --output-dir",
+        action="store_true",
+    )
+    add(
+        "--tensorboard", False, "write TensorBoard logs to RUN/logs", action="store_true"
+    )
     export = "also write the model for serving (preprocessing included) to RUN/export; repeat for both"  # noqa: E501
     add("--export", None, export, action="append", choices=EXPORT_FORMATS)
 
 
 def add_hardware_flags(add):
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    add("--backend", backend, "Keras backend, or $KERAS_BACKEND when set", choices=BACKENDS)
-    cudnn = "cuDNN kernels for every LSTM/GRU layer: true fails loudly where they cannot be used"
+    add(
+        "--backend",
+        backend,
+        "Keras backend, or $KERAS_BACKEND when set",
+        choices=BACKENDS,
+    )
+    cudnn = (
+        "cuDNN kernels for every LSTM/GRU layer: true fails where they cannot be used"
+    )
     add("--use-cudnn", "auto", cudnn, choices=("auto", "true", "false"))
     precision = "compute in 16-bit floats (weights, outputs and loss stay float32)"
     add("--mixed-precision", "off", precision, choices=("off", "float16", "bfloat16"))
@@ -240,7 +336,9 @@ def add_distribution_flags(add):
     add("--distribute", "none", several, choices=("none", "mirrored", "multi-worker"))
     add("--coordinator", None, "multi-worker: process 0's HOST:PORT", type=address)
     add("--num-processes", None, "multi-worker: how many processes", type=positive_int)
-    add("--process-id", None, "multi-worker: this process, 0..N-1", type=non_negative_int)
+    add(
+        "--process-id", None, "multi-worker: this process, 0..N-1", type=non_negative_int
+    )
 
 
 def reserved_names():
@@ -249,7 +347,9 @@ def reserved_names():
 
     found = {"optimizer"}
     for reads in ("sequences", "text"):
-        found |= set(vars(build_parser("x", None, Contract(reads, (), ())).parse_args([])))
+        found |= set(
+            vars(build_parser("x", None, Contract(reads, (), ())).parse_args([]))
+        )
     return found
 
 
@@ -257,10 +357,12 @@ def reserved_names():
 # Parsing
 # --------------------------------------------------------------------------------------
 def parse_arguments(prog, description, contract, script, argv):
-    """The run's Config, with derived defaults filled in, and the names given explicitly."""
+    """The run's Config, derived defaults filled in, and the names given explicitly."""
     parser = build_parser(prog, description, contract, script)
     namespace = parser.parse_args(argv)
-    explicit = set(vars(build_parser(prog, description, contract, script, False).parse_args(argv)))
+    explicit = set(
+        vars(build_parser(prog, description, contract, script, False).parse_args(argv))
+    )
     try:
         check_combinations(namespace, explicit)
     except UsageError as error:
@@ -270,36 +372,55 @@ def parse_arguments(prog, description, contract, script, argv):
 
 def check_combinations(args, explicit):
     if args.resume and args.overwrite:
-        raise UsageError("--resume continues a run, --overwrite starts it again: give one")
+        raise UsageError(
+            "--resume continues a run, --overwrite starts it again: give one"
+        )
     if args.resume and args.output_dir and args.output_dir != args.resume:
         raise UsageError("--resume DIR writes into DIR: leave out --output-dir")
     if args.limit is not None and args.limit < 6:
-        raise UsageError(f"--limit: expected at least 6 (N/6 test examples), got {args.limit}")
+        raise UsageError(
+            f"--limit: expected at least 6 (N/6 test examples), got {args.limit}"
+        )
     if args.data and (args.synthetic or args.data_dir):
         raise UsageError("--data is your own data: leave out --synthetic and --data-dir")
     for flag in ("validation_data", "test_data"):
         if getattr(args, flag) and not args.data:
-            raise UsageError(f"--{flag.replace('_', '-')} goes with --data (your own training data)")
+            raise UsageError(
+                f"--{flag.replace('_', '-')} goes with --data (your own training data)"
+            )
     if args.target is not None and not args.data:
         raise UsageError("--target forecasts a column of your own .csv: give --data")
     series = [f for f in ("window", "horizon") if f in explicit]
     if series and args.target is None:
-        raise UsageError(f"--{series[0]} goes with --target COLUMN (the series' column to forecast)")
-    cluster = [f for f in ("coordinator", "num_processes", "process_id") if getattr(args, f) is not None]
+        raise UsageError(
+            f"--{series[0]} goes with --target COLUMN (the series' column to forecast)"
+        )
+    cluster = [
+        f
+        for f in ("coordinator", "num_processes", "process_id")
+        if getattr(args, f) is not None
+    ]
     if cluster and args.distribute != "multi-worker":
-        raise UsageError(f"--{cluster[0].replace('_', '-')} belongs to --distribute multi-worker")
+        raise UsageError(
+            f"--{cluster[0].replace('_', '-')} belongs to --distribute multi-worker"
+        )
     ids = (args.process_id, args.num_processes)
     if None not in ids and ids[0] >= ids[1]:
         raise UsageError(f"--process-id must lie in 0..{ids[1] - 1}")
     if args.distribute == "multi-worker" and not (args.output_dir or args.resume):
-        raise UsageError("--distribute multi-worker needs --output-dir, on storage every process sees")
+        raise UsageError(
+            "--distribute multi-worker needs --output-dir, on storage every process sees"
+        )
     if (args.steps_per_execution or 1) > 1 and one_step_only(args):
-        raise UsageError("--steps-per-execution must be 1 on the torch backend and under --distribute on tensorflow")
+        raise UsageError(
+            "--steps-per-execution must be 1 on the torch backend and under "
+            "--distribute on tensorflow"
+        )
 
 
 def one_step_only(args):
-    """Keras' torch trainer allows only 1 step per call; its TensorFlow trainer fails with
-    more under a tf.distribute strategy."""
+    """Keras' torch trainer allows only 1 step per call; its TensorFlow trainer fails
+    with more under a tf.distribute strategy."""
     distributed = args.distribute != "none"
     return args.backend == "torch" or (args.backend == "tensorflow" and distributed)
 
@@ -308,10 +429,14 @@ def resolve(config, explicit=()):
     """Fill the defaults that follow from other arguments."""
     changes = {"export": sorted(set(config.export or ()))}
     if config.steps_per_execution is None:
-        changes["steps_per_execution"] = 1 if one_step_only(config) else STEPS_PER_EXECUTION
+        changes["steps_per_execution"] = (
+            1 if one_step_only(config) else STEPS_PER_EXECUTION
+        )
     if config.smoke:
         changes.update(epochs=1, limit=config.limit or SMOKE_LIMIT)
-        chosen = config.data or config.data_dir or config.synthetic or "dataset" in explicit
+        chosen = (
+            config.data or config.data_dir or config.synthetic or "dataset" in explicit
+        )
         if not chosen and config.dataset == "imdb":  # offline and at once:
             changes["synthetic"] = True  # generated reviews,
         elif not chosen:

@@ -17,8 +17,8 @@ from .errors import Interrupts, UsageError, UserError, exit_now, first_line
 
 MULTI_WORKER_ON_TENSORFLOW = (
     "--distribute multi-worker runs on the JAX backend: TensorFlow's "
-    "MultiWorkerMirroredStrategy fails inside model.fit with Keras 3 (keras-team/keras#20585); "
-    "use --backend jax --distribute multi-worker"
+    "MultiWorkerMirroredStrategy fails inside model.fit with Keras 3 "
+    "(keras-team/keras#20585); use --backend jax --distribute multi-worker"
 )
 JOIN_TIMEOUT_ENV = "RNN_SCRIPTS_JOIN_TIMEOUT"  # seconds to wait for the other processes
 JOIN_TIMEOUT, HEARTBEAT_SECONDS = 300, 60
@@ -50,8 +50,8 @@ class Cluster:
         return self.index == 0
 
     def agree(self, value):
-        """The largest integer any process holds. Every process must call this at the same
-        point: it is a collective."""
+        """The largest integer any process holds. Every process must call this at the
+        same point: it is a collective."""
         if self.count == 1:
             return value
         import numpy as np
@@ -96,7 +96,8 @@ def join_cluster(config):
     try:
         jax.distributed.initialize(
             config.coordinator, config.num_processes, config.process_id,
-            initialization_timeout=timeout + 30, heartbeat_timeout_seconds=HEARTBEAT_SECONDS,
+            initialization_timeout=timeout + 30,
+            heartbeat_timeout_seconds=HEARTBEAT_SECONDS,
         )  # fmt: skip
     except ValueError as error:  # no flags, and no cluster that JAX recognises
         raise UsageError(
@@ -112,7 +113,7 @@ def join_cluster(config):
 
 
 def check_port_free(coordinator):
-    """Process 0's coordinator port must be free: JAX crashes (exit 139) on a used one."""
+    """Process 0's coordinator port must be free: JAX crashes (exit 139) on a used one"""
     port = int(coordinator.rpartition(":")[2])
     for family, anywhere in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
         try:
@@ -126,14 +127,15 @@ def check_port_free(coordinator):
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:
                     raise UsageError(
-                        f"--coordinator {coordinator}: port {port} is in use on this machine "
-                        "(another run?); give every process another free port"
+                        f"--coordinator {coordinator}: port {port} is in use on this "
+                        "machine (another run?); give every process another free port"
                     ) from None
 
 
 def claim_process_id(config):
     """Lock --process-id in the run's folder (shared by every process): JAX aborts with a
-    C++ stack on a second process of the same id. (lock file, whether the folder is new)."""
+    C++ stack on a second process of the same id. (lock file, whether the folder is
+    new)."""
     folder = config.resume or config.output_dir
     if config.process_id is None or folder is None:
         return None, False
@@ -218,6 +220,7 @@ def give_up_joining(config, timeout, lock, created):
     )
     message = (
         f"error: {who} could not join the others at {where} within {timeout} s; start "
-        "every process with the same --coordinator and --num-processes and its own --process-id\n"
+        "every process with the same --coordinator and --num-processes and its own "
+        "--process-id\n"
     )
     exit_now(1, message)

@@ -1,5 +1,6 @@
 """One run's arguments, built once (from the command line, or from args.json when a run
-continues) and never changed afterwards: the stages read it, none of them writes to it."""
+continues) and never changed afterwards: the stages read it, none of them writes to
+it."""
 
 from pathlib import Path
 from types import MappingProxyType

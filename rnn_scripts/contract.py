@@ -3,16 +3,17 @@
     def build_model(features, outputs, units=256, num_layers=2, dropout=0.0): ...
     common.run(build_model, reads="sequences")
 
-- `reads` says what the script takes: "sequences" (float sequences; images are read row by
-  row) or "text" (texts, or word ids).
-- A parameter named in DATA_PARAMETERS is filled from the data (a default it has is unused).
-- Every other parameter needs a default, and the default makes it a flag of the same name:
-  units=256 -> --units 256, num_layers=2 -> --num-layers 2, dropout=0.0 -> --dropout 0.0.
-  The flag's type is the annotation's where there is one (float | None, Optional[int],
-  bool, Literal["a", "b"] -> choices, list[int] -> several values), else the default's: an
-  int of 1 or more takes positive integers, any other int integers, a float finite
-  numbers, a str text, a bool --name / --no-name, and None (no annotation) text or
-  nothing. A line "name: text" in build_model's docstring is the flag's help.
+- `reads` says what the script takes: "sequences" (float sequences; images are read row
+  by row) or "text" (texts, or word ids).
+- A parameter named in DATA_PARAMETERS is filled from the data (a default it has is
+  unused).
+- Every other parameter needs a default, and the default makes it a flag of the same
+  name: units=256 -> --units 256, num_layers=2 -> --num-layers 2, dropout=0.0 ->
+  --dropout 0.0. The flag's type is the annotation's where there is one (float | None,
+  Optional[int], bool, Literal["a", "b"] -> choices, list[int] -> several values), else
+  the default's: an int of 1 or more takes positive integers, any other int integers, a
+  float finite numbers, a str text, a bool --name / --no-name, and None (no annotation)
+  text or nothing. A line "name: text" in build_model's docstring is the flag's help.
 
 Nothing here imports Keras: the contract is read before the command line is parsed.
 """
@@ -46,8 +47,8 @@ class ContractError(UserError):
 @dataclass(frozen=True)
 class ModelFlag:
     """A flag made from one keyword parameter of build_model: its value's type ("bool",
-    "int", "float", "str"), whether it may be left out (None), its choices, and whether it
-    takes several values."""
+    "int", "float", "str"), whether it may be left out (None), its choices, and
+    whether it takes several values."""
 
     name: str
     default: object
@@ -79,33 +80,41 @@ def read_contract(build_model, reads, reserved=()):
     """The Contract of build_model; ContractError (one line) where it cannot be one.
     `reserved`: the pipeline's own argument names, which a model flag may not take."""
     if reads not in READS:
-        raise ContractError(f"run(reads={reads!r}): expected one of {', '.join(map(repr, READS))}")
+        raise ContractError(
+            f"run(reads={reads!r}): expected one of {', '.join(map(repr, READS))}"
+        )
     if not callable(build_model):
-        raise ContractError(f"run() needs a function build_model, got {type(build_model).__name__}")
+        raise ContractError(
+            f"run() needs a function build_model, got {type(build_model).__name__}"
+        )
     helps = parameter_help(build_model.__doc__ or "")
     try:
         parameters = inspect.signature(build_model, eval_str=True).parameters.values()
     except (NameError, SyntaxError, TypeError) as error:
-        raise ContractError(f"build_model's annotations cannot be read ({error})") from None
+        raise ContractError(
+            f"build_model's annotations cannot be read ({error})"
+        ) from None
     data_parameters, flags = [], []
     for parameter in parameters:
         name = parameter.name
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             raise ContractError(f"build_model(*{name}/**{name}): name each parameter")
         if parameter.kind == parameter.POSITIONAL_ONLY:
-            raise ContractError(f"build_model's parameter {name!r} is positional-only; drop the /")
+            raise ContractError(
+                f"build_model's parameter {name!r} is positional-only; drop the /"
+            )
         if name in DATA_PARAMETERS:
             data_parameters.append(name)
         elif parameter.default is parameter.empty:
             raise ContractError(
-                f"build_model's parameter {name!r} has no default and is not one the data "
-                f"fill ({', '.join(DATA_PARAMETERS)}): give it a default to make it a flag "
-                f"--{name.replace('_', '-')}"
+                f"build_model's parameter {name!r} has no default and is not one the "
+                f"data fill ({', '.join(DATA_PARAMETERS)}): give it a default to make "
+                f"it a flag --{name.replace('_', '-')}"
             )
         elif name in reserved:
             raise ContractError(
-                f"build_model's parameter {name!r} is also one of the pipeline's own flags "
-                f"(--{name.replace('_', '-')}); rename it"
+                f"build_model's parameter {name!r} is also one of the pipeline's own "
+                f"flags (--{name.replace('_', '-')}); rename it"
             )
         else:
             flags.append(model_flag(parameter, helps.get(name, "build_model's " + name)))
@@ -128,7 +137,10 @@ def model_flag(parameter, help_text):
     found = read_annotation(name, annotation)
     flag = ModelFlag(name, default, help_text, *found)
     if default is None and not flag.optional:
-        raise ContractError(f"build_model's parameter {name!r} defaults to None; annotate it {annotation} | None")
+        raise ContractError(
+            f"build_model's parameter {name!r} defaults to None; annotate it "
+            f"{annotation} | None"
+        )
     return flag
 
 
@@ -147,13 +159,18 @@ def read_annotation(name, annotation):
         if len(kinds) == 1 and None not in kinds:
             return kinds.pop(), False, tuple(arguments), False
     elif typing.get_origin(annotation) in (list, tuple) and arguments:
-        if arguments[0] in TYPES and arguments[0] is not bool and (len(arguments) == 1 or arguments[1] is Ellipsis):
+        if (
+            arguments[0] in TYPES
+            and arguments[0] is not bool
+            and (len(arguments) == 1 or arguments[1] is Ellipsis)
+        ):
             return TYPES[arguments[0]], False, None, True
     elif annotation in TYPES:
         return TYPES[annotation], False, None, False
     raise ContractError(
-        f"build_model's parameter {name!r} is annotated {annotation}; a flag takes bool, "
-        "int, float, str, one of them | None, Literal[...] or list[int] (and the like)"
+        f"build_model's parameter {name!r} is annotated {annotation}; a flag takes "
+        "bool, int, float, str, one of them | None, Literal[...] or list[int] (and "
+        "the like)"
     )
 
 

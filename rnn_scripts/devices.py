@@ -1,5 +1,6 @@
 """Devices: set up before any layer exists, described in one line, and the distributions
-(one device; mirrored over this machine's devices; several processes on JAX, cluster.py)."""
+(one device; mirrored over this machine's devices; several processes on JAX,
+cluster.py)."""
 
 import contextlib
 import importlib.util
@@ -16,7 +17,8 @@ from .feed import EVAL_BATCH_SIZE
 
 
 def setup_devices(config):
-    """Call before any layer exists: GPU memory growth must be set before the runtime starts."""
+    """Call before any layer exists: GPU memory growth must be set before the runtime
+    starts."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         configure_tensorflow(config)
@@ -60,9 +62,9 @@ def configure_tensorflow(config):
 
 def keep_freed_memory():
     """glibc hands large freed blocks back to the system at once, so every training step
-    maps its tensors' memory again and page-faults on it: torch and JAX measured up to
-    1.36x faster on the CPU when freed memory (up to 1 GiB) stays in the process
-    (docs/performance.md). Nothing changes where the C library is not glibc."""
+    maps its tensors' memory again and page-faults on it. Keeping freed memory (up to
+    1 GiB) in the process makes torch and JAX faster on the CPU (docs/performance.md).
+    Nothing changes where the C library is not glibc."""
     import ctypes
 
     try:
@@ -78,7 +80,7 @@ def keep_freed_memory():
 
 def cpu_threads(requested):
     """Threads per TensorFlow op. A recurrent step's products are small, and on few cores
-    splitting them costs more than it saves: 1 thread measured 1.1x-1.9x faster on 2 cores
+    splitting them costs more than it saves, and 1 thread is faster there
     (docs/performance.md). Elsewhere TensorFlow's own choice stands (None)."""
     if requested:
         return requested
@@ -100,7 +102,9 @@ def backend_settings():
         import torch
 
         return {
-            "torch_deterministic_algorithms": torch.are_deterministic_algorithms_enabled()
+            "torch_deterministic_algorithms": (
+                torch.are_deterministic_algorithms_enabled()
+            )
         }
     flags = os.environ.get("XLA_FLAGS", "")
     return {
@@ -117,8 +121,9 @@ CLEARLY_FASTER = 1.2
 
 
 def measured_speeds():
-    """The training samples/s each backend reached with each script's default model on the
-    CPU of docs/performance.md: {model name: {"parameters": N, "samples_per_second": {...}}}."""
+    """The training samples/s each backend reached with each script's default model on
+    the CPU of docs/performance.md: {model name: {"parameters": N,
+    "samples_per_second": {...}}}."""
     import importlib.resources
     import json
 
@@ -131,9 +136,9 @@ def measured_speeds():
 
 
 def faster_backend_note(model_name, parameters, backend, device):
-    """A line naming a backend that trained this very model (same name and parameter count)
-    clearly faster on the CPU of the table, or None. torch's figures are with its fused
-    kernels: torch is named only where they would be active here."""
+    """A line naming a backend that trained this very model (same name and parameter
+    count) clearly faster on the CPU of the table, or None. torch's figures are with
+    its fused kernels: torch is named only where they would be active here."""
     from . import speedups
 
     entry = measured_speeds().get(model_name)
@@ -161,7 +166,8 @@ def faster_backend_note(model_name, parameters, backend, device):
     )
     return (
         f"note: on a 2-core CPU the {fastest} backend{kernels} trained this model "
-        f"{speeds[fastest] / speeds[backend]:.1f}x faster (docs/performance.md): --backend {fastest}{install}"
+        f"{speeds[fastest] / speeds[backend]:.1f}x faster (docs/performance.md): "
+        f"--backend {fastest}{install}"
     )
 
 
@@ -234,7 +240,8 @@ class SingleDevice:
 
 class TensorFlowMirrored(SingleDevice):
     """tf.distribute.MirroredStrategy over the local GPUs (or the logical CPUs that
-    RNN_SCRIPTS_CPU_DEVICES makes): each batch is split over the replicas, gradients summed."""
+    RNN_SCRIPTS_CPU_DEVICES makes): each batch is split over the replicas, gradients
+    summed."""
 
     def __init__(self, cluster):
         import tensorflow as tf

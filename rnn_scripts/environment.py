@@ -2,9 +2,10 @@
 
 Keras reads KERAS_BACKEND once, when it is first imported, so run() settles the backend
 after parsing the command line (for --resume DIR, from DIR/args.json: a resumed run keeps
-its backend whatever the environment says) and before anything imports Keras. A script that
-imports Keras at its top anyway (loading it with $KERAS_BACKEND, or TensorFlow) is started
-again with the backend asked for. Everything set here is put back when run() ends.
+its backend whatever the environment says) and before anything imports Keras. A script
+that imports Keras at its top anyway (loading it with $KERAS_BACKEND, or TensorFlow) is
+started again with the backend asked for. Everything set here is put back when run()
+ends.
 """
 
 import contextlib
@@ -34,9 +35,9 @@ def restored():
 
 
 class Forgiving:
-    """A stream that stops writing, rather than raising, once its reader is gone: a closed
-    stdout (python train_gru.py >&-) or a pipe whose reader ended (| head -1) must not stop
-    a run that is writing its checkpoints."""
+    """A stream that stops writing, rather than raising, once its reader is gone: a
+    closed stdout (python train_gru.py >&-) or a pipe whose reader ended (| head -1)
+    must not stop a run that is writing its checkpoints."""
 
     def __init__(self, stream):
         self.stream, self.gone = stream, stream is None
@@ -93,7 +94,8 @@ def prepare(backend, config, as_script):
     except ImportError as error:
         raise UsageError(
             f"could not load Keras with the {backend} backend ({error}); install it: "
-            f"pip install -r requirements{'' if backend == 'tensorflow' else '-' + backend}.txt"
+            "pip install -r "
+            f"requirements{'' if backend == 'tensorflow' else '-' + backend}.txt"
         ) from None
 
 
@@ -106,9 +108,9 @@ def start_again_if_keras_differs(backend, as_script):
     loaded = keras.backend.backend()
     if not as_script or os.environ.get(RESTARTED_ENV) == backend:
         raise UsageError(
-            f"Keras was loaded with the {loaded} backend before run() and cannot switch to "
-            f"{backend}; start Python with KERAS_BACKEND={backend}, or import Keras inside "
-            "build_model as the scripts do"
+            f"Keras was loaded with the {loaded} backend before run() and cannot "
+            f"switch to {backend}; start Python with KERAS_BACKEND={backend}, or "
+            "import Keras inside build_model as the scripts do"
         )
     sys.stdout.flush()
     environment = {**os.environ, "KERAS_BACKEND": backend, RESTARTED_ENV: backend}

@@ -1,7 +1,8 @@
-"""Exit codes, the errors a user can cause, and what a signal does in each phase of a run.
+"""Exit codes, the errors a user can cause, and what a signal does in each phase of a
+run.
 
-Nothing here imports Keras, and importing it changes nothing: `Interrupts.installed()` sets
-the handlers for the length of a run and puts the previous ones back.
+Nothing here imports Keras, and importing it changes nothing: `Interrupts.installed()`
+sets the handlers for the length of a run and puts the previous ones back.
 """
 
 import contextlib
@@ -15,24 +16,26 @@ EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM = 129, 130, 143
 
 
 class UserError(Exception):
-    """A problem the user can fix (a bad file, a folder in use); printed as one line, exit 1."""
+    """A problem the user can fix (a bad file, a folder in use); printed as one line,
+    exit 1."""
 
     exit_code = EXIT_FAILED
 
 
 class UsageError(UserError):
-    """An argument that cannot be used as given; one line, exit 2 like argparse's errors."""
+    """An argument that cannot be used as given; one line, exit 2 as argparse's."""
 
     exit_code = EXIT_USAGE
 
 
 class InputError(UserError, ValueError):
-    """An input that does not fit the run (TrainedRun.predict, predict.py): another shape,
-    word ids beyond the vocabulary, values that overflow the model. One line."""
+    """An input that does not fit the run (TrainedRun.predict, predict.py): another
+    shape, word ids beyond the vocabulary, values that overflow the model. One line."""
 
 
 class TrainingStopped(Exception):
-    """Training ended early on purpose (a signal, a non-finite loss): message and exit code."""
+    """Training ended early on purpose (a signal, a non-finite loss): message and exit
+    code."""
 
     def __init__(self, message, exit_code):
         super().__init__(message)
@@ -65,7 +68,8 @@ def fail(message, exit_code, hard=False):
 
 def flush_or_silence_stdout():
     """Flush stdout; if its reader is gone (| head), point it at /dev/null, so that
-    Python's own flush at exit has nowhere to fail (the recipe of Python's signal docs)."""
+    Python's own flush at exit has nowhere to fail (the recipe of Python's signal
+    docs)."""
     try:
         sys.stdout.flush()
     except (OSError, ValueError, AttributeError):
@@ -87,12 +91,14 @@ def exit_now(exit_code, message=None):
 class Interrupts:
     """What SIGINT (Ctrl-C), SIGTERM and SIGHUP do depends on the phase of the run:
 
-    - "exit":   nothing is written yet (arguments, Keras loading): one line, exit at once.
+    - "exit":   nothing is written yet (arguments, Keras loading): one line, exit at
+      once.
     - "raise":  setting up (data, model): stop with TrainingStopped where we are.
     - "defer":  training or writing files: remembered, and the run stops at the next safe
-                point (`check`), so no file is left half-written. A second signal stops at
-                once. Raising inside a library can land in its garbage-collection hooks,
-                where the exception is swallowed; the remembered signal still stops the run.
+                point (`check`), so no file is left half-written. A second signal stops
+                at once. Raising inside a library can land in its garbage-collection
+                hooks, where the exception is swallowed; the remembered signal still
+                stops the run.
     - "ignore": every output is written: the run has finished, exit 0.
     """
 
@@ -106,8 +112,9 @@ class Interrupts:
     @classmethod
     @contextlib.contextmanager
     def installed(cls):
-        """Our handlers inside the block (SIGINT too, even if the parent shell ignores it);
-        the previous handlers, mode and stderr copy afterwards, however the block ends."""
+        """Our handlers inside the block (SIGINT too, even if the parent shell ignores
+        it); the previous handlers, mode and stderr copy afterwards, however the block
+        ends."""
         main_thread = threading.current_thread() is threading.main_thread()
         saved = {s: signal.getsignal(s) for s in cls.MEANING} if main_thread else {}
         saved_state = (cls.mode, cls.pending, cls.stderr, sys.unraisablehook)
@@ -127,7 +134,8 @@ class Interrupts:
     @staticmethod
     def quiet_when_swallowed(unraisable):
         """A stop raised inside a library's garbage-collection hook is swallowed there
-        ("Exception ignored in ..."); the pending signal stops the run anyway, so say nothing."""
+        ("Exception ignored in ..."); the pending signal stops the run anyway, so say
+        nothing."""
         if not isinstance(unraisable.exc_value, TrainingStopped):
             sys.__unraisablehook__(unraisable)
 
@@ -156,9 +164,9 @@ class Interrupts:
 
     @classmethod
     def check(cls, signalled=None):
-        """Stop here if a signal arrived since the last safe point; `signalled`: the signal
-        every process of a multi-process run agreed on (a local one may arrive meanwhile
-        and waits for the next agreement)."""
+        """Stop here if a signal arrived since the last safe point; `signalled`: the
+        signal every process of a multi-process run agreed on (a local one may arrive
+        meanwhile and waits for the next agreement)."""
         signum = cls.pending if signalled is None else signalled
         if signum:
             raise TrainingStopped(*cls.MEANING[signum])

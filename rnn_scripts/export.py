@@ -1,8 +1,8 @@
-"""Export a finished run for serving: the model takes raw inputs (the preprocessing is inside) and
-returns class probabilities, or values.
+"""Export a finished run for serving: the model takes raw inputs (the preprocessing is
+inside) and returns class probabilities, or values.
 
     python export.py RUN                          # RUN/export/saved_model (TensorFlow)
-    python export.py RUN --format onnx            # RUN/export/model.onnx (onnxruntime runs it)
+    python export.py RUN --format onnx            # RUN/export/model.onnx (onnxruntime)
     python train_lstm.py --export onnx ...        # the same at the end of training
 
 What each format takes: pixels 0-255 or unscaled features as float32 (the scaling is a
@@ -25,7 +25,10 @@ from pathlib import Path
 
 from .errors import EXIT_FAILED, UserError, fail, first_line
 
-FORMATS = {"saved_model": ("tf_saved_model", "saved_model"), "onnx": ("onnx", "model.onnx")}
+FORMATS = {
+    "saved_model": ("tf_saved_model", "saved_model"),
+    "onnx": ("onnx", "model.onnx"),
+}
 EXPORT_DIR = "export"
 ONNX_EXTRA = (
     'pip install "rnn-scripts[export]" (or, in this repository, pip install '
@@ -74,14 +77,20 @@ def write_format(run, name, output):
     if run.kind.vocabulary is not None and name == "onnx":  # the server vectorizes
         (output / "vocabulary.json").write_text(json.dumps(run.kind.vocabulary))
     try:
-        model(dummy_batch(model))  # Keras' ONNX export wants a model that has been called
+        model(
+            dummy_batch(model)
+        )  # Keras' ONNX export wants a model that has been called
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's np.object probe
             model.export(str(path), format=keras_format, verbose=False)
     except OSError as error:
-        raise UserError(f"could not write {path}: {error.strerror or first_line(error)}") from None
+        raise UserError(
+            f"could not write {path}: {error.strerror or first_line(error)}"
+        ) from None
     except Exception as error:  # the converters raise many kinds
-        raise UserError(f"could not export {run.folder} as {name} ({first_line(error)})") from None
+        raise UserError(
+            f"could not export {run.folder} as {name} ({first_line(error)})"
+        ) from None
     return path
 
 
@@ -90,7 +99,11 @@ def dummy_batch(model):
 
     spec = model.inputs[0]
     shape = [1 if size is None else size for size in spec.shape]
-    return np.array([""], dtype=object) if spec.dtype == "string" else np.zeros(shape, spec.dtype)
+    return (
+        np.array([""], dtype=object)
+        if spec.dtype == "string"
+        else np.zeros(shape, spec.dtype)
+    )
 
 
 def description(run, formats):
@@ -101,16 +114,22 @@ def description(run, formats):
         "formats": sorted(formats),
         "input": run.kind.describe_input(),
         "output": f"{kind} {names}",
-        "classes" if not preprocessing.is_regression else "targets": preprocessing.class_names,
+        "classes"
+        if not preprocessing.is_regression
+        else "targets": preprocessing.class_names,
     }
     if "series" in preprocessing.spec:
-        described["series"] = preprocessing.spec["series"]  # columns, target, window, horizon
+        described["series"] = preprocessing.spec[
+            "series"
+        ]  # columns, target, window, horizon
     return described
 
 
 def export_in_tensorflow(folder, formats, model, output):
     command = [sys.executable, "-m", "rnn_scripts.export", str(folder), "--model", model]
-    command += ["--output", str(output)] + [a for name in formats for a in ("--format", name)]
+    command += ["--output", str(output)] + [
+        a for name in formats for a in ("--format", name)
+    ]
     environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
     done = subprocess.run(command, env=environment, capture_output=True, text=True)
     if done.returncode != 0:
@@ -130,8 +149,18 @@ def parse_arguments(argv):
     )
     add = parser.add_argument
     add("run_dir", type=Path, metavar="RUN", help="a finished run's folder")
-    add("--format", action="append", choices=sorted(FORMATS), help="saved_model (default) or onnx; repeat for both")
-    add("--model", choices=("final", "best"), default="final", help="model.keras or best.keras")
+    add(
+        "--format",
+        action="append",
+        choices=sorted(FORMATS),
+        help="saved_model (default) or onnx; repeat for both",
+    )
+    add(
+        "--model",
+        choices=("final", "best"),
+        default="final",
+        help="model.keras or best.keras",
+    )
     add("--output", type=Path, help="where to write (default RUN/export)")
     return parser.parse_args(argv)
 

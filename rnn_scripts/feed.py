@@ -5,9 +5,9 @@ batches as an uninterrupted one. Keras starts a new pass over the feed for every
 pass must end with its epoch: with several steps per call, a longer stream would run on
 into the next epoch), and each pass takes the next epoch's order.
 
-Examples in memory were prepared once (preprocess.apply_to); examples on disk (data/rows.py)
-are read and prepared batch by batch inside tf.data (texts: their word ids, written once to
-a scratch file), so memory holds a few batches.
+Examples in memory were prepared once (preprocess.apply_to); examples on disk
+(data/rows.py) are read and prepared batch by batch inside tf.data (texts: their word
+ids, written once to a scratch file), so memory holds a few batches.
 """
 
 import keras
@@ -15,9 +15,8 @@ import numpy as np
 
 from .data.rows import TokenIds
 
-EVAL_BATCH_SIZE = (
-    1024  # measured 1.7x faster evaluation than Keras' 32 (docs/performance.md)
-)
+# Keras evaluates 32 rows a step by default; 1024 is faster (docs/performance.md).
+EVAL_BATCH_SIZE = 1024
 
 
 class EpochOrder:
@@ -49,8 +48,8 @@ def epoch_order(count, seed, epoch):
 
 
 def batch_rows(order, batch_size, part=0, parts=1):
-    """Row numbers of each batch, in order; with parts > 1, share `part` of each batch (the
-    processes of a multi-process run each feed theirs)."""
+    """Row numbers of each batch, in order; with parts > 1, share `part` of each batch
+    (the processes of a multi-process run each feed theirs)."""
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         share = len(rows) // parts
@@ -88,7 +87,7 @@ def tensorflow_feed(x, y, batch_size, order):
 
 
 class EpochBatches(keras.utils.PyDataset):
-    """Batches of in-memory rows in each epoch's order (JAX and torch iterate in Python)."""
+    """Batches of in-memory rows in each epoch's order (JAX and torch iterate them)."""
 
     def __init__(self, x, y, batch_size, order, part=0, parts=1):
         super().__init__()
@@ -129,9 +128,7 @@ def epoch_row_batches(order, batch_size, part, parts):
     import tensorflow as tf
 
     def rows_of_this_epoch():
-        return np.concatenate(
-            list(batch_rows(order.rows(), batch_size, part, parts))
-        )
+        return np.concatenate(list(batch_rows(order.rows(), batch_size, part, parts)))
 
     rows = tf.numpy_function(rows_of_this_epoch, [], tf.int64, stateful=True)
     rows.set_shape([None])
@@ -139,8 +136,8 @@ def epoch_row_batches(order, batch_size, part, parts):
 
 
 def prepared_batches(row_batches, split, preprocessing):
-    """(model input, targets) for each batch of row numbers: the rows read in Python, then
-    prepared in NumPy (texts' word ids were prepared before training)."""
+    """(model input, targets) for each batch of row numbers: the rows read in Python,
+    then prepared in NumPy (texts' word ids were prepared before training)."""
     import tensorflow as tf
 
     kind, y = preprocessing.kind, tf.constant(split.y)
@@ -160,8 +157,8 @@ def prepared_batches(row_batches, split, preprocessing):
 
 
 def evaluation(split, preprocessing, batch_size=EVAL_BATCH_SIZE):
-    """Every row of a split in order, as arguments of model.evaluate and predict: arrays as
-    they are; rows on disk as a tf.data pipeline of prepared batches."""
+    """Every row of a split in order, as arguments of model.evaluate and predict: arrays
+    as they are; rows on disk as a tf.data pipeline of prepared batches."""
     if not split.streamed:
         return {"x": split.x, "y": split.y, "batch_size": batch_size}
     import tensorflow as tf
@@ -177,14 +174,14 @@ def validation_data(split, preprocessing, batch_size=EVAL_BATCH_SIZE):
 
 
 def predict_inputs(split, preprocessing, batch_size=EVAL_BATCH_SIZE):
-    """model.predict's input: the arrays, or the prepared batches without their targets."""
+    """model.predict's input: the arrays, or the prepared batches without targets."""
     arguments = evaluation(split, preprocessing, batch_size)
     return arguments["x"] if "y" in arguments else arguments["x"].map(lambda x, y: x)
 
 
 def even_rows(split, multiple):
-    """Drop the last len(split) % multiple rows (at most multiple - 1) when a batch is split
-    over several devices, where an uneven batch fails: JAX cannot shard it, and Keras'
-    MirroredStrategy step fails on unequal replica inputs (AddN)."""
+    """Drop the last len(split) % multiple rows (at most multiple - 1) when a batch is
+    split over several devices, where an uneven batch fails: JAX cannot shard it, and
+    Keras' MirroredStrategy step fails on unequal replica inputs (AddN)."""
     keep = len(split) - len(split) % multiple
     return split if keep == len(split) else split.take(np.arange(keep))

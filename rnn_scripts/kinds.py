@@ -1,16 +1,15 @@
-"""The kinds of examples, each a class that owns everything that differs between them: the
-statistics fitted on the training rows, turning raw examples into the model's input (in
-NumPy, and as Keras layers inside an exported model), the data parameters build_model gets,
-and reading a raw input given to predict.py.
+"""The kinds of examples. Each class owns what differs between them: the statistics
+fitted on the training rows, raw examples made into the model's input (in NumPy, and
+as layers inside an exported model), build_model's data parameters, and predict.py's
+raw inputs.
 
     Images     uint8 pixels (N, rows, columns), read row by row; PNG files to predict
     Sequences  floats (N, steps, features), standardised per feature
-    Series     windows of a time series (--target): a .csv of the same columns to predict
+    Series     windows of a series (--target); a .csv of its columns to predict
     WordIds    integer word ids (N, steps), 0 = padding (IMDB's, or your own)
     Texts      strings, turned into word ids by TextVectorization
 
-A kind's `spec` is its part of the run's preprocessing.json; `of(spec)` makes the kind a
-saved spec names. Nothing here imports Keras at import time.
+A kind's `spec` is the run's preprocessing.json. Nothing here imports Keras on import.
 """
 
 import json
@@ -20,38 +19,33 @@ import struct
 
 import numpy as np
 
+from .data.arrays import read_npy, read_npz_arrays
+from .data.rows import TokenIds
+from .data.series import last_window
 from .errors import InputError, UserError, first_line
 
 PIXEL_SCALE = 255.0
 MAX_IMAGE_PIXELS = 4096 * 4096  # what predict.py decodes a PNG into, at most
 STATISTICS_ROWS = 1_000_000  # time steps sampled for a feature's mean and deviation
-ADAPT_BATCH = 1024
 START_TOKEN, OOV_TOKEN, FIRST_WORD_INDEX = 1, 2, 3  # keras.datasets.imdb's conventions
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ARRAY_SUFFIXES = (".npy", ".npz")
-WORD_INDEX_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb_word_index.json"
+WORD_INDEX_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 
 
 class Kind:
     name = reads = None
-    dtype = "float32"
-    example_dims = 2  # the dimensions of one example (steps, features)
-    shows_pictures = False  # samples.png: test examples drawn with their classes
+    dtype, example_dims = "float32", 2  # one example: (steps, features)
+    shows_pictures = reads_text = False  # samples.png; predict.py's sentences
 
     def __init__(self, spec, vocabulary=None, word_index=None):
         self.spec, self.vocabulary, self.word_index = spec, vocabulary, word_index
 
-    @property
-    def reads_text(self):
-        return False
-
     def problem(self):
-        """What makes this kind's part of an edited preprocessing.json unusable, or None."""
-        return None
+        """What makes its part of an edited preprocessing.json unusable, or None."""
 
     @classmethod
     def fits_shape(cls, reference, other):
-        """Whether examples of shape `other` go where the training data's went."""
+        """Whether examples like `other` go where the training data's went."""
         return reference.shape[1:] == other.shape[1:]
 
     def prepare(self, x):
@@ -59,36 +53,38 @@ class Kind:
         return np.asarray(x, np.float32)
 
     def prepare_streamed(self, rows):
-        """Rows read from disk: prepared batch by batch (feed.py), as they are read."""
-        return rows
-
-    def for_export(self, model, format_name):
-        """The served model a format takes: by default, the model with raw inputs."""
-        return model
+        return rows  # rows read from disk: prepared batch by batch (feed.py)
 
     def input_layers(self):
-        """Keras layers that do what prepare() does, inside a model that takes raw input."""
+        """Keras layers that do what prepare() does, in a model that takes raw input."""
         return []
 
+    def for_export(self, model, format_name):
+        return model
+
+    def example_shape(self):
+        return [None, self.spec["features"]]
+
     def raw_batch(self, examples):
-        """Raw examples (one, or a batch) -> what the serving model takes; InputError where
+        """Raw examples (one, or a batch) -> the serving model's input; InputError where
         they do not fit the run."""
         try:
             x = np.asarray(examples, np.float32)
         except (ValueError, TypeError) as error:
-            raise InputError(f"the input: expected {self.expected()} ({first_line(error)})") from None
+            raise InputError(
+                f"the input: expected {self.expected()} ({first_line(error)})"
+            ) from None
         x = x[None] if x.ndim == self.example_dims else x
         self.check_batch(x, "the input")
         return x
 
     def check_batch(self, x, where):
-        """One line (InputError) where a batch of raw examples does not fit the run."""
         shape = self.example_shape()
-        if x.ndim != len(shape) + 1 or any(n not in (None, m) for n, m in zip(shape, x.shape[1:])):
-            raise InputError(f"{where}: expected {self.expected()}, got {x.dtype} {x.shape}")
-
-    def example_shape(self):
-        return [None, self.spec["features"]]
+        other = any(n not in (None, m) for n, m in zip(shape, x.shape[1:]))
+        if x.ndim != len(shape) + 1 or other:
+            raise InputError(
+                f"{where}: expected {self.expected()}, got {x.dtype} {x.shape}"
+            )
 
     def read_input(self, text, path, args):
         """predict.py's INPUT (a file here): [(label, raw example)]."""
@@ -98,8 +94,8 @@ class Kind:
 
 
 class Standardised(Kind):
-    """Values scaled as x * scale + offset, keras.layers.Rescaling's form, so that training,
-    prediction and export compute the same."""
+    """Values scaled as x * scale + offset (keras.layers.Rescaling's form), so that
+    training, prediction and export compute the same."""
 
     def scale_and_offset(self):
         return np.float32(self.spec["scale"]), np.float32(self.spec.get("offset", 0.0))
@@ -111,8 +107,8 @@ class Standardised(Kind):
     def input_layers(self):
         import keras
 
-        scale, offset = self.scale_and_offset()
-        return [keras.layers.Rescaling(scale.tolist(), offset.tolist(), name="standardise")]
+        scale, offset = (v.tolist() for v in self.scale_and_offset())
+        return [keras.layers.Rescaling(scale, offset, name="standardise")]
 
 
 class Images(Standardised):
@@ -121,15 +117,15 @@ class Images(Standardised):
     @classmethod
     def fit(cls, data, options):
         x = data.train.x
-        return cls({"shape": list(x.shape[1:]), "scale": 1 / PIXEL_SCALE, "background": background(x)})
+        spec = {"shape": list(x.shape[1:]), "scale": 1 / PIXEL_SCALE}
+        return cls({**spec, "background": background(x)})
 
     def problem(self):
         shape = self.spec.get("shape")
         if not (sizes(shape, 2) and math.prod(shape) <= MAX_IMAGE_PIXELS):
-            return f"'shape' must be two sizes (rows, columns), at most {MAX_IMAGE_PIXELS:,} pixels"
-        if not numbers([self.spec.get("scale")]):
-            return "'scale' must be numbers"
-        return None
+            most = f"at most {MAX_IMAGE_PIXELS:,} pixels"
+            return f"'shape' must be two sizes (rows, columns), {most}"
+        return None if numbers([self.spec.get("scale")]) else "'scale' must be numbers"
 
     def model_options(self):
         return {"steps": self.spec["shape"][0], "features": self.spec["shape"][1]}
@@ -138,11 +134,12 @@ class Images(Standardised):
         return list(self.spec["shape"])
 
     def expected(self):
-        return f"pixels (rows, columns) = {tuple(self.spec['shape'])}, or a batch of them"
+        return (
+            f"pixels (rows, columns) = {tuple(self.spec['shape'])}, or a batch of them"
+        )
 
     def describe_input(self):
-        rows, columns = self.spec["shape"]
-        return f"pixels 0-255, float32, shape (N, {rows}, {columns})"
+        return "pixels 0-255, float32, shape (N, {}, {})".format(*self.spec["shape"])
 
     def read_input(self, text, path, args):
         if path.suffix.lower() == ".png":
@@ -151,11 +148,7 @@ class Images(Standardised):
 
 
 class Sequences(Standardised):
-    name, reads = "sequences", "sequences"
-
-    @classmethod
-    def fits_shape(cls, reference, other):
-        return reference.shape[2:] == other.shape[2:]  # any number of steps
+    name = reads = "sequences"
 
     @classmethod
     def fit(cls, data, options):
@@ -163,10 +156,18 @@ class Sequences(Standardised):
         spec = standardisation(feature_rows(x))
         return cls({**spec, "features": int(x.shape[2]), "steps": int(x.shape[1])})
 
+    @classmethod
+    def fits_shape(cls, reference, other):
+        return reference.shape[2:] == other.shape[2:]  # any number of steps
+
     def problem(self):
-        if not (numbers(self.spec.get("scale")) and numbers(self.spec.get("offset"))):
+        spec = self.spec
+        if not (numbers(spec.get("scale")) and numbers(spec.get("offset"))):
             return "'scale' and 'offset' must be numbers"
-        if not sizes([self.spec.get("features")], 1) or len(self.spec["scale"]) != self.spec["features"]:
+        if (
+            not sizes([spec.get("features")], 1)
+            or len(spec["scale"]) != spec["features"]
+        ):
             return "'features' must be the number of 'scale' and 'offset' values"
         return None
 
@@ -181,7 +182,7 @@ class Sequences(Standardised):
 
 
 class Series(Sequences):
-    """Windows of a time series: `window` rows of every feature column; the target is the
+    """Windows of a time series: `window` rows of the feature columns; the target is the
     --target column `horizon` rows after a window's last row."""
 
     name = "series"
@@ -193,8 +194,8 @@ class Series(Sequences):
         return kind
 
     def problem(self):
-        series = self.spec.get("series")
-        if not (isinstance(series, dict) and sizes([series.get("window"), series.get("horizon")], 2)):
+        series = self.spec.get("series") or {}
+        if not sizes([series.get("window"), series.get("horizon")], 2):
             return "'series' must give 'window' and 'horizon'"
         return super().problem()
 
@@ -202,36 +203,35 @@ class Series(Sequences):
         return [self.spec["series"]["window"], self.spec["features"]]
 
     def expected(self):
-        window = self.spec["series"]["window"]
-        return f"windows of {window} steps x {self.spec['features']} values, or a batch of them"
+        window, features = self.spec["series"]["window"], self.spec["features"]
+        return f"windows of {window} steps x {features} values, or a batch of them"
 
     def describe_input(self):
-        series = self.spec["series"]
-        columns = ", ".join(series["columns"])
+        series, features = self.spec["series"], self.spec["features"]
+        columns, window = ", ".join(series["columns"]), series["window"]
         return (
-            f"the last {series['window']} rows of the columns {columns} (unscaled, float32, "
-            f"shape (N, {series['window']}, {self.spec['features']})); the output is "
-            f"{series['target']} {series['horizon']} row(s) after the last"
+            f"the last {window} rows of the columns {columns} (unscaled, float32, shape "
+            f"(N, {window}, {features})); the output is {series['target']} "
+            f"{series['horizon']} row(s) after the last"
         )
 
     def read_input(self, text, path, args):
         if path.suffix.lower() in (".csv", ".tsv", ".txt"):
-            from .data.series import last_window
-
             return [(text, last_window(path, self.spec["series"], args.delimiter))]
         return super().read_input(text, path, args)
 
 
 class WordIds(Kind):
-    name, reads, dtype = "tokens", "text", "int32"
-    example_dims = 1
+    name, reads, dtype, example_dims = "tokens", "text", "int32", 1
 
     @classmethod
     def fit(cls, data, options):
         imdb = data.name == "imdb"
         vocab_size = options.vocab_size if imdb else largest_id(data) + 1
         spec = {"max_length": options.max_length, "vocab_size": vocab_size}
-        spec["imdb_words"] = imdb and not data.synthetic  # raw text reads as IMDB's words
+        spec["imdb_words"] = (
+            imdb and not data.synthetic
+        )  # raw text reads as IMDB's words
         return cls(spec, word_index=restrict(data.word_index, vocab_size))
 
     @classmethod
@@ -256,42 +256,50 @@ class WordIds(Kind):
         return [None]
 
     def prepare(self, x):
-        """Keep the first max_length ids and pad at the end: right padding is what the mask
-        (and cuDNN) needs."""
+        """The first max_length ids, padded at the end (what the mask and cuDNN need)."""
         import keras
 
-        length = self.spec["max_length"]
-        return keras.utils.pad_sequences(x, maxlen=length, dtype="int32", padding="post", truncating="post")
+        return keras.utils.pad_sequences(
+            x, self.spec["max_length"], "int32", padding="post", truncating="post"
+        )
 
     def raw_batch(self, examples):
         try:
-            rows = [examples] if np.ndim(examples[0]) == 0 else list(examples)
-            ids = self.prepare(rows)
+            ids = self.prepare(
+                [examples] if np.ndim(examples[0]) == 0 else list(examples)
+            )
         except (ValueError, TypeError, IndexError) as error:
-            raise InputError(f"the input: expected {self.expected()} ({first_line(error)})") from None
-        self.check_ids(ids, "the word ids")
+            raise InputError(
+                f"the input: expected {self.expected()} ({first_line(error)})"
+            ) from None
+        self.check_batch(ids, "the word ids")
         return ids
-
-    def check_ids(self, ids, where):
-        top = self.spec["vocab_size"] - 1
-        if ids.size and (ids.min() < 0 or ids.max() > top):
-            raise InputError(f"{where}: word ids must lie in 0..{top} for this run, got {ids.min()}..{ids.max()}")
 
     def check_batch(self, x, where):
         if x.ndim != 2 or x.dtype.kind not in "iuf":
-            raise InputError(f"{where}: expected {self.expected()}, got {x.dtype} {x.shape}")
-        self.check_ids(x, where)
+            raise InputError(
+                f"{where}: expected {self.expected()}, got {x.dtype} {x.shape}"
+            )
+        top = self.spec["vocab_size"] - 1
+        if x.size and (x.min() < 0 or x.max() > top):
+            found = f"{x.min()}..{x.max()}"
+            raise InputError(
+                f"{where}: word ids must lie in 0..{top} for this run, got {found}"
+            )
 
     def expected(self):
         return "word ids (steps,), or a batch of them"
 
     def describe_input(self):
-        return f"word ids, int32, shape (N, steps), 0 = padding, below {self.spec['vocab_size']}"
+        top = self.spec["vocab_size"]
+        return f"word ids, int32, shape (N, steps), 0 = padding, below {top}"
 
     def read_text(self, lines, args):
         """Raw text in IMDB's words (the run's word index): [word ids] per line."""
         if not self.reads_text:
-            raise UserError("this run reads tokens from files (word ids as .npy), not texts")
+            raise UserError(
+                "this run reads tokens from files (word ids as .npy), not texts"
+            )
         if self.word_index is None:
             self.word_index = imdb_word_index(args)
         return [self.encode_words(line) for line in lines]
@@ -299,17 +307,17 @@ class WordIds(Kind):
     def encode_words(self, text):
         """Raw text -> keras.datasets.imdb's word ids (needs the run's word index)."""
         words = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("<br />", " ")).split()
-        unknown = OOV_TOKEN - FIRST_WORD_INDEX
-        ids = [self.word_index.get(w, unknown) + FIRST_WORD_INDEX for w in words]
-        return [START_TOKEN] + [i if i < self.spec["vocab_size"] else OOV_TOKEN for i in ids]
+        ids = [self.word_index.get(w, -1) + FIRST_WORD_INDEX for w in words]  # -1: OOV
+        return [START_TOKEN] + [
+            i if i < self.spec["vocab_size"] else OOV_TOKEN for i in ids
+        ]
 
 
 class Texts(WordIds):
-    """Strings, turned into word ids by TextVectorization with the run's vocabulary (lower
-    case, punctuation stripped, the first max_length words, padded at the end)."""
+    """Strings, turned into word ids by TextVectorization with the run's vocabulary
+    (lower case, punctuation stripped, the first max_length words, padded at the end)."""
 
-    name = "texts"
-    _vectorizer = None
+    name, reads_text, _vectorizer = "texts", True, None
 
     @classmethod
     def fit(cls, data, options):
@@ -317,34 +325,11 @@ class Texts(WordIds):
         spec = {"max_length": options.max_length, "vocab_size": len(vocabulary)}
         return cls(spec, vocabulary=vocabulary)
 
-    @property
-    def reads_text(self):
-        return True
-
     def problem(self):
         words = self.vocabulary
         if not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
             return "the run's vocabulary.json must be a list of words"
         return super().problem()
-
-    def prepare(self, texts):
-        return np.asarray(self.vectorizer()(np.asarray(list(texts), dtype=object)), dtype=np.int32)
-
-    def prepare_streamed(self, rows):
-        """Texts on disk are vectorized once, into a scratch file of word ids (rows.TokenIds):
-        each epoch then reads ids, not texts."""
-        from .data.rows import TokenIds
-
-        return TokenIds.write(rows, self.prepare, self.spec["max_length"])
-
-    def raw_batch(self, examples):
-        texts = [examples] if isinstance(examples, str) else list(examples)
-        if not all(isinstance(text, str) for text in texts):
-            raise InputError("the input: expected texts (a string, or a list of strings)")
-        return self.prepare(texts)
-
-    def read_text(self, lines, args):
-        return list(lines)
 
     def vectorizer(self):
         if self._vectorizer is None:
@@ -356,16 +341,36 @@ class Texts(WordIds):
             )
         return self._vectorizer
 
+    def prepare(self, texts):
+        texts = np.asarray(list(texts), dtype=object)
+        return np.asarray(self.vectorizer()(texts), np.int32)
+
+    def prepare_streamed(self, rows):
+        """Texts on disk, vectorized once into a scratch file of word ids
+        (rows.TokenIds): each epoch then reads ids, not texts."""
+        return TokenIds.write(rows, self.prepare, self.spec["max_length"])
+
+    def raw_batch(self, examples):
+        texts = [examples] if isinstance(examples, str) else list(examples)
+        if not all(isinstance(text, str) for text in texts):
+            raise InputError(
+                "the input: expected texts (a string, or a list of strings)"
+            )
+        return self.prepare(texts)
+
+    def read_text(self, lines, args):
+        return list(lines)
+
     def describe_input(self):
         return (
             "SavedModel: strings, shape (N,); ONNX: word ids from vocabulary.json "
-            f"(TextVectorization: lower case, no punctuation, first {self.spec['max_length']} "
-            "words, 0-padded)"
+            "(TextVectorization: lower case, no punctuation, first "
+            f"{self.spec['max_length']} words, 0-padded)"
         )
 
     def for_export(self, model, format_name):
         """SavedModel takes strings (TextVectorization inside); ONNX has no string
-        operations, so the ONNX model takes word ids."""
+        operations, so its model takes word ids."""
         if format_name != "saved_model":
             return model
         import keras
@@ -378,25 +383,25 @@ KINDS = {kind.name: kind for kind in (Images, Sequences, Series, WordIds, Texts)
 
 
 def of(spec, vocabulary=None, word_index=None):
-    """The kind a preprocessing.json names (an older run's series: "sequences" + "series")."""
-    name = "series" if spec.get("kind") == "sequences" and "series" in spec else spec.get("kind")
+    """The kind a preprocessing.json names (an older run's series: "sequences" +
+    "series")."""
+    name = spec.get("kind")
+    name = "series" if name == "sequences" and "series" in spec else name
     return KINDS[name](spec, vocabulary, word_index) if name in KINDS else None
 
 
 # --------------------------------------------------------------------------------------
 # Fitting
 # --------------------------------------------------------------------------------------
-def background(pictures):
-    """"dark" or "light": the mean of the images' border pixels (MNIST: dark)."""
-    border = np.concatenate(
-        [pictures[:, 0, :], pictures[:, -1, :], pictures[:, :, 0], pictures[:, :, -1]], axis=1
-    )
+def background(x):
+    """ "dark" or "light": the mean of the images' border pixels (MNIST: dark)."""
+    border = np.concatenate([x[:, 0, :], x[:, -1, :], x[:, :, 0], x[:, :, -1]], axis=1)
     return "dark" if border.mean() < PIXEL_SCALE / 2 else "light"
 
 
 def feature_rows(x):
-    """(time steps, features) rows for the statistics: every step of in-memory sequences, the
-    covered part of a windowed series, at most STATISTICS_ROWS of them (evenly spaced)."""
+    """(time steps, features) rows for the statistics: every step of in-memory sequences,
+    the covered part of a windowed series; at most STATISTICS_ROWS, evenly spaced."""
     if hasattr(x, "series"):
         rows = x.series[x.starts.min() : x.starts.max() + x.window]
     else:
@@ -411,47 +416,44 @@ def standardisation(rows):
 
 
 def largest_id(data):
-    return max(int(np.max(split.x)) if len(split) else 0 for split in (data.train, data.test))
+    return max(int(np.max(s.x)) if len(s) else 0 for s in (data.train, data.test))
 
 
 def restrict(word_index, vocab_size):
     """The words whose ids lie below vocab_size (the rest read as OOV anyway)."""
-    if word_index is None:
-        return None
-    return {w: r for w, r in word_index.items() if r + FIRST_WORD_INDEX < vocab_size}
+    if word_index is not None:
+        return {w: r for w, r in word_index.items() if r + FIRST_WORD_INDEX < vocab_size}
 
 
-def adapt_vocabulary(train, vocab_size):
-    """TextVectorization's vocabulary (padding, OOV, then words by frequency), adapted on the
-    training texts only, read from disk a batch at a time."""
+def adapt_vocabulary(train, vocab_size, batch=1024):
+    """TextVectorization's vocabulary (padding, OOV, then words by frequency), adapted on
+    the training texts only, read from disk a batch at a time."""
     import keras
     import tensorflow as tf
 
     def batches():
-        for start in range(0, len(train), ADAPT_BATCH):
-            rows = np.arange(start, min(start + ADAPT_BATCH, len(train)))
+        for start in range(0, len(train), batch):
+            rows = np.arange(start, min(start + batch, len(train)))
             yield np.asarray(train.x.read(rows), dtype=object)
 
-    texts = tf.data.Dataset.from_generator(batches, output_signature=tf.TensorSpec([None], tf.string))
+    spec = tf.TensorSpec([None], tf.string)
     vectorizer = keras.layers.TextVectorization(max_tokens=vocab_size)
-    vectorizer.adapt(texts)
+    vectorizer.adapt(tf.data.Dataset.from_generator(batches, output_signature=spec))
     return [str(word) for word in vectorizer.get_vocabulary()]
 
 
 def sizes(values, count, limit=10**7):
-    return (
-        isinstance(values, list)
-        and len(values) == count
-        and all(type(v) is int and 0 < v <= limit for v in values)
-    )
+    ok = isinstance(values, list) and len(values) == count
+    return ok and all(type(v) is int and 0 < v <= limit for v in values)
 
 
 def numbers(values):
-    return (
-        isinstance(values, list)
-        and bool(values)
-        and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-    )
+    def number(v):
+        return (
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        )
+
+    return isinstance(values, list) and bool(values) and all(map(number, values))
 
 
 # --------------------------------------------------------------------------------------
@@ -459,8 +461,6 @@ def numbers(values):
 # --------------------------------------------------------------------------------------
 def read_arrays(path, kind):
     """.npy, or .npz with an array x (or x_test): one example or a batch of them."""
-    from .data.arrays import read_npy, read_npz_arrays
-
     if path.suffix.lower() == ".npz":
         arrays = read_npz_arrays(path, (), ("x", "x_test"))
         if not arrays:
@@ -468,11 +468,10 @@ def read_arrays(path, kind):
         x = arrays.get("x", arrays.get("x_test"))
     else:
         x = read_npy(path)
-    univariate = isinstance(kind, Sequences) and kind.spec["features"] == 1
-    if univariate and x.ndim in (1, 2) and x.shape[-1] != 1:
+    one_feature = isinstance(kind, Sequences) and kind.spec["features"] == 1
+    if one_feature and x.ndim in (1, 2) and x.shape[-1] != 1:
         x = x[..., None]  # a univariate series without its feature axis
-    if x.ndim == kind.example_dims:
-        x = x[None]
+    x = x[None] if x.ndim == kind.example_dims else x
     if not np.issubdtype(x.dtype, np.number) or x.ndim != kind.example_dims + 1:
         raise InputError(f"{path}: expected {kind.expected()}, got {x.dtype} {x.shape}")
     if len(x) == 0:
@@ -484,18 +483,8 @@ def read_arrays(path, kind):
     if np.abs(x).max() > np.finfo(np.float32).max / 2:
         raise InputError(f"{path}: holds values beyond float32 ({np.abs(x).max():.3g})")
     kind.check_batch(x, path)
-    if isinstance(kind, WordIds):
-        return [(f"{path}[{i}]", list(row)) for i, row in enumerate(x)]
-    return [(f"{path}[{i}]", row) for i, row in enumerate(x)]
-
-
-def png_size(path):
-    """(width, height) from a PNG's header, before anything is decoded."""
-    with open(path, "rb") as stream:
-        head = stream.read(24)
-    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
-        raise UserError(f"{path}: not a PNG image")
-    return struct.unpack(">II", head[16:24])
+    rows = [list(row) if kind.dtype == "int32" else row for row in x]
+    return [(f"{path}[{i}]", row) for i, row in enumerate(rows)]
 
 
 def read_image(path, spec):
@@ -503,45 +492,52 @@ def read_image(path, spec):
     the training images' background (a dark digit on white is turned light on dark)."""
     import matplotlib.image
 
-    width, height = png_size(path)
+    with open(path, "rb") as stream:  # the size, from the header, before decoding
+        head = stream.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise UserError(f"{path}: not a PNG image")
+    width, height = struct.unpack(">II", head[16:24])
     if width * height > MAX_IMAGE_PIXELS:
-        raise UserError(f"{path}: {width}x{height} pixels; at most {MAX_IMAGE_PIXELS:,} pixels are read")
+        limit = f"at most {MAX_IMAGE_PIXELS:,} pixels are read"
+        raise UserError(f"{path}: {width}x{height} pixels; {limit}")
     try:
         image = np.asarray(matplotlib.image.imread(path), dtype=np.float64)
     except (OSError, ValueError, SyntaxError) as error:
-        raise UserError(f"{path}: not a readable PNG image ({first_line(error)})") from None
+        raise UserError(
+            f"{path}: not a readable PNG image ({first_line(error)})"
+        ) from None
     if image.ndim == 3:
-        if image.shape[2] in (2, 4):  # transparent pixels show the white page behind them
+        if image.shape[2] in (2, 4):  # transparent pixels show the white page behind
             alpha = image[..., -1:]
             image = image[..., :-1] * alpha + (1 - alpha)
         image = image @ ([0.299, 0.587, 0.114] if image.shape[2] == 3 else [1.0])
-    image = resize(image * 255.0, spec["shape"])
+    rows, columns = (area_weights(a, b) for a, b in zip(image.shape, spec["shape"]))
+    image = rows @ (image * 255.0) @ columns.T
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]]).mean()
     if (border > 127.5) != (spec["background"] == "light"):
         image = 255.0 - image
     return image.astype(np.float32)
 
 
-def resize(image, shape):
-    """Area-weighted resize: each new pixel averages the old pixels it covers."""
-    rows, columns = (area_weights(n_in, n_out) for n_in, n_out in zip(image.shape, shape))
-    return rows @ image @ columns.T
-
-
 def area_weights(n_in, n_out):
+    """A resize's weights: each new pixel averages the old pixels it covers."""
     edges_in, edges_out = np.linspace(0, 1, n_in + 1), np.linspace(0, 1, n_out + 1)
-    overlap = np.minimum(edges_out[1:, None], edges_in[None, 1:])
-    overlap = np.clip(overlap - np.maximum(edges_out[:-1, None], edges_in[None, :-1]), 0, None)
+    start = np.maximum(edges_out[:-1, None], edges_in[None, :-1])
+    overlap = np.clip(
+        np.minimum(edges_out[1:, None], edges_in[None, 1:]) - start, 0, None
+    )
     return overlap / overlap.sum(axis=1, keepdims=True)
 
 
 def read_word_index(path):
-    """keras.datasets.imdb's word index ({word: rank}), or None where it is not at hand."""
+    """keras.datasets.imdb's word index ({word: rank}), or None if not at hand."""
     if not path.is_file():
         return None
     try:
         index = json.loads(path.read_text())
-        if isinstance(index, dict) and all(type(v) is int and v >= 0 for v in index.values()):
+        if isinstance(index, dict) and all(
+            type(v) is int and v >= 0 for v in index.values()
+        ):
             return index
     except (ValueError, OSError, UnicodeDecodeError):
         pass
@@ -559,7 +555,7 @@ def imdb_word_index(args):
         return quiet_keras(args.backend, args.verbose).datasets.imdb.get_word_index()
     except Exception as error:  # offline, proxy, bad cache
         raise UserError(
-            f"this run has no IMDB word index and it cannot be downloaded ({first_line(error)}); "
-            f"download {WORD_INDEX_URL} and pass --word-index FILE, or pass word ids as .npy"
+            "this run has no IMDB word index and it cannot be downloaded "
+            f"({first_line(error)}); download {WORD_INDEX_URL}imdb_word_index.json and "
+            "pass --word-index FILE, or pass word ids as .npy"
         ) from None
-

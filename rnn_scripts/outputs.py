@@ -1,5 +1,6 @@
-"""What a run leaves to look at: history, curves, the confusion matrix (or predicted against
-true values for a regression), sample predictions, and the figures of metrics.json."""
+"""What a run leaves to look at: history, curves, the confusion matrix (or predicted
+against true values for a regression), sample predictions, and the figures of
+metrics.json."""
 
 import platform
 
@@ -146,7 +147,9 @@ def regression_metrics(y_true, y_predicted, names):
         }
 
     found = figures(errors, true)
-    found["per_target"] = {n: figures(errors[:, i], true[:, i]) for i, n in enumerate(names)}
+    found["per_target"] = {
+        n: figures(errors[:, i], true[:, i]) for i, n in enumerate(names)
+    }
     return found
 
 
@@ -223,8 +226,9 @@ def plot_samples(pictures, y_true, y_predicted, names, path):
 
 
 def samples_figure(pictures, y_true, y_predicted, names, columns=8):
-    """Test images with predicted and true class (the examples samples_shown picks), as one
-    picture of tiles: one axes draws in a fraction of the time of one axes per image."""
+    """Test images with predicted and true class (the examples samples_shown picks), as
+    one picture of tiles: one axes draws in a fraction of the time of one axes per
+    image."""
     plt = pyplot()
     shown = samples_shown(y_true, y_predicted)
     rows = max(1, -(-len(shown) // columns))
@@ -236,7 +240,9 @@ def samples_figure(pictures, y_true, y_predicted, names, columns=8):
         top, left = (place // columns) * tile_h + height // 2, (place % columns) * tile_w
         sheet[top : top + height, left : left + width] = pictures[i]
         mistake = y_true[i] != y_predicted[i]
-        title = names[y_predicted[i]] + (f" (true {names[y_true[i]]})" if mistake else "")
+        title = names[y_predicted[i]] + (
+            f" (true {names[y_true[i]]})" if mistake else ""
+        )
         color = "red" if mistake else "black"
         axis.text(left + width / 2, top - 1, title, ha="center", color=color, fontsize=9)
     axis.imshow(sheet, cmap="gray")
@@ -278,7 +284,9 @@ def test_figures(run_dir, preprocessing, data, test, predicted):
     counts = confusion_matrix(test.y, classes, len(names))
     run_dir.write("confusion.png", lambda path: plot_confusion(counts, names, path))
     if preprocessing.kind.shows_pictures:
-        run_dir.write("samples.png", lambda p: plot_samples(test.x, test.y, classes, names, p))
+        run_dir.write(
+            "samples.png", lambda p: plot_samples(test.x, test.y, classes, names, p)
+        )
     return {
         "per_class_accuracy": per_class_accuracy(counts, names),
         "confusion_matrix": counts.tolist(),
@@ -288,7 +296,11 @@ def test_figures(run_dir, preprocessing, data, test, predicted):
 def summary(model, data, progress, run, scores, facts):
     distribution = run.distribution
     this_session = [r["seconds"] for r in progress.rows[progress.restored_epoch :]]
-    speed = facts["train_examples"] / float(np.median(this_session)) if this_session else None
+    speed = (
+        facts["train_examples"] / float(np.median(this_session))
+        if this_session
+        else None
+    )
     return {
         **{f"test_{name}": float(value) for name, value in scores.items()},
         "epochs_run": progress.epochs_done,
@@ -322,13 +334,20 @@ def final_line(metrics, run_dir):
     speed = f"{seconds:.1f} s/epoch" if seconds else "no epoch left to run"
     stopped = ""
     if metrics["stopped_early_at_epoch"]:
-        stopped = f"  stopped early at epoch {metrics['stopped_early_at_epoch']}, kept epoch {metrics['best_epoch']}"
+        stopped = f"  stopped early at epoch {metrics['stopped_early_at_epoch']}, "
+        stopped += f"kept epoch {metrics['best_epoch']}"
     elif metrics["restored_best_weights"]:
         stopped = f"  kept epoch {metrics['best_epoch']}"
     if "test_accuracy" in metrics:
         score = f"test accuracy {metrics['test_accuracy']:.4f}"
     else:
         r2 = "" if metrics["test_r2"] is None else f"  r2 {metrics['test_r2']:.4f}"
-        score = f"test mae {metrics['test_mae']:.4g}  rmse {metrics['test_rmse']:.4g}{r2}"
-    where = "(a smoke run: its temporary folder is removed)" if run_dir.temporary else run_dir
+        score = (
+            f"test mae {metrics['test_mae']:.4g}  rmse {metrics['test_rmse']:.4g}{r2}"
+        )
+    where = (
+        "(a smoke run: its temporary folder is removed)"
+        if run_dir.temporary
+        else run_dir
+    )
     return f"{score}  loss {metrics['test_loss']:.4f}  {speed}{stopped}  -> {where}"

@@ -125,40 +125,46 @@ def run(
 
     The contract between a script and this pipeline:
 
-    build_model(...) returns a Keras model that starts with one keras.Input. Its parameters:
-      - features, steps, outputs, classes, vocab_size are filled from the data: values per
-        time step, time steps, output units (one per class, or per target value), the
+    build_model(...) returns a Keras model that starts with one keras.Input. Its
+    parameters:
+      - features, steps, outputs, classes, vocab_size are filled from the data: values
+        per time step, time steps, output units (one per class, or per target value), the
         number of classes, the vocabulary size. Ask for the ones the model needs.
       - every other parameter needs a default, which makes it a flag of that name and
-        type (the annotation's where there is one): units=256 -> --units 256,
-        dropout=0.1 -> --dropout 0.1, bidirectional=False -> --bidirectional, l2: float |
-        None = None -> --l2 (a number). A parameter with neither is a one-line error.
+        type (the annotation's where there is one): units=256 -> --units 256, dropout=0.1
+        -> --dropout 0.1, bidirectional=False -> --bidirectional, l2: float | None = None
+        -> --l2 (a number). A parameter with neither is a one-line error.
     The model ends in Dense(outputs): logits for classes (a softmax, or a sigmoid on one
     unit, also works: the pipeline reads the output layer), values for float targets
     (trained in standardised units; the pipeline appends the layer that maps them back).
 
     reads: what the script takes: "sequences" (float sequences; images are read row by
-    row) or "text" (texts, vectorised by TextVectorization, or word ids).
-    epochs: the default of --epochs. description: the --help text (the script's docstring).
+    row) or "text" (texts, vectorised by TextVectorization, or word ids). epochs: the
+    default of --epochs. description: the --help text (the script's docstring).
 
     What a template changes next, without touching the pipeline (each may be a Keras
     object, a Keras identifier string, or a function of no arguments that returns it,
     called once Keras has loaded; a wrong one is a one-line error at start-up):
       loss:         replaces the loss (default: cross-entropy, or mean squared error)
-      metrics:      added to accuracy (or MAE and RMSE)
-      optimizer:    replaces --optimizer: a class or function taking learning_rate= and
-                    clipnorm= (e.g. keras.optimizers.AdamW), an optimizer object, or a name
-      callbacks:    added to the pipeline's Keras callbacks
-      class_weight: {class name or id: weight}, or "balanced" (also --class-weight)
+      metrics:      added to accuracy (or MAE and RMSE) optimizer:    replaces
+      --optimizer: a class or function taking learning_rate= and
+                    clipnorm= (e.g. keras.optimizers.AdamW), an optimizer object, or a
+                    name
+      callbacks:    added to the pipeline's Keras callbacks class_weight: {class name or
+      id: weight}, or "balanced" (also --class-weight)
     argv: the command line to parse (default sys.argv[1:]; a notebook passes its own).
     """
     as_script = run_as_a_script(build_model)
     module = getattr(build_model, "__module__", None) or "run"
     script = Path(sys.argv[0]).name if as_script else f"{module}.py"
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    defaults = cli.ScriptDefaults(epochs, optimizer is not None, class_weight is not None)
+    defaults = cli.ScriptDefaults(
+        epochs, optimizer is not None, class_weight is not None
+    )
     hooks = Hooks(loss, metrics, optimizer, callbacks, class_weight)
-    state = Run(build_model, reads, description, hooks, defaults, script, argv, as_script)
+    state = Run(
+        build_model, reads, description, hooks, defaults, script, argv, as_script
+    )
     with Interrupts.installed(), environment.restored():
         guarded(state)
 
@@ -167,11 +173,14 @@ def run_as_a_script(build_model):
     """Whether build_model belongs to the program being run as a file (a script, under
     whatever name its author gave it), not to a notebook or a module that calls run()."""
     main = sys.modules["__main__"]
-    return getattr(build_model, "__module__", None) == "__main__" and hasattr(main, "__file__")
+    return getattr(build_model, "__module__", None) == "__main__" and hasattr(
+        main, "__file__"
+    )
 
 
 def guarded(run):
-    """start(), with every failure a user can cause turned into one line and an exit code."""
+    """start(), with every failure a user can cause turned into one line and an exit
+    code."""
     message = None
     try:
         start(run)
@@ -191,7 +200,9 @@ def guarded(run):
                 raise
             if message is None:  # a traceback, but no wait for the others at exit
                 traceback.print_exc()
-                message = "error: this process failed (above); the other processes stop too"
+                message = (
+                    "error: this process failed (above); the other processes stop too"
+                )
     finally:
         if run.run_dir is not None:  # the lock goes; a refused start leaves nothing
             run.run_dir.abandon()
@@ -207,7 +218,7 @@ def guarded(run):
 
 
 def start(run):
-    """Before Keras: the contract, the arguments, the backend, the processes, the folder."""
+    """Before Keras: the contract, arguments, backend, processes and folder."""
     try:
         run.contract = read_contract(run.build_model, run.reads, cli.reserved_names())
     except ContractError as error:
@@ -237,7 +248,9 @@ def hint(run, stop=None):
         return "nothing was written"
     advice = run_dir.resume_hint(run.script)
     if run.cluster.count > 1 and run_dir.latest_epoch():
-        advice = advice.split(";")[0] + "; resume: start every process again with its command"
+        advice = (
+            advice.split(";")[0] + "; resume: start every process again with its command"
+        )
     if stop is not None and stop.exit_code == EXIT_FAILED:  # a non-finite loss
         lower = f"--learning-rate {config.learning_rate / 2:g} --clipnorm 1.0"
         if run_dir.latest_epoch():
@@ -255,10 +268,13 @@ def one_line_for(error, run):
     """One line for a library's error a user can cause, or None (then a traceback)."""
     config, cluster = run.config, run.cluster
     text = f"{type(error).__name__} {error}"
-    if "use_cudnn=True" in text:  # Keras refuses use_cudnn=True for this model and backend
+    if (
+        "use_cudnn=True" in text
+    ):  # Keras refuses use_cudnn=True for this model and backend
         return (
             "error: --use-cudnn true: Keras has no cuDNN kernel for this model on the "
-            f"{config.backend} backend (masked or unsupported layer); use --use-cudnn auto"
+            f"{config.backend} backend (masked or unsupported layer); use --use-cudnn "
+            "auto"
         )
     memory = ("RESOURCE_EXHAUSTED", "out of memory", "OutOfMemory", "OOM when")
     if isinstance(error, MemoryError) or any(s in text for s in memory):
@@ -269,7 +285,11 @@ def one_line_for(error, run):
     lost = ("Gloo", "Connection", "DEADLINE", "UNAVAILABLE")
     if cluster.count > 1 and any(s in text for s in lost):
         processes = cluster.lost()
-        who = f"process {', '.join(map(str, processes))}" if processes else "another process"
+        who = (
+            f"process {', '.join(map(str, processes))}"
+            if processes
+            else "another process"
+        )
         return (
             f"error: lost contact with {who} of this run ({first_line(error, 100)}); "
             "start every process again to resume"

@@ -1,16 +1,18 @@
-"""Predict with a finished run: images, arrays, texts, a series, or a labelled file to evaluate.
+"""Predict with a finished run: images, arrays, texts, a series, or a labelled file to
+evaluate.
 
 python predict.py RUN digit.png other.png        # image runs (MNIST, your uint8 images)
 python predict.py RUN examples.npy               # arrays shaped like the run's examples
-python predict.py RUN "a wonderful film" -       # text runs: sentences, text files, - = stdin
-python predict.py RUN --text awful               # every INPUT is text, even a file's name
-python predict.py RUN recent.csv                 # a series run: the value after its last window
-python predict.py RUN examples.npz --json        # one JSON object per example
-python predict.py RUN test.csv --labels          # RUN/predictions.csv and the metrics
+python predict.py RUN "a wonderful film" -       # text runs: sentences, text files, - =
+stdin python predict.py RUN --text awful               # every INPUT is text, even a
+file's name python predict.py RUN recent.csv                 # a series run: the value
+after its last window python predict.py RUN examples.npz --json        # one JSON object
+per example python predict.py RUN test.csv --labels          # RUN/predictions.csv and
+the metrics
 
-RUN is a run folder (runs/SCRIPT-TIME); its preprocessing.json says how a raw input becomes
-the model's input, the same way as in training (kinds.py reads each kind's inputs). Inputs
-are checked before Keras loads.
+RUN is a run folder (runs/SCRIPT-TIME); its preprocessing.json says how a raw input
+becomes the model's input, the same way as in training (kinds.py reads each kind's
+inputs). Inputs are checked before Keras loads.
 """
 
 import argparse
@@ -40,12 +42,33 @@ def parse_arguments(argv):
     add = parser.add_argument
     add("run_dir", type=Path, metavar="RUN", help="a finished run's folder")
     add("inputs", nargs="+", metavar="INPUT", help="files, texts or - (standard input)")
-    add("--model", choices=("final", "best"), default="final", help="model.keras (final) or best.keras (best epoch)")
+    add(
+        "--model",
+        choices=("final", "best"),
+        default="final",
+        help="model.keras (final) or best.keras (best epoch)",
+    )
     add("--json", action="store_true", help="print JSON lines")
-    add("--text", action="store_true", help="text runs: every INPUT is text, not a file name")
-    add("--labels", action="store_true", help="INPUT is a labelled file (as --data): write the predictions and print the metrics")
-    add("--output", type=Path, help="--labels: where the predictions go (default RUN/predictions.csv)")
-    add("--delimiter", type=one_character, help=".csv inputs: the column separator (unset: sniffed)")
+    add(
+        "--text",
+        action="store_true",
+        help="text runs: every INPUT is text, not a file name",
+    )
+    add(
+        "--labels",
+        action="store_true",
+        help="INPUT is a labelled file (as --data): the predictions and the metrics",
+    )
+    add(
+        "--output",
+        type=Path,
+        help="--labels: where the predictions go (default RUN/predictions.csv)",
+    )
+    add(
+        "--delimiter",
+        type=one_character,
+        help=".csv inputs: the column separator (unset: sniffed)",
+    )
     add("--word-index", type=Path, help="IMDB runs: imdb_word_index.json")
     add("--backend", choices=BACKENDS, help="Keras backend")
     add("--verbose", action="store_true", help="show the backend's log")
@@ -60,7 +83,9 @@ def main(argv=None):
         preprocessing = Preprocessing.load(args.run_dir)
         if args.labels:
             return evaluate_file(args, preprocessing)
-        examples = [e for text in args.inputs for e in read_input(text, preprocessing.kind, args)]
+        examples = [
+            e for text in args.inputs for e in read_input(text, preprocessing.kind, args)
+        ]
         if not examples:
             raise UserError("no examples to predict")
         run = trained_run(args)
@@ -92,7 +117,9 @@ def predicted(run, examples):
     found = [None] * len(examples)
     for rows in groups.values():
         batch = [examples[i][1] for i in rows]
-        prepared = run.prepare(batch if isinstance(batch[0], str | list) else np.stack(batch))
+        prepared = run.prepare(
+            batch if isinstance(batch[0], str | list) else np.stack(batch)
+        )
         for i, row in zip(rows, run.predict_prepared(prepared).outputs):
             found[i] = row
     return [(label, row) for (label, _), row in zip(examples, found)]
@@ -103,13 +130,25 @@ def print_prediction(label, row, preprocessing, as_json):
     if preprocessing.is_regression:
         values = {name: float(v) for name, v in zip(names, row)}
         line = ", ".join(f"{name} {v:.6g}" for name, v in values.items())
-        say(json.dumps({"input": label, "values": values}) if as_json else f"{label}: {line}")
+        say(
+            json.dumps({"input": label, "values": values})
+            if as_json
+            else f"{label}: {line}"
+        )
         return
     best = int(np.argmax(row))
     if as_json:
         probabilities = dict(zip(names, map(float, row)))
         found = {"input": label, "class": names[best], "class_id": best}
-        say(json.dumps({**found, "probability": float(row[best]), "probabilities": probabilities}))
+        say(
+            json.dumps(
+                {
+                    **found,
+                    "probability": float(row[best]),
+                    "probabilities": probabilities,
+                }
+            )
+        )
     else:
         say(f"{label}: {names[best]} ({row[best]:.3f})")
 
@@ -130,14 +169,22 @@ def read_input(text, kind, args):
         kinds = "" if kind.reads_text else f" (this run reads {kind.name} from files)"
         raise UserError(f"{path}: file not found{kinds}")
     if kind.reads_text and path.suffix.lower() not in ARRAY_SUFFIXES:
-        say(f"warning: {text!r} is a file here and is read as one (--text reads it as text)", sys.stderr)
+        say(
+            f"warning: {text!r} is a file here and is read as one (--text reads it as "
+            "text)",
+            sys.stderr,
+        )
         return read_texts(read_text_file(path), text, kind, args)
     return kind.read_input(text, path, args)
 
 
 def names_a_file(text):
     """Whether text names an existing file (a long sentence or a line break cannot)."""
-    if len(text.encode(errors="replace")) > MAX_PATH_BYTES or "\n" in text or "\0" in text:
+    if (
+        len(text.encode(errors="replace")) > MAX_PATH_BYTES
+        or "\n" in text
+        or "\0" in text
+    ):
         return False
     try:
         return Path(text).is_file()
@@ -158,7 +205,9 @@ def read_text_file(path):
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not a readable UTF-8 text file ({first_line(error)})") from None
+        raise UserError(
+            f"{path}: not a readable UTF-8 text file ({first_line(error)})"
+        ) from None
 
 
 def read_texts(lines, source, kind, args):
@@ -168,7 +217,9 @@ def read_texts(lines, source, kind, args):
     found = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
     if not found:
         raise UserError(f"{source or 'the input'}: no text to classify")
-    labels = [f"{source}:{number}" if source else shorten(line) for number, line in found]
+    labels = [
+        f"{source}:{number}" if source else shorten(line) for number, line in found
+    ]
     return list(zip(labels, kind.read_text([line for _, line in found], args)))
 
 
@@ -182,18 +233,24 @@ def shorten(text, width=40):
 # --------------------------------------------------------------------------------------
 def evaluate_file(args, preprocessing):
     """Read INPUT as the run read its --test-data, predict every example, write
-    RUN/predictions.csv (input, prediction, probability or value, true) and the metrics."""
+    RUN/predictions.csv (input, prediction, probability or value, true) and the
+    metrics."""
     if len(args.inputs) != 1:
         raise UserError("--labels evaluates one file (or folder) at a time")
     x, y, inputs = labelled(Path(args.inputs[0]), args, preprocessing)
     run = trained_run(args)
-    found = np.concatenate([run.predict_prepared(batch).outputs for batch in batches_of(x, run.kind)])
+    found = np.concatenate(
+        [run.predict_prepared(batch).outputs for batch in batches_of(x, run.kind)]
+    )
     output = args.output or args.run_dir / "predictions.csv"
     replaced = output.exists()
     write_predictions(output, inputs, found, y, preprocessing)
     for line in metric_lines(found, y, preprocessing):
         say(line)
-    say(f"wrote {output} ({len(found)} predictions{', replacing the one there' if replaced else ''})")
+    say(
+        f"wrote {output} ({len(found)} "
+        f"predictions{', replacing the one there' if replaced else ''})"
+    )
 
 
 def labelled(path, args, preprocessing):
@@ -209,17 +266,25 @@ def labelled(path, args, preprocessing):
         if "series" in preprocessing.spec:
             from .data.series import labelled_windows
 
-            split, names = labelled_windows(path, preprocessing.spec["series"], args.delimiter or saved.delimiter)
+            split, names = labelled_windows(
+                path, preprocessing.spec["series"], args.delimiter or saved.delimiter
+            )
             return split.x, split.y, names
         from .data.own import read_parts
 
-        part = read_parts(path, preprocessing.kind.reads, layout_of(saved), role="test")["train"]
+        part = read_parts(path, preprocessing.kind.reads, layout_of(saved), role="test")[
+            "train"
+        ]
         targets = Targets(preprocessing.spec["task"], tuple(preprocessing.class_names))
         y = same_targets(targets, part.labels, part.labels_where)
     except DataError as error:
         raise UserError(str(error)) from None
     files = getattr(part.x, "paths", None)
-    inputs = [str(n) for n in files] if files is not None else [f"{path}[{i}]" for i in range(len(y))]
+    inputs = (
+        [str(n) for n in files]
+        if files is not None
+        else [f"{path}[{i}]" for i in range(len(y))]
+    )
     return part.x, y, inputs
 
 
@@ -238,14 +303,28 @@ def write_predictions(path, inputs, found, y, preprocessing):
         with open(path, "w", newline="", encoding="utf-8") as stream:
             writer = csv.writer(stream)
             if preprocessing.is_regression:
-                writer.writerow(["input", *[f"predicted {n}" for n in names], *[f"true {n}" for n in names]])
+                writer.writerow(
+                    [
+                        "input",
+                        *[f"predicted {n}" for n in names],
+                        *[f"true {n}" for n in names],
+                    ]
+                )
                 for label, row, true in zip(inputs, found, y):
-                    writer.writerow([label, *(f"{v:.6g}" for v in row), *(f"{v:.6g}" for v in np.ravel(true))])
+                    writer.writerow(
+                        [
+                            label,
+                            *(f"{v:.6g}" for v in row),
+                            *(f"{v:.6g}" for v in np.ravel(true)),
+                        ]
+                    )
             else:
                 writer.writerow(["input", "prediction", "probability", "true"])
                 for label, row, true in zip(inputs, found, y):
                     best = int(row.argmax())
-                    writer.writerow([label, names[best], f"{row[best]:.6f}", names[int(true)]])
+                    writer.writerow(
+                        [label, names[best], f"{row[best]:.6f}", names[int(true)]]
+                    )
     except OSError as error:
         raise UserError(f"could not write {path}: {error.strerror or error}") from None
 
@@ -262,7 +341,9 @@ def metric_lines(found, y, preprocessing):
         return lines
     counts = confusion_matrix(np.asarray(y, int), found.argmax(axis=1), len(names))
     accuracy = np.trace(counts) / counts.sum()
-    lines = [f"accuracy {accuracy:.4f}  ({int(np.trace(counts))} of {counts.sum()} right)"]
+    lines = [
+        f"accuracy {accuracy:.4f}  ({int(np.trace(counts))} of {counts.sum()} right)"
+    ]
     for name, value in per_class_accuracy(counts, names).items():
         shown = "no examples" if value is None or math.isnan(value) else f"{value:.4f}"
         lines.append(f"  {name}: {shown}")

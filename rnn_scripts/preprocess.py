@@ -1,8 +1,8 @@
 """From raw examples to the model's input, and what the model's output means: the kind of
-examples with its statistics (kinds.py) and the targets (class names, or values with their
-mean and spread), fitted on the training rows only, saved with the run
-(preprocessing.json, plus vocabulary.json or word_index.json) and read back, checked, by
-predict.py, the served model and a resumed run. Nothing here is ever unpickled.
+examples with its statistics (kinds.py) and the targets (class names, or values with
+their mean and spread), fitted on the training rows only, saved with the run
+(preprocessing.json, plus vocabulary.json or word_index.json) and read back, checked,
+by predict.py, the served model and a resumed run. Nothing here is ever unpickled.
 """
 
 import json
@@ -13,7 +13,11 @@ import numpy as np
 from . import kinds
 from .errors import UserError, first_line
 
-SPEC_FILE, VOCABULARY_FILE, WORD_INDEX_FILE = "preprocessing.json", "vocabulary.json", "word_index.json"
+SPEC_FILE, VOCABULARY_FILE, WORD_INDEX_FILE = (
+    "preprocessing.json",
+    "vocabulary.json",
+    "word_index.json",
+)
 OUTPUTS = ("logits", "probabilities", "values")
 
 
@@ -39,7 +43,11 @@ class Preprocessing:
         """Constants from the training rows only (after the validation hold-out).
         `options`: vocab_size and max_length (texts and word ids)."""
         kind = data.kind.fit(data, options)
-        spec = {"kind": kind.name, "task": data.targets.task, "class_names": data.class_names}
+        spec = {
+            "kind": kind.name,
+            "task": data.targets.task,
+            "class_names": data.class_names,
+        }
         if data.targets.is_regression:
             y = data.train.y.astype(np.float64)
             std = y.std(axis=0)
@@ -59,8 +67,8 @@ class Preprocessing:
         return self.kind.prepare(x)
 
     def apply_to(self, data):
-        """Every split held in memory prepared now; rows read from disk are prepared batch
-        by batch (texts on disk are turned into word ids once, before training)."""
+        """Every split held in memory prepared now; rows read from disk are prepared
+        batch by batch (texts on disk are turned into word ids once, before training)."""
         for name in ("train", "validation", "test"):
             split = getattr(data, name)
             if split.streamed:
@@ -70,7 +78,7 @@ class Preprocessing:
             split.y = split.y.astype(np.float32 if self.is_regression else np.int32)
 
     def output_layer(self):
-        """A layer taking the standardised regression output back to the targets' units."""
+        """A layer taking the standardised output back to the targets' units."""
         import keras
 
         std, mean = self.spec["target_std"], self.spec["target_mean"]
@@ -95,9 +103,13 @@ class Preprocessing:
             vocabulary = read_json_if_there(folder / VOCABULARY_FILE)
             word_index = read_json_if_there(folder / WORD_INDEX_FILE)
         except FileNotFoundError:
-            raise UserError(f"{folder}: no {SPEC_FILE} (not a run folder, or its run never started)") from None
+            raise UserError(
+                f"{folder}: no {SPEC_FILE} (not a run folder, or its run never started)"
+            ) from None
         except (OSError, ValueError) as error:
-            raise UserError(f"{folder / SPEC_FILE}: not readable ({first_line(error)})") from None
+            raise UserError(
+                f"{folder / SPEC_FILE}: not readable ({first_line(error)})"
+            ) from None
         kind = kinds.of(spec, vocabulary, word_index) if isinstance(spec, dict) else None
         problem = spec_problem(spec, kind)
         if problem:
@@ -112,7 +124,9 @@ def spec_problem(spec, kind):
     names = spec.get("class_names")
     if kind is None or spec.get("task") not in ("classification", "regression"):
         return "no valid 'kind' and 'task'"
-    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+    if not (
+        isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+    ):
         return "'class_names' must be a list of names"
     if len(set(names)) != len(names):
         return "'class_names' repeat"
@@ -120,7 +134,11 @@ def spec_problem(spec, kind):
         return f"'output' must be one of {', '.join(OUTPUTS)}"
     if spec["task"] == "regression":
         mean, std = spec.get("target_mean"), spec.get("target_std")
-        if not (kinds.numbers(mean) and kinds.numbers(std) and len(mean) == len(std) == len(names)):
+        if not (
+            kinds.numbers(mean)
+            and kinds.numbers(std)
+            and len(mean) == len(std) == len(names)
+        ):
             return "'target_mean' and 'target_std' must be a number per target"
     return kind.problem()
 

@@ -1,10 +1,11 @@
 """New run, resume, or refuse; and what a continuing run restores. Like Keras' own
 BackupAndRestore, the whole story in one file:
 
-- A run folder with no run, or a finished one (--overwrite), gets a new run. A folder that
-  holds an unfinished run of the same script and arguments continues it: the same
+- A run folder with no run, or a finished one (--overwrite), gets a new run. A folder
+  that holds an unfinished run of the same script and arguments continues it: the same
   command, or --resume DIR, which takes DIR's saved arguments (args.json). A finished run
-  continues too, with --resume DIR --epochs N beyond its epochs (it keeps its last state).
+  continues too, with --resume DIR --epochs N beyond its epochs (it keeps its last
+  state).
 - What may change on resume is CHANGEABLE_ON_RESUME; any other difference is refused in
   one line naming it. The changes are recorded in args.json.
 - What is restored is the newest saved epoch that reads back (rundir keeps two): weights,
@@ -45,9 +46,13 @@ def backend_of(config, backends):
     """--backend, or for --resume DIR the backend DIR's run started with."""
     backend = config.backend
     if config.resume is not None:
-        backend = RunDir(config.resume).saved_arguments()["arguments"].get("backend", backend)
+        backend = (
+            RunDir(config.resume).saved_arguments()["arguments"].get("backend", backend)
+        )
     if backend not in backends:
-        raise UsageError(f"KERAS_BACKEND={backend!r} is not one of {', '.join(backends)}")
+        raise UsageError(
+            f"KERAS_BACKEND={backend!r} is not one of {', '.join(backends)}"
+        )
     return backend
 
 
@@ -55,9 +60,9 @@ def backend_of(config, backends):
 # The decision: claimed by process 0, followed by the others
 # --------------------------------------------------------------------------------------
 def open_run_dir(run):
-    """Process 0 claims the run's folder and settles the arguments of a run that continues
-    there; the other processes of a multi-process run follow what it wrote. Sets
-    run.run_dir, run.config and run.changes."""
+    """Process 0 claims the run's folder and settles the arguments of a run that
+    continues there; the other processes of a multi-process run follow what it wrote.
+    Sets run.run_dir, run.config and run.changes."""
     failure = None
     if run.cluster.is_writer:
         try:
@@ -65,7 +70,9 @@ def open_run_dir(run):
         except UserError as error:
             failure = error
     if run.cluster.agree(failure is not None):  # everyone stops if process 0 could not
-        raise failure or UserError("process 0 could not start the run (its output says why)")
+        raise failure or UserError(
+            "process 0 could not start the run (its output says why)"
+        )
     if not run.cluster.is_writer:
         follow(run)
 
@@ -77,7 +84,9 @@ def claim(run):
         config = config.replace(output_dir=config.resume)
     run.run_dir = run_dir = run.new_run_dir(config)
     config = config.replace(output_dir=run_dir.path)
-    run_dir.claim(config.overwrite, script_command(run.argv), run.script, extending=config.resume)
+    run_dir.claim(
+        config.overwrite, script_command(run.argv), run.script, extending=config.resume
+    )
     run.config = config
     if config.resume is not None and run_dir.is_finished():
         extend_finished_run(run)
@@ -86,7 +95,9 @@ def claim(run):
 
 
 def follow(run):
-    run.run_dir = run_dir = RunDir(run.config.resume or run.config.output_dir, writer=False)
+    run.run_dir = run_dir = RunDir(
+        run.config.resume or run.config.output_dir, writer=False
+    )
     run.config = run.config.replace(output_dir=run_dir.path)
     if run.config.resume is not None or run_dir.has_unfinished_run():
         settle(run)
@@ -99,11 +110,13 @@ def extend_finished_run(run):
     done = run_dir.latest_epoch()
     metrics = run_dir.read_metrics()
     if metrics.get("stopped_early_at_epoch"):
-        raise UsageError(f"{run_dir} stopped early at epoch {done}; there is nothing to extend")
+        raise UsageError(
+            f"{run_dir} stopped early at epoch {done}; there is nothing to extend"
+        )
     if "epochs" not in run.explicit or config.epochs <= done or not done:
         raise UsageError(
-            f"{run_dir} holds a finished run of {done} epoch(s); --resume {run_dir} --epochs "
-            f"N (more than {done}) continues it, --overwrite starts it again"
+            f"{run_dir} holds a finished run of {done} epoch(s); --resume {run_dir} "
+            f"--epochs N (more than {done}) continues it, --overwrite starts it again"
         )
     settle(run)
     run_dir.reopen()  # unfinished again until its outputs are written
@@ -127,10 +140,15 @@ def settle(run):
             elif name in CHANGEABLE_ON_RESUME:
                 changes[name] = [old, new]
             else:
-                raise UsageError(f"--{name.replace('_', '-')} was {shown(old)}, now {shown(new)}")
+                raise UsageError(
+                    f"--{name.replace('_', '-')} was {shown(old)}, now {shown(new)}"
+                )
         missing = sorted(set(dict(config.items())) - set(saved) - NOT_PART_OF_A_RUN)
         if missing:
-            raise UsageError(f"its args.json lacks the argument {missing[0]!r} (another script's run?)")
+            raise UsageError(
+                f"its args.json lacks the argument {missing[0]!r} (another script's "
+                "run?)"
+            )
     except UsageError as error:
         raise UsageError(refusal(run.run_dir, config, error)) from None
     run.config, run.changes = config.replace(**merged), changes
@@ -142,8 +160,11 @@ def shown(value):
 
 def refusal(run_dir, config, error):
     if config.resume is not None:
-        allowed = ", ".join(f"--{n.replace('_', '-')}" for n in sorted(CHANGEABLE_ON_RESUME))
-        return f"--resume continues {run_dir} with its saved arguments ({error}); only {allowed} may change"
+        allowed = ", ".join(
+            f"--{n.replace('_', '-')}" for n in sorted(CHANGEABLE_ON_RESUME)
+        )
+        saved = f"--resume continues {run_dir} with its saved arguments ({error})"
+        return f"{saved}; only {allowed} may change"
     return (
         f"{run_dir} holds an unfinished run started with other arguments ({error}); "
         f"continue it with --resume {run_dir}, or start again with --overwrite"
@@ -151,7 +172,7 @@ def refusal(run_dir, config, error):
 
 
 def record_arguments(run):
-    """args.json: written when a run starts, and again with what changed when it resumes."""
+    """args.json: written when a run starts, again with what changed when it resumes."""
     run_dir, config = run.run_dir, run.config
     if run_dir.writer and not run.changes and not run_dir.has_unfinished_run():
         run_dir.save_arguments(run.script, config.to_json(), run.argv, [])
@@ -159,7 +180,9 @@ def record_arguments(run):
         saved = run_dir.saved_arguments()
         change = {"after_epoch": run_dir.latest_epoch(), "changed": run.changes}
         earlier = saved.get("changes", []) + [change]
-        run_dir.save_arguments(run.script, config.to_json(), saved.get("argv", run.argv), earlier)
+        run_dir.save_arguments(
+            run.script, config.to_json(), saved.get("argv", run.argv), earlier
+        )
     if run.cluster.count > 1:
         run.cluster.agree(0)  # process 0 has written args.json
         if not (run_dir.path / "args.json").is_file():
@@ -173,7 +196,8 @@ def record_arguments(run):
 # What is restored
 # --------------------------------------------------------------------------------------
 class Progress:
-    """What a run has done so far; saved with every finished epoch and restored on resume."""
+    """What a run has done so far; saved with every finished epoch and restored on
+    resume."""
 
     def __init__(self, meta=None):
         meta = meta or {}
@@ -198,41 +222,55 @@ class Progress:
             "plateau": plateau,
             "fingerprint": run.fingerprint,
             "architecture": run.architecture,
-            "learning_rate_argument": run.config.learning_rate,  # a new one on resume wins
+            # a --learning-rate given on resume replaces the restored one
+            "learning_rate_argument": run.config.learning_rate,
         }
 
 
 def restore(model, run):
-    """Weights, optimizer state and Progress of the newest saved epoch that reads back (the
-    one before, with a line saying so, if the newest is damaged); a fresh Progress if there
-    is none. A --learning-rate given on resume replaces the restored one."""
+    """Weights, optimizer state and Progress of the newest saved epoch that reads back
+    (the one before, with a line saying so, if the newest is damaged); a fresh
+    Progress if there is none. A --learning-rate given on resume replaces the restored
+    one."""
     run_dir, states = run.run_dir, run.run_dir.states()
     for path in states:
         try:
             weights, optimizer_values, meta = read_state(path)
             if meta.get("architecture") not in (None, run.architecture):
                 raise UserError(
-                    f"{run_dir} holds a run of another model (build_model or its flags differ "
-                    "from the ones it started with); continue it with the script that started "
-                    "it, or choose another --output-dir"
+                    f"{run_dir} holds a run of another model (build_model or its flags "
+                    "differ from the ones it started with); continue it with the "
+                    "script that started it, or choose another --output-dir"
                 )
             assign(model, weights, optimizer_values)
         except (DamagedState, ValueError) as error:
-            say(f"warning: {path} cannot be used ({str(error)[:150]}); trying the epoch before")
+            say(
+                f"warning: {path} cannot be used ({str(error)[:150]}); trying the "
+                "epoch before"
+            )
             continue
-        if meta.get("fingerprint") != run.fingerprint and not run.config.allow_data_change:
+        if (
+            meta.get("fingerprint") != run.fingerprint
+            and not run.config.allow_data_change
+        ):
             raise UserError(
                 f"{run_dir} was trained on other data than these (their fingerprint "
                 "differs); pass --allow-data-change to continue anyway"
             )
         progress = Progress(meta)
-        changed_rate = progress.learning_rate_argument not in (None, run.config.learning_rate)
+        changed_rate = progress.learning_rate_argument not in (
+            None,
+            run.config.learning_rate,
+        )
         if changed_rate and run.config.lr_schedule != "cosine":
             model.optimizer.learning_rate = run.config.learning_rate
         report(run, progress)
         return progress
     if states:
-        raise UserError(f"no saved epoch in {run_dir}/training-state can be read; start again with --overwrite")
+        raise UserError(
+            f"no saved epoch in {run_dir}/training-state can be read; start again with "
+            "--overwrite"
+        )
     return Progress()
 
 
@@ -255,6 +293,9 @@ def optimizer_values(model):
 
 def report(run, progress):
     done = progress.epochs_done
-    say(f"resuming {run.run_dir} after epoch {done} (weights and optimizer state restored)")
+    say(
+        f"resuming {run.run_dir} after epoch {done} (weights and optimizer state "
+        "restored)"
+    )
     for name, (old, new) in run.changes.items():
         say(f"  --{name.replace('_', '-')} changed from {old} to {new}")

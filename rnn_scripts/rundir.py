@@ -1,8 +1,9 @@
-"""The run folder: one run owns it (a lock), and every file in it is written whole or not at all.
+"""The run folder: one run owns it (a lock), and every file in it is written whole or not
+at all.
 
     args.json        the script and its arguments, so that --resume DIR can repeat them
     training-state/  the last two finished epochs (weights, optimizer, history, counters)
-    .lock            exists while a run holds the folder (an flock: a killed run frees it)
+    .lock            exists while a run holds the folder (an flock: freed when killed)
 
 Only one process writes: a RunDir made with writer=False (the other processes of a
 multi-process run) reads like any other and writes nothing.
@@ -34,14 +35,15 @@ ARGS_FILE, STATE_DIR, METRICS_FILE, LOCK_FILE = (
 )
 STATES_KEPT = 2
 RUN_FILES = {
-    ARGS_FILE, STATE_DIR, METRICS_FILE, LOCK_FILE, "preprocessing.json", "vocabulary.json",
-    "word_index.json", "model.keras", "best.keras", "history.csv", "curves.png",
-    "confusion.png", "samples.png", "predictions.png", "predictions.csv", "logs", "export",
+    ARGS_FILE, STATE_DIR, METRICS_FILE, LOCK_FILE, "logs", "export",
+    "preprocessing.json", "vocabulary.json", "word_index.json",
+    "model.keras", "best.keras", "history.csv", "predictions.csv",
+    "curves.png", "confusion.png", "samples.png", "predictions.png",
 }  # fmt: skip
 
 
 def run_file(name):
-    """Whether a run writes a file of this name (or its partial file, or a process lock)."""
+    """Whether a run writes a file of this name (or its partial file, a process lock)."""
     base = name.replace(".partial", "")
     return base in RUN_FILES or (name.startswith(".process-") and name.endswith(".lock"))
 
@@ -71,23 +73,25 @@ class RunDir:
             except FileExistsError:
                 continue
             except OSError as error:
-                raise UserError(f"cannot create {path}: {error.strerror or error}")
+                raise UserError(
+                    f"cannot create {path}: {error.strerror or error}"
+                ) from None
         raise UserError(f"cannot find a free folder name under {parent}")
 
     def __str__(self):
         return str(self.path)
 
     def make_folder(self):
-        """mkdir -p, remembering the folders made (a refused start removes them again)."""
+        """mkdir -p, remembering the folders made (a refused start removes them)."""
         missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
         self.path.mkdir(parents=True)
         self.created, self.made = True, missing
 
-    # ---- ownership -----------------------------------------------------------------------
+    # ---- ownership ----------------------------------------------------------------
     def claim(self, overwrite, command, script, extending=False):
-        """Lock the folder for this run; refuse another script's run, a finished run unless
-        overwrite (then clear it) or extending (--resume), and --overwrite on a folder
-        that holds no run (it would delete what is not the pipeline's)."""
+        """Lock the folder for this run; refuse another script's run, a finished run
+        unless overwrite (then clear it) or extending (--resume), and --overwrite on a
+        folder that holds no run (it would delete what is not the pipeline's)."""
         self._take_lock(command)
         check_free_space(self.path, MIN_FREE_BYTES)
         owner = self.owner()
@@ -119,14 +123,14 @@ class RunDir:
         except OSError as error:
             raise UserError(
                 f"cannot write to output directory {self}: {error.strerror or error}"
-            )
+            ) from None
         for _ in range(100):
             try:
                 self._lock = open(self.path / LOCK_FILE, "a+")
             except OSError as error:
                 raise UserError(
                     f"cannot write to output directory {self}: {error.strerror or error}"
-                )
+                ) from None
             try:
                 fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -134,9 +138,9 @@ class RunDir:
                 self._lock.close()
                 self._lock = None
                 raise UserError(
-                    f"{self} is in use by another run ({holder}); wait for it to finish or "
-                    "choose another --output-dir"
-                )
+                    f"{self} is in use by another run ({holder}); wait for it to "
+                    "finish or choose another --output-dir"
+                ) from None
             if self._lock_is_the_path():
                 self._write_holder(command)
                 return
@@ -155,7 +159,8 @@ class RunDir:
         try:
             self._lock.seek(0)
             holder = json.loads(self._lock.read())
-            return f"pid {holder['pid']} on {holder['host']} since {holder['started']}: {holder['command']}"
+            since = f"on {holder['host']} since {holder['started']}"
+            return f"pid {holder['pid']} {since}: {holder['command']}"
         except (ValueError, KeyError, TypeError, OSError):
             return "a process that has not said who it is"
 
@@ -181,8 +186,9 @@ class RunDir:
             self._lock = None
 
     def abandon(self):
-        """The run ends: if it trained no epoch and did not finish (a refused start), remove
-        the folder it created, or the files it wrote into a folder it found; then release."""
+        """The run ends: if it trained no epoch and did not finish (a refused start),
+        remove the folder it created, or the files it wrote into a folder it found;
+        then release."""
         if self._lock is not None and not self.states() and not self.is_finished():
             if self.created:
                 shutil.rmtree(self.path, ignore_errors=True)
@@ -195,7 +201,8 @@ class RunDir:
         self.release()
 
     def owner(self):
-        """The script whose run this folder holds (None: no run yet, or an older args.json)."""
+        """The script whose run this folder holds (None: no run yet, or an older
+        args.json)."""
         if not (self.path / ARGS_FILE).is_file():
             return None
         return self.saved_arguments().get("script")
@@ -207,7 +214,11 @@ class RunDir:
     def clear(self):
         """Remove the run's own files, and nothing else (the processes' locks stay)."""
         for item in self.path.iterdir():
-            if not run_file(item.name) or item.name == LOCK_FILE or item.name.startswith(".process-"):
+            if (
+                not run_file(item.name)
+                or item.name == LOCK_FILE
+                or item.name.startswith(".process-")
+            ):
                 continue
             if item.is_dir() and not item.is_symlink():
                 shutil.rmtree(item)
@@ -221,8 +232,8 @@ class RunDir:
             return {}
 
     def reopen(self):
-        """A finished run continues (--resume DIR --epochs N): unfinished until its outputs
-        are written again."""
+        """A finished run continues (--resume DIR --epochs N): unfinished until its
+        outputs are written again."""
         (self.path / METRICS_FILE).unlink()
 
     def is_finished(self):
@@ -235,9 +246,10 @@ class RunDir:
             and not self.is_finished()
         )
 
-    # ---- arguments ------------------------------------------------------------------------
+    # ---- arguments ----------------------------------------------------------------
     def saved_arguments(self):
-        """args.json: {"arguments": ..., "argv": ..., "changes": [...]}; one line if unreadable."""
+        """args.json: {"arguments": ..., "argv": ..., "changes": [...]}; one line if
+        unreadable."""
         path = self.path / ARGS_FILE
         if not path.is_file():
             raise UsageError(f"no run to resume in {self} ({path} is missing)")
@@ -260,7 +272,7 @@ class RunDir:
             ARGS_FILE, json.dumps(record, indent=1, default=str)
         )  # paths as text
 
-    # ---- files, each written completely or not at all ------------------------------------
+    # ---- files, each written completely or not at all ------------------------------
     def write_text(self, name, text):
         self.write(name, lambda path: path.write_text(text))
 
@@ -297,11 +309,12 @@ class RunDir:
         self.write(name, write_to)
 
     def keep_last_state(self):
-        """A finished run keeps its last epoch's state: --resume DIR --epochs N continues it."""
+        """A finished run keeps its last epoch's state: --resume DIR --epochs N continues
+        it."""
         for older in self.states()[1:]:
             older.unlink()
 
-    # ---- training state: the last two finished epochs -------------------------------------
+    # ---- training state: the last two finished epochs ------------------------------
     def states(self):
         """Saved epochs, newest first."""
         return sorted(
@@ -354,7 +367,7 @@ def read_state(path):
             arrays = {name: archive[name] for name in archive.files}
         meta = json.loads(str(arrays.pop("meta")))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        raise DamagedState(f"{type(error).__name__}: {error}")
+        raise DamagedState(f"{type(error).__name__}: {error}") from None
     weights = [arrays[k] for k in sorted(arrays) if k.startswith("weight_")]
     optimizer_values = [arrays[k] for k in sorted(arrays) if k.startswith("optimizer_")]
     return weights, optimizer_values, meta

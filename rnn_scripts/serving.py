@@ -1,6 +1,6 @@
 """A finished run in use: its model and preprocessing as one model that takes raw inputs
-and returns what a user wants (class probabilities, or values). predict.py, export.py and
-the README's Python snippet go through it, so all three give the same numbers:
+and returns what a user wants (class probabilities, or values). predict.py, export.py
+and the README's Python snippet go through it, so all three give the same numbers:
 
     from rnn_scripts.serving import TrainedRun
 
@@ -9,9 +9,9 @@ the README's Python snippet go through it, so all three give the same numbers:
     print(found.labels, found.probabilities)       # a regression: found.values
 
 Raw inputs are what the data held: pixels 0-255, unscaled features, word ids, texts, or a
-series' last window. An input that does not fit the run (another shape, word ids beyond the
-vocabulary, values that overflow the model) raises InputError, a ValueError whose message
-is one line.
+series' last window. An input that does not fit the run (another shape, word ids beyond
+the vocabulary, values that overflow the model) raises InputError, a ValueError whose
+message is one line.
 """
 
 from pathlib import Path
@@ -64,14 +64,17 @@ class TrainedRun:
         self.folder = Path(folder)
         self.preprocessing = Preprocessing.load(self.folder)
         self.kind = self.preprocessing.kind
-        self.model = load_model(self.folder / ("best.keras" if model == "best" else "model.keras"))
+        self.model = load_model(
+            self.folder / ("best.keras" if model == "best" else "model.keras")
+        )
         self._serving = None
         check_fits(self.model, self.preprocessing, self.folder)
 
     def serving_model(self):
-        """Raw inputs -> probabilities (or values): the preprocessing as layers, the trained
-        model, then softmax or sigmoid where the model gives logits. Text runs take word
-        ids: TextVectorization runs before it (export.py adds it for SavedModel)."""
+        """Raw inputs -> probabilities (or values): the preprocessing as layers, the
+        trained model, then softmax or sigmoid where the model gives logits. Text runs
+        take word ids: TextVectorization runs before it (export.py adds it for
+        SavedModel)."""
         if self._serving is None:
             self._serving = serving_model(self.model, self.preprocessing)
         return self._serving
@@ -89,9 +92,9 @@ class TrainedRun:
         bad = ~np.isfinite(found).all(axis=1)
         if bad.any():
             raise InputError(
-                f"the model's output is not finite for {bad.sum()} of {len(found)} example(s) "
-                f"(the first: number {np.argmax(bad) + 1}); their values lie far outside "
-                "the training data's"
+                f"the model's output is not finite for {bad.sum()} of {len(found)} "
+                f"example(s) (the first: number {np.argmax(bad) + 1}); their values "
+                "lie far outside the training data's"
             )
         return Predictions(found, self.preprocessing)
 
@@ -100,35 +103,43 @@ def check_fits(model, preprocessing, folder):
     """The run's files must agree with each other: an edited or mismatched
     preprocessing.json would otherwise label predictions wrongly."""
     width, names = model.outputs[0].shape[-1], preprocessing.class_names
-    fits = len(names) == width or (width == 1 and len(names) == 2 and not preprocessing.is_regression)
+    fits = len(names) == width or (
+        width == 1 and len(names) == 2 and not preprocessing.is_regression
+    )
     if not fits:
         raise UserError(
-            f"{folder}: preprocessing.json names {len(names)} classes or targets, the model "
-            f"has {width} outputs (was it edited, or copied from another run?)"
+            f"{folder}: preprocessing.json names {len(names)} classes or targets, the "
+            f"model has {width} outputs (was it edited, or copied from another run?)"
         )
     expected = preprocessing.kind.example_shape()
     found = list(model.inputs[0].shape[1:])
     if any(e is not None and f is not None and e != f for e, f in zip(expected, found)):
         raise UserError(
-            f"{folder}: preprocessing.json describes examples of shape {tuple(expected)}, "
-            f"the model takes {tuple(found)} (was it edited, or copied from another run?)"
+            f"{folder}: preprocessing.json describes examples of shape "
+            f"{tuple(expected)}, the model takes {tuple(found)} (was it edited, or "
+            "copied from another run?)"
         )
     if not preprocessing.is_regression:
         output = output_of(model, 2 if width == 1 else width, regression=False)
         if output != preprocessing.output:
             raise UserError(
-                f"{folder}: preprocessing.json says the model gives {preprocessing.output}, "
-                f"the model gives {output} (was it edited, or copied from another run?)"
+                f"{folder}: preprocessing.json says the model gives "
+                f"{preprocessing.output}, the model gives {output} (was it edited, or "
+                "copied from another run?)"
             )
 
 
 def load_model(path):
     if not path.is_file():
-        raise UserError(f"{path}: not found (has the run finished? --model best reads best.keras)")
+        raise UserError(
+            f"{path}: not found (has the run finished? --model best reads best.keras)"
+        )
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises ValueError, OSError, zip and h5 errors
-        raise UserError(f"{path}: cannot load this .keras file ({first_line(error)})") from None
+        raise UserError(
+            f"{path}: cannot load this .keras file ({first_line(error)})"
+        ) from None
 
 
 def serving_model(model, preprocessing):
@@ -144,12 +155,14 @@ def serving_model(model, preprocessing):
 
 
 def class_probabilities(y, output):
-    """(N, classes) probabilities from logits or probabilities; one unit -> two columns."""
+    """(N, classes) probabilities from logits or probabilities; 1 unit -> 2 columns."""
     layers = keras.layers
     if output == "logits" and y.shape[-1] > 1:
         y = layers.Softmax(name="probabilities")(y)
     elif output == "logits":
         y = layers.Activation("sigmoid")(y)
     if y.shape[-1] == 1:
-        y = layers.Concatenate(name="probabilities")([layers.Rescaling(-1.0, 1.0)(y), y])  # 1-p, p
+        y = layers.Concatenate(name="probabilities")(
+            [layers.Rescaling(-1.0, 1.0)(y), y]
+        )  # 1-p, p
     return y

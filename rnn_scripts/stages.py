@@ -35,11 +35,15 @@ def stages(run):
     if config.export:
         export.check_exporter(config.export)
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard")
+        raise UserError(
+            "--tensorboard needs the tensorboard package: pip install tensorboard"
+        )
     # first: TensorFlow's threads and devices are fixed once it runs an op
     device = devices.setup_devices(config)
     active = speedups.install(config)
-    keras.utils.set_random_seed(config.seed)  # again: the self-checks drew random numbers
+    keras.utils.set_random_seed(
+        config.seed
+    )  # again: the self-checks drew random numbers
     run.hooks = training.resolve_hooks(run.hooks)
     run.distribution = devices.choose_distribution(config, cluster)
     report_backend(device, run.distribution, config)
@@ -53,12 +57,17 @@ def stages(run):
     resume.record_arguments(run)
     run.regression = preprocessing.is_regression
     if run.regression and config.class_weight != "none":
-        raise UsageError("--class-weight weighs classes; this run predicts values (a regression)")
+        raise UsageError(
+            "--class-weight weighs classes; this run predicts values (a regression)"
+        )
     with run.distribution.scope():
         model = build(run, data, preprocessing, device)
         progress = resume.restore(model, run)
     if -cluster.agree(-progress.epochs_done) != cluster.agree(progress.epochs_done):
-        raise UserError(f"the processes found different saved epochs in {run.run_dir}: it must be shared storage")
+        raise UserError(
+            f"the processes found different saved epochs in {run.run_dir}: it must be "
+            "shared storage"
+        )
     Interrupts.mode = "defer"
     train_examples = training.train(model, data, preprocessing, run, progress)
     finish(run, model, data, preprocessing, progress, train_examples, device, active)
@@ -68,14 +77,16 @@ def report_backend(device, distribution, config):
     backend = keras.backend.backend()
     replicas = ""
     if distribution.replicas > 1:
-        replicas = f", {distribution.replicas} replicas, global batch {config.batch_size}"
+        replicas = (
+            f", {distribution.replicas} replicas, global batch {config.batch_size}"
+        )
     version = devices.backend_version(backend)
     say(f"backend {backend} {version} (Keras {keras.__version__}) on {device}{replicas}")
 
 
 def prepare_data(run):
-    """Load, limit and split the data; fit the preprocessing on the training rows (or take
-    the one a resumed run saved) and apply it to every split held in memory."""
+    """Load, limit and split the data; fit the preprocessing on the training rows (or
+    take the one a resumed run saved) and apply it to every split held in memory."""
     config, run_dir = run.config, run.run_dir
     data = datasets.load(config, run.reads)
     if (run_dir.path / SPEC_FILE).is_file() and run_dir.has_unfinished_run():
@@ -84,7 +95,11 @@ def prepare_data(run):
         preprocessing = Preprocessing.fit(data, config)
     preprocessing.apply_to(data)
     synthetic = " (synthetic)" if data.synthetic else ""
-    shape = tuple(data.train.x.shape[1:]) if hasattr(data.train.x, "shape") else "(texts read from disk)"
+    shape = (
+        tuple(data.train.x.shape[1:])
+        if hasattr(data.train.x, "shape")
+        else "(texts read from disk)"
+    )
     count = len(data.class_names)
     targets = data.targets
     what = f"{count} target value(s)" if targets.is_regression else f"{count} classes"
@@ -99,7 +114,8 @@ def prepare_data(run):
 
 
 def build(run, data, preprocessing, device):
-    """The model, built, checked and compiled; preprocessing.json once its output is known."""
+    """The model, built, checked and compiled; preprocessing.json once its output is
+    known."""
     options = run.contract.model_options(run.config, preprocessing.model_options())
     model, output = training.build(run.build_model, options, preprocessing)
     training.use_cudnn(model, run.config.use_cudnn)
@@ -125,9 +141,13 @@ def finish(run, model, data, preprocessing, progress, train_examples, device, ac
     restored = restore_best_weights(model, run, progress)
     test = feed.even_rows(data.test, distribution.replicas)
     parts = distribution.process_count
-    evaluation = feed.evaluation(distribution.local_split(test), preprocessing, feed.EVAL_BATCH_SIZE // parts)
+    evaluation = feed.evaluation(
+        distribution.local_split(test), preprocessing, feed.EVAL_BATCH_SIZE // parts
+    )
     callbacks = [training.CheckSignals(run)]  # every process takes part
-    scores = model.evaluate(**evaluation, verbose=0, return_dict=True, callbacks=callbacks)
+    scores = model.evaluate(
+        **evaluation, verbose=0, return_dict=True, callbacks=callbacks
+    )
     run.check_signals()
     metrics, failure = None, None
     if run_dir.writer:
@@ -138,12 +158,16 @@ def finish(run, model, data, preprocessing, progress, train_examples, device, ac
             "settings": settings_in_effect(model, active),
         }
         try:
-            metrics = write_outputs(run, model, data, preprocessing, progress, scores, test, facts)
+            metrics = write_outputs(
+                run, model, data, preprocessing, progress, scores, test, facts
+            )
         except Exception as error:  # the other processes wait to hear how it went
             failure = error
     code = getattr(failure, "exit_code", EXIT_FAILED) if failure is not None else 0
     if run.cluster.agree(code):
-        raise failure or TrainingStopped("process 0 stopped before its outputs were written", code)
+        raise failure or TrainingStopped(
+            "process 0 stopped before its outputs were written", code
+        )
     Interrupts.finished()
     if run_dir.writer:
         say(outputs.final_line(metrics, run_dir))
@@ -160,7 +184,9 @@ def export_finished_run(config, run_dir):
     except UserError as error:
         formats = " ".join(f"--format {name}" for name in config.export)
         retry = f"python export.py {run_dir} {formats}"
-        raise UserError(f"{error}; the run itself is finished (retry: {retry})") from None
+        raise UserError(
+            f"{error}; the run itself is finished (retry: {retry})"
+        ) from None
 
 
 def restore_best_weights(model, run, progress):
@@ -190,13 +216,19 @@ def write_outputs(run, model, data, preprocessing, progress, scores, test, facts
         run_dir.save_model(final, "model.keras")
         if not (run_dir.path / "best.keras").exists():  # no epoch improved this session
             run_dir.save_model(final, "best.keras")
-        best = best_model_scores(run, final, progress, scores, test, preprocessing, facts)
+        best = best_model_scores(
+            run, final, progress, scores, test, preprocessing, facts
+        )
         sample = test.take(np.arange(min(len(test), feed.EVAL_BATCH_SIZE)))
         inputs = feed.predict_inputs(sample, preprocessing)
         reloaded = keras.saving.load_model(run_dir.path / "model.keras", safe_mode=True)
         found = reloaded.predict(inputs, verbose=0, batch_size=feed.EVAL_BATCH_SIZE)
-        facts["reload"] = float(np.abs(np.asarray(found) - predicted[: len(sample)]).max())
-    if progress.epochs_done == progress.restored_epoch:  # no epoch wrote them this session
+        facts["reload"] = float(
+            np.abs(np.asarray(found) - predicted[: len(sample)]).max()
+        )
+    if (
+        progress.epochs_done == progress.restored_epoch
+    ):  # no epoch wrote them this session
         outputs.write_history(run_dir, progress.rows, progress.best_epoch)
     metrics = outputs.summary(final, data, progress, run, scores, facts)
     metrics["best_model"] = {"epoch": progress.best_epoch, **best}
@@ -214,14 +246,18 @@ def best_model_scores(run, final, progress, scores, test, preprocessing, facts):
         return {f"test_{name}": float(value) for name, value in scores.items()}
     weights = final.get_weights()
     final.set_weights(best_weights(run))
-    found = final.evaluate(**feed.evaluation(test, preprocessing), verbose=0, return_dict=True)
+    found = final.evaluate(
+        **feed.evaluation(test, preprocessing), verbose=0, return_dict=True
+    )
     final.set_weights(weights)
     return {f"test_{name}": float(value) for name, value in found.items()}
 
 
 def settings_in_effect(model, active):
     """What the libraries report, so that a flag's effect can be read back from a run."""
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    layers = [
+        layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)
+    ]
     return {
         "steps_per_execution": int(model.steps_per_execution),
         "compute_dtype": layers[0].compute_dtype,

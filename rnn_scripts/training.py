@@ -40,25 +40,44 @@ def resolve_hooks(hooks):
     metrics = called(hooks.metrics)
     if metrics is not None:
         listed = metrics if isinstance(metrics, list | tuple) else [metrics]
-        metrics = [keras_object("metrics", m, keras.metrics, keras.metrics.Metric) for m in listed]
+        metrics = [
+            keras_object("metrics", m, keras.metrics, keras.metrics.Metric)
+            for m in listed
+        ]
     callbacks = called(hooks.callbacks)
-    listed = [] if callbacks is None else callbacks if isinstance(callbacks, list | tuple) else [callbacks]
+    listed = (
+        []
+        if callbacks is None
+        else callbacks
+        if isinstance(callbacks, list | tuple)
+        else [callbacks]
+    )
     for callback in listed:
         if not isinstance(callback, keras.callbacks.Callback):
-            raise UsageError(f"run(callbacks=...): {callback!r} is not a keras.callbacks.Callback")
-    class_weight, optimizer = called(hooks.class_weight), optimizer_maker(hooks.optimizer)
+            raise UsageError(
+                f"run(callbacks=...): {callback!r} is not a keras.callbacks.Callback"
+            )
+    class_weight, optimizer = (
+        called(hooks.class_weight),
+        optimizer_maker(hooks.optimizer),
+    )
     return type(hooks)(loss, metrics, optimizer, listed, class_weight)
 
 
 def no_arguments(value):
-    """Whether a run() argument is a function of no arguments, to call once Keras loads."""
-    if not callable(value) or isinstance(value, type | keras.losses.Loss | keras.metrics.Metric):
+    """Whether a run() argument is a no-argument function (called once Keras is in)."""
+    if not callable(value) or isinstance(
+        value, type | keras.losses.Loss | keras.metrics.Metric
+    ):
         return False
     try:
         parameters = inspect.signature(value).parameters.values()
     except (TypeError, ValueError):
         return False
-    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in parameters
+    )
 
 
 def called(value):
@@ -72,15 +91,23 @@ def keras_object(argument, value, module, kind):
         try:
             module.get(value)
         except (ValueError, TypeError):
-            known = ", ".join(sorted(n for n in dir(module) if n.islower() and not n.startswith("_"))[:12])
-            raise UsageError(f"run({argument}={value!r}): not a name Keras knows (such as {known}, ...)") from None
+            known = ", ".join(
+                sorted(n for n in dir(module) if n.islower() and not n.startswith("_"))[
+                    :12
+                ]
+            )
+            raise UsageError(
+                f"run({argument}={value!r}): not a name Keras knows (such as {known}, "
+                "...)"
+            ) from None
         return value
     if isinstance(value, kind):
         return value
     if callable(value) and takes(value, 2):
         return value
     raise UsageError(
-        f"run({argument}=...): expected a name, a keras.{module.__name__.split('.')[-1]} "
+        f"run({argument}=...): expected a name, a "
+        f"keras.{module.__name__.split('.')[-1]} "
         f"object or a function of (y_true, y_pred), got {value!r}"[:300]
     )
 
@@ -92,7 +119,9 @@ def takes(function, count):
         return True  # a builtin: Keras will say
     if any(p.kind == p.VAR_POSITIONAL for p in parameters):
         return True
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = [
+        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     required = [p for p in positional if p.default is p.empty]
     return len(required) <= count <= len(positional)
 
@@ -109,7 +138,9 @@ def optimizer_maker(value):
             return type(keras.optimizers.get(value))
         except (ValueError, TypeError):
             known = ", ".join(sorted(OPTIMIZERS) + ["adamw", "nadam", "adagrad", "..."])
-            raise UsageError(f"run(optimizer={value!r}): not an optimizer Keras knows ({known})") from None
+            raise UsageError(
+                f"run(optimizer={value!r}): not an optimizer Keras knows ({known})"
+            ) from None
     if isinstance(value, keras.optimizers.Optimizer):
         settings = value.get_config()
         return lambda **flags: type(value).from_config({**settings, **flags})
@@ -128,8 +159,8 @@ def optimizer_maker(value):
 # --------------------------------------------------------------------------------------
 def build(build_model, options, preprocessing):
     """build_model(**options), checked against the data; for a regression, followed by a
-    layer that takes the standardised output back to the targets' units. Returns the model
-    and what its output is ("logits", "probabilities" or "values")."""
+    layer that takes the standardised output back to the targets' units. Returns the
+    model and what its output is ("logits", "probabilities" or "values")."""
     try:
         model = build_model(**options)
     except ValueError as error:  # Keras' refusal of an argument (a flag's value)
@@ -141,9 +172,15 @@ def build(build_model, options, preprocessing):
             f"got {type(model).__name__}"
         )
     if len(model.inputs) != 1:
-        raise UserError(f"build_model's model takes {len(model.inputs)} inputs; the pipeline feeds one (the examples)")
+        raise UserError(
+            f"build_model's model takes {len(model.inputs)} inputs; the pipeline feeds "
+            "one (the examples)"
+        )
     if len(model.outputs) != 1:
-        raise UserError(f"build_model's model has {len(model.outputs)} outputs; the pipeline trains one")
+        raise UserError(
+            f"build_model's model has {len(model.outputs)} outputs; the pipeline "
+            "trains one"
+        )
     width = preprocessing.model_options()["outputs"]
     output = output_of(model, width, preprocessing.is_regression)
     if output == "values":
@@ -181,7 +218,11 @@ def last_activation(model):
     A functional model's operations are in the order they run: its output's is last."""
     operation = model
     while isinstance(operation, keras.Model):  # a model used as a layer
-        operation = (operation.layers if isinstance(operation, keras.Sequential) else operation.operations)[-1]
+        operation = (
+            operation.layers
+            if isinstance(operation, keras.Sequential)
+            else operation.operations
+        )[-1]
     if isinstance(operation, keras.layers.Softmax):
         return "softmax"
     activation = getattr(operation, "activation", None)
@@ -192,7 +233,7 @@ def last_activation(model):
 
 
 def use_cudnn(model, setting):
-    """--use-cudnn for every LSTM and GRU layer (Keras reads the attribute at each call)."""
+    """--use-cudnn for every LSTM and GRU layer (Keras reads it at each call)."""
     if setting == "auto":
         return
     for layer in recurrent_layers(model):
@@ -201,7 +242,7 @@ def use_cudnn(model, setting):
 
 
 def recurrent_layers(model):
-    """Every layer of the model, those inside Bidirectional and nested models included."""
+    """Every layer, those inside Bidirectional and nested models included."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             yield from recurrent_layers(layer)
@@ -212,8 +253,8 @@ def recurrent_layers(model):
 
 
 def architecture_of(model):
-    """A hash of the model's structure (layer types and settings, not weights, and not the
-    names Keras numbers per process, which a functional model's wiring refers to)."""
+    """A hash of the model's structure (layer types and settings, not weights, and not
+    the names Keras numbers per process, which a functional model's wiring refers to)."""
 
     def unnamed(value):
         if isinstance(value, dict):
@@ -240,7 +281,9 @@ def compile_model(model, config, output, hooks, steps_per_epoch):
     except TypeError as error:
         raise UsageError(f"run(optimizer=...): {first_line(error)}") from None
     if not isinstance(optimizer, keras.optimizers.Optimizer):
-        raise UsageError(f"run(optimizer=...) made {optimizer!r}, not a keras optimizer"[:200])
+        raise UsageError(
+            f"run(optimizer=...) made {optimizer!r}, not a keras optimizer"[:200]
+        )
     model.compile(
         optimizer=optimizer,
         loss=hooks.loss if hooks.loss is not None else default_loss(model, output),
@@ -276,14 +319,22 @@ def class_weights(config, y, names, own=None):
         return None
     if choice == "balanced":
         counts = np.bincount(y, minlength=len(names)).astype(np.float64)
-        return {i: float(len(y) / (len(names) * c)) if c else 0.0 for i, c in enumerate(counts)}
+        return {
+            i: float(len(y) / (len(names) * c)) if c else 0.0
+            for i, c in enumerate(counts)
+        }
     if not isinstance(own, dict):
-        raise UsageError(f"run(class_weight=...): expected a dict or 'balanced', got {own!r}")
+        raise UsageError(
+            f"run(class_weight=...): expected a dict or 'balanced', got {own!r}"
+        )
     weights = {}
     for key, weight in own.items():
         index = names.index(key) if key in names else key
         if not isinstance(index, int | np.integer) or not 0 <= index < len(names):
-            raise UserError(f"run(class_weight=...): {key!r} is not a class of these data ({', '.join(names)})")
+            raise UserError(
+                f"run(class_weight=...): {key!r} is not a class of these data "
+                f"({', '.join(names)})"
+            )
         weights[int(index)] = float(weight)
     return {i: weights.get(i, 1.0) for i in range(len(names))}
 
@@ -342,13 +393,17 @@ class KeepProgress(CheckSignals):
     """Per batch: stop on a signal or a non-finite loss. Per epoch: the history row, the
     best model, early stopping, then the state for resume (every file replaced whole).
 
-    Early stopping is kept here rather than in keras.callbacks.EarlyStopping: it needs the
-    best epoch that best.keras needs anyway, and Keras' callback resets its counters when
-    fit starts, so resuming it exactly would mean reaching into its attributes."""
+    Early stopping is kept here rather than in keras.callbacks.EarlyStopping: it needs
+    the best epoch that best.keras needs anyway, and Keras' callback resets its counters
+    when fit starts, so resuming it exactly would mean reaching into its attributes."""
 
     def __init__(self, run, progress, steps_per_epoch, plateau=None):
         super().__init__(run)
-        self.progress, self.steps_per_epoch, self.plateau = progress, steps_per_epoch, plateau
+        self.progress, self.steps_per_epoch, self.plateau = (
+            progress,
+            steps_per_epoch,
+            plateau,
+        )
         self.monitor = monitor_of(run.config, run.regression)
         self.epoch, self.started, self.last_batch = 0, 0.0, 0
 
@@ -368,19 +423,32 @@ class KeepProgress(CheckSignals):
         if not math.isfinite(loss):
             first = self.last_batch + 1
             where = f"batch {last}" if last == first else f"batches {first}-{last}"
-            raise TrainingStopped(f"loss became {loss} at epoch {self.epoch + 1}, {where}", EXIT_FAILED)
+            raise TrainingStopped(
+                f"loss became {loss} at epoch {self.epoch + 1}, {where}", EXIT_FAILED
+            )
         self.last_batch = last
 
     def on_epoch_end(self, epoch, logs=None):
         progress, logs = self.progress, logs or {}
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if k != "learning_rate"}}
+        row = {
+            "epoch": epoch + 1,
+            **{k: float(v) for k, v in logs.items() if k != "learning_rate"},
+        }
         if not math.isfinite(row.get("val_loss", 0.0)):
-            raise TrainingStopped(f"the validation loss became {row['val_loss']} at epoch {epoch + 1}", EXIT_FAILED)
+            raise TrainingStopped(
+                f"the validation loss became {row['val_loss']} at epoch {epoch + 1}",
+                EXIT_FAILED,
+            )
         score = score_of(row, self.monitor)
         if score is None:
             figures = ", ".join(k for k in row if k != "epoch")
-            raise UsageError(f"--monitor {self.monitor}: not a figure the run logs ({figures})")
-        row.update(learning_rate=learning_rate(self.model), seconds=time.perf_counter() - self.started)
+            raise UsageError(
+                f"--monitor {self.monitor}: not a figure the run logs ({figures})"
+            )
+        row.update(
+            learning_rate=learning_rate(self.model),
+            seconds=time.perf_counter() - self.started,
+        )
         progress.rows.append(row)
         if progress.best is None or score > progress.best:  # a tie is not better
             progress.best, progress.best_epoch = score, epoch + 1
@@ -397,11 +465,11 @@ class KeepProgress(CheckSignals):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """--tensorboard: each epoch's figures (and the learning rate) as TensorBoard scalars in
-    RUN/logs/train and RUN/logs/validation, flushed at once (a killed run keeps every epoch
-    its state counts as done), and each epoch written once: a run killed after the flush but
-    before the epoch's state was saved trains that epoch again, to the same figures.
-    logs/epochs-logged holds the last epoch written."""
+    """--tensorboard: each epoch's figures (and the learning rate) as TensorBoard scalars
+    in RUN/logs/train and RUN/logs/validation, flushed at once (a killed run keeps
+    every epoch its state counts as done), and each epoch written once: a run killed
+    after the flush but before the epoch's state was saved trains that epoch again, to
+    the same figures. logs/epochs-logged holds the last epoch written."""
 
     def __init__(self, run_dir):
         import tensorflow as tf
@@ -411,7 +479,8 @@ class EpochLog(keras.callbacks.Callback):
         self.logged = int(marker.read_text()) if marker.is_file() else 0
         folder = run_dir.path / "logs"
         self.writers = {
-            part: tf.summary.create_file_writer(str(folder / part)) for part in ("train", "validation")
+            part: tf.summary.create_file_writer(str(folder / part))
+            for part in ("train", "validation")
         }
 
     def on_epoch_end(self, epoch, logs=None):
@@ -423,7 +492,9 @@ class EpochLog(keras.callbacks.Callback):
         for name, value in figures.items():
             part = "validation" if name.startswith("val_") else "train"
             with self.writers[part].as_default():
-                tf.summary.scalar("epoch_" + name.removeprefix("val_"), float(value), step=epoch)
+                tf.summary.scalar(
+                    "epoch_" + name.removeprefix("val_"), float(value), step=epoch
+                )
         for writer in self.writers.values():
             writer.flush()
         self.logged = epoch + 1
@@ -440,7 +511,9 @@ class ProgressBar(keras.callbacks.ProgbarLogger):
 
     def on_train_batch_end(self, batch, logs=None):
         steps = self.target  # what Keras' progress bar counts to
-        super().on_train_batch_end(batch if steps is None else min(batch, steps - 1), logs)
+        super().on_train_batch_end(
+            batch if steps is None else min(batch, steps - 1), logs
+        )
 
 
 def learning_rate(model):
@@ -464,26 +537,38 @@ def train(model, data, preprocessing, run, progress):
     part, parts = distribution.process_index, distribution.process_count
     validation = None
     if len(data.validation):
-        local = distribution.local_split(feed.even_rows(data.validation, distribution.replicas))
-        validation = feed.validation_data(local, preprocessing, feed.EVAL_BATCH_SIZE // parts)
+        local = distribution.local_split(
+            feed.even_rows(data.validation, distribution.replicas)
+        )
+        validation = feed.validation_data(
+            local, preprocessing, feed.EVAL_BATCH_SIZE // parts
+        )
     order = feed.EpochOrder(len(train_split), config.seed, start)
-    batches = feed.training_feed(train_split, preprocessing, config.batch_size, order, part, parts)
+    batches = feed.training_feed(
+        train_split, preprocessing, config.batch_size, order, part, parts
+    )
     steps = -(-len(train_split) // config.batch_size)
     plateau = None
     if config.lr_schedule == "plateau":
         monitor = monitor_of(config, run.regression)
         if validation is None:
             monitor = monitor.removeprefix("val_")
-        plateau = keras.callbacks.ReduceLROnPlateau(monitor=monitor, verbose=1, **PLATEAU)
+        plateau = keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, verbose=1, **PLATEAU
+        )
     # The order first, the state last (after the epoch's learning rate and logs are in).
-    callbacks = [feed.FollowEpochs(order), ProgressBar()] + ([plateau] if plateau else [])
+    callbacks = [feed.FollowEpochs(order), ProgressBar()] + (
+        [plateau] if plateau else []
+    )
     callbacks += list(run.hooks.callbacks or ())
     if config.tensorboard and run.run_dir.writer:
         callbacks.append(EpochLog(run.run_dir))
     callbacks.append(KeepProgress(run, progress, steps, plateau))
     weights = None
     if not run.regression:
-        weights = class_weights(config, data.train.y, data.class_names, run.hooks.class_weight)
+        weights = class_weights(
+            config, data.train.y, data.class_names, run.hooks.class_weight
+        )
     model.fit(
         batches,
         validation_data=validation,

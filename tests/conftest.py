@@ -56,7 +56,16 @@ def _sequences(folder):
     from files import write_sequences_npz
 
     write_sequences_npz(folder / "my.npz")
-    args = ["--data", folder / "my.npz", "--epochs", "4", "--units", "16", "--num-layers", "1"]
+    args = [
+        "--data",
+        folder / "my.npz",
+        "--epochs",
+        "4",
+        "--units",
+        "16",
+        "--num-layers",
+        "1",
+    ]
     return _train(folder, "train_lstm.py", *args)
 
 
@@ -64,7 +73,16 @@ def _texts(folder):
     from files import write_sentences_csv
 
     write_sentences_csv(folder / "s.csv")
-    args = ["--data", folder / "s.csv", "--epochs", "4", "--units", "8", "--max-length", "16"]
+    args = [
+        "--data",
+        folder / "s.csv",
+        "--epochs",
+        "4",
+        "--units",
+        "8",
+        "--max-length",
+        "16",
+    ]
     return _train(folder, "train_imdb_bilstm.py", *args)
 
 
@@ -83,7 +101,12 @@ def _two_classes(folder):
 
     x, y = separable_sequences(400, classes=2, seed=3)
     names = np.array(["no", "yes"])
-    arrays = {"x_train": x[:320], "y_train": y[:320], "x_test": x[320:], "y_test": y[320:]}
+    arrays = {
+        "x_train": x[:320],
+        "y_train": y[:320],
+        "x_test": x[320:],
+        "y_test": y[320:],
+    }
     np.savez(folder / "two.npz", **arrays, class_names=names)
     one_logit = lambda s: s.replace("Dense(outputs,", "Dense(1,")  # noqa: E731
     script = copy_script("train_lstm.py", folder, one_logit, "train_one_logit.py")
@@ -96,7 +119,9 @@ def _regression(folder):
 
     write_regression(folder / "values.npz")
     args = ["--data", folder / "values.npz", "--epochs", "3", "--units", "16"]
-    return _train(folder, "train_lstm.py", *args, "--num-layers", "1", "--learning-rate", "0.01")
+    return _train(
+        folder, "train_lstm.py", *args, "--num-layers", "1", "--learning-rate", "0.01"
+    )
 
 
 SERIES = ["--target", "temp", "--window", "12", "--horizon", "2"]
@@ -107,11 +132,22 @@ def _series(folder):
 
     write_series(folder / "weather.csv")
     args = ["--data", folder / "weather.csv", *SERIES, "--epochs", "4", "--units", "16"]
-    return _train(folder, "train_lstm.py", *args, "--num-layers", "1", "--learning-rate", "0.01")
+    return _train(
+        folder, "train_lstm.py", *args, "--num-layers", "1", "--learning-rate", "0.01"
+    )
 
 
 def _word_ids(folder):
-    args = ["--synthetic", "--smoke", "--units", "4", "--vocab-size", "500", "--max-length", "30"]
+    args = [
+        "--synthetic",
+        "--smoke",
+        "--units",
+        "4",
+        "--vocab-size",
+        "500",
+        "--max-length",
+        "30",
+    ]
     return _train(folder, "train_imdb_bilstm.py", *args)
 
 

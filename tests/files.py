@@ -59,7 +59,9 @@ def write_regression(path, count=500, seed=0):
     x = rng.normal(0, 1, (count, 20, 2)).astype(np.float32)
     y = 300 + 40 * x[:, -5:, 0].mean(axis=1) + 10 * x[:, :, 1].mean(axis=1)
     split = int(count * 0.8)
-    np.savez(path, x_train=x[:split], y_train=y[:split], x_test=x[split:], y_test=y[split:])
+    np.savez(
+        path, x_train=x[:split], y_train=y[:split], x_test=x[split:], y_test=y[split:]
+    )
     return x, y
 
 
@@ -71,6 +73,9 @@ def write_series(path, rows=400, seed=0, start=0):
     temp = 15 + 8 * np.sin(2 * np.pi * hours / 24) + rng.normal(0, 0.3, rows)
     humidity = 60 - 2 * temp + rng.normal(0, 1, rows)
     lines = ["date,temp,humidity"]
-    lines += [f"2024-01-{1 + h // 24:02d}T{h % 24:02d},{t:.3f},{u:.3f}" for h, t, u in zip(hours, temp, humidity)]
+    lines += [
+        f"2024-01-{1 + h // 24:02d}T{h % 24:02d},{t:.3f},{u:.3f}"
+        for h, t, u in zip(hours, temp, humidity)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return temp

@@ -183,13 +183,31 @@ def run_in_one_process(*steps, env=None):
     import json
 
     folder = Path(tempfile.mkdtemp(dir=_SCRATCH.name))
-    plan = [{"script": s[0], "args": [str(a) for a in s[1]], **(s[2] if len(s) > 2 else {})} for s in steps]
+    plan = [
+        {"script": s[0], "args": [str(a) for a in s[1]], **(s[2] if len(s) > 2 else {})}
+        for s in steps
+    ]
     (folder / "steps.json").write_text(json.dumps(plan))
-    command = [sys.executable, str(ROOT / "tests" / "in_one_process.py"), "steps.json", "results.json"]
-    done = subprocess.run(command, cwd=folder, env=script_env(env), capture_output=True, text=True, timeout=900)
+    command = [
+        sys.executable,
+        str(ROOT / "tests" / "in_one_process.py"),
+        "steps.json",
+        "results.json",
+    ]
+    done = subprocess.run(
+        command,
+        cwd=folder,
+        env=script_env(env),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, explain(done)
     found = json.loads((folder / "results.json").read_text())
-    return [subprocess.CompletedProcess(p["args"], f["returncode"], f["stdout"], f["stderr"]) for p, f in zip(plan, found)]
+    return [
+        subprocess.CompletedProcess(p["args"], f["returncode"], f["stdout"], f["stderr"])
+        for p, f in zip(plan, found)
+    ]
 
 
 def explain(result):

@@ -13,7 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+sys.path[:0] = [
+    str(Path(__file__).resolve().parent),
+    str(Path(__file__).resolve().parents[1]),
+]
 
 from helpers import call_here, run_here, run_until_epoch  # noqa: E402
 
@@ -25,15 +28,27 @@ def main(steps_file, results_file):
             from rnn_scripts.predict import main as predict
 
             done = call_here(predict, step["args"])
-            results.append({"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr})
+            results.append(
+                {
+                    "returncode": done.returncode,
+                    "stdout": done.stdout,
+                    "stderr": done.stderr,
+                }
+            )
             continue
         if step.get("until_epoch"):
             out, args = step["args"][-1], step["args"][:-2]  # ..., "--output-dir", OUT
-            run_until_epoch(step["script"], args, out, step["until_epoch"], any_backend=True)
+            run_until_epoch(
+                step["script"], args, out, step["until_epoch"], any_backend=True
+            )
             results.append({"returncode": None, "stdout": "", "stderr": ""})
             continue
-        done = run_here(step["script"], *step["args"], env=step.get("env"), any_backend=True)
-        results.append({"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr})
+        done = run_here(
+            step["script"], *step["args"], env=step.get("env"), any_backend=True
+        )
+        results.append(
+            {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+        )
     Path(results_file).write_text(json.dumps(results))
 
 

@@ -49,7 +49,12 @@ def runs_on(backend, folder):
     without a GPU: (results, folders). JAX and torch take the backend from $KERAS_BACKEND
     (the default); on TensorFlow, --backend wins over $KERAS_BACKEND."""
     x, y = separable_sequences(400, seed=12)
-    arrays = {"x_train": x[:320], "y_train": y[:320], "x_test": x[320:], "y_test": y[320:]}
+    arrays = {
+        "x_train": x[:320],
+        "y_train": y[:320],
+        "x_test": x[320:],
+        "y_test": y[320:],
+    }
     np.savez(folder / "classes.npz", **arrays)
     own = ["--backend", "tensorflow"] if backend == "tensorflow" else []
     steps, outs = [], {}
@@ -77,7 +82,9 @@ def backends(tmp_path_factory):
 
     def on(backend):
         if backend != "tensorflow" and not importable(backend):
-            pytest.skip(f"{backend} is not installed (pip install -r requirements-{backend}.txt)")
+            pytest.skip(
+                f"{backend} is not installed (pip install -r requirements-{backend}.txt)"
+            )
         if backend not in found:
             found[backend] = runs_on(backend, tmp_path_factory.mktemp(backend))
         return found[backend]
@@ -91,7 +98,9 @@ def test_smoke_run_on_backend(backends, script, backend):
     results, outs = backends(backend)
     result, out = results[script], outs[script]
     assert result.returncode == 0, explain(result)
-    assert result.stdout.startswith(f"backend {backend} ")  # --backend, or $KERAS_BACKEND
+    assert result.stdout.startswith(
+        f"backend {backend} "
+    )  # --backend, or $KERAS_BACKEND
     assert "Traceback" not in result.stderr, explain(result)
     metrics = read_metrics(out)
     assert metrics["backend"] == backend and metrics["versions"][backend]
@@ -115,7 +124,9 @@ def test_smoke_run_on_backend(backends, script, backend):
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_each_backend_learns_and_they_agree_on_the_predictions(backends, backend, tmp_path):
+def test_each_backend_learns_and_they_agree_on_the_predictions(
+    backends, backend, tmp_path
+):
     results, outs = backends(backend)
     metrics = read_metrics(outs["train_gru.py"])
     assert metrics["test_accuracy"] >= 0.9 and metrics["backend"] == backend
@@ -140,5 +151,7 @@ def test_use_cudnn_true_without_gpu_is_one_line_error(backends, backend):
     if "GPU:" in result.stdout:  # a machine with a GPU: cuDNN may run
         pytest.skip("a GPU is present")
     assert result.returncode == 1, explain(result)
-    assert result.stderr.startswith("error: --use-cudnn true needs an NVIDIA GPU"), explain(result)
+    assert result.stderr.startswith("error: --use-cudnn true needs an NVIDIA GPU"), (
+        explain(result)
+    )
     assert result.stderr.count("\n") == 1

@@ -485,7 +485,9 @@ def test_invalid_value_in_a_real_run_exits_2_in_one_line_and_writes_nothing(tmp_
 
 
 def test_a_bad_keras_backend_variable_is_one_line(tmp_path):
-    result = run_here("train_lstm.py", "--smoke", cwd=tmp_path, env={"KERAS_BACKEND": "mxnet"})
+    result = run_here(
+        "train_lstm.py", "--smoke", cwd=tmp_path, env={"KERAS_BACKEND": "mxnet"}
+    )
     assert result.returncode == 2, explain(result)
     assert "KERAS_BACKEND='mxnet'" in result.stderr and result.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
@@ -501,10 +503,17 @@ def test_steps_per_execution_is_16_but_1_where_keras_allows_no_more():
 
 
 def test_given_names_are_the_flags_on_the_command_line():
-    argv = ["--epochs", "10", "--seed=3", "--smoke", "--export", "onnx", "--no-such"][:-1]
+    argv = ["--epochs", "10", "--seed=3", "--smoke", "--export", "onnx", "--no-such"][
+        :-1
+    ]
     contract = contract_of()
     given = cli.parse_arguments("t", None, contract, cli.ScriptDefaults(), argv)[1]
-    assert given == {"epochs", "seed", "smoke", "export"}  # --epochs 10 is the default: given
+    assert given == {
+        "epochs",
+        "seed",
+        "smoke",
+        "export",
+    }  # --epochs 10 is the default: given
 
 
 def settled(tmp_path, saved, argv, resuming=True):
@@ -516,17 +525,23 @@ def settled(tmp_path, saved, argv, resuming=True):
     from rnn_scripts.rundir import RunDir
 
     (tmp_path / "args.json").write_text(json.dumps({"arguments": saved}))
-    config, explicit = cli.parse_arguments("t", None, contract_of(), cli.ScriptDefaults(), argv)
+    config, explicit = cli.parse_arguments(
+        "t", None, contract_of(), cli.ScriptDefaults(), argv
+    )
     if resuming:
         config = config.replace(resume=tmp_path)
-    run = SimpleNamespace(config=config, explicit=explicit, run_dir=RunDir(tmp_path), changes={})
+    run = SimpleNamespace(
+        config=config, explicit=explicit, run_dir=RunDir(tmp_path), changes={}
+    )
     resume.settle(run)
     return run.config, run.changes
 
 
 def test_settle_takes_saved_values_allows_safe_changes_and_refuses_others(tmp_path):
     saved = parse(["--seed", "7", "--learning-rate", "0.01"]).to_json()
-    merged, changes = settled(tmp_path, saved, ["--learning-rate", "0.005", "--epochs", "12"])
+    merged, changes = settled(
+        tmp_path, saved, ["--learning-rate", "0.005", "--epochs", "12"]
+    )
     assert merged.seed == 7 and merged.learning_rate == 0.005 and merged.epochs == 12
     assert changes == {"learning_rate": [0.01, 0.005], "epochs": [10, 12]}
     with pytest.raises(cli.UsageError, match="--seed was 7, now 1"):
@@ -539,12 +554,18 @@ def test_settle_takes_saved_values_allows_safe_changes_and_refuses_others(tmp_pa
         settled(tmp_path, {**saved, "colour": "red"}, [])
     with pytest.raises(cli.UsageError, match="lacks the argument 'units'"):
         settled(tmp_path, {k: v for k, v in saved.items() if k != "units"}, [])
-    with pytest.raises(cli.UsageError, match="unfinished run started with other arguments"):
+    with pytest.raises(
+        cli.UsageError, match="unfinished run started with other arguments"
+    ):
         settled(tmp_path, saved, [], resuming=False)  # the same folder, another command
 
 
 def test_a_percent_sign_in_a_help_line_is_shown_as_written(tmp_path):
-    percent = lambda s: s.replace("units: units per recurrent layer", "units: 10% of the width, or 100%")  # noqa: E731
+    def percent(s):
+        return s.replace(
+            "units: units per recurrent layer", "units: 10% of the width, or 100%"
+        )
+
     script = copy_script("train_gru.py", tmp_path, percent, "train_percent.py")
     result = run_here(script, "--help", cwd=tmp_path)
     assert result.returncode == 0, explain(result)
@@ -555,11 +576,13 @@ def test_a_keyword_that_is_another_flags_no_form_is_one_line():
     def build_model(features, outputs, masked=False, no_masked=1):
         pass
 
-    with pytest.raises(ContractError, match="'no_masked' is also the flag that turns off 'masked'"):
+    with pytest.raises(
+        ContractError, match="'no_masked' is also the flag that turns off 'masked'"
+    ):
         read_contract(build_model, "sequences", cli.reserved_names())
 
 
-def test_annotations_make_the_flags_type_and_none_stays_text_without_one():
+def test_annotations_make_the_flags_type_and_none_stays_text_without_one(capsys):
     from typing import Literal, Optional
 
     def build_model(
@@ -575,15 +598,58 @@ def test_annotations_make_the_flags_type_and_none_stays_text_without_one():
         pass
 
     contract = read_contract(build_model, "sequences", cli.reserved_names())
-    parse = lambda argv: cli.parse_arguments("x", None, contract, cli.ScriptDefaults(), argv)[0]  # noqa: E731
+
+    def parse(argv):
+        return cli.parse_arguments("x", None, contract, cli.ScriptDefaults(), argv)[0]
+
     config = parse([])
-    assert (config.l2, config.depth, config.cell, config.sizes, config.bias, config.note) == (None, None, "lstm", [8, 4], True, None)
-    config = parse(["--l2", "0.001", "--depth", "3", "--cell", "gru", "--sizes", "16", "8", "2", "--no-bias", "--note", "7"])
-    assert (config.l2, config.depth, config.cell, config.sizes, config.bias, config.note) == (0.001, 3, "gru", [16, 8, 2], False, "7")
-    assert type(config.l2) is float and type(config.depth) is int and type(config.note) is str
-    for argv, words in ((["--l2", "much"], "expected a number"), (["--cell", "rnn"], "invalid choice"), (["--sizes", "a"], "expected an integer")):
+    assert (
+        config.l2,
+        config.depth,
+        config.cell,
+        config.sizes,
+        config.bias,
+        config.note,
+    ) == (None, None, "lstm", [8, 4], True, None)
+    config = parse(
+        [
+            "--l2",
+            "0.001",
+            "--depth",
+            "3",
+            "--cell",
+            "gru",
+            "--sizes",
+            "16",
+            "8",
+            "2",
+            "--no-bias",
+            "--note",
+            "7",
+        ]
+    )
+    assert (
+        config.l2,
+        config.depth,
+        config.cell,
+        config.sizes,
+        config.bias,
+        config.note,
+    ) == (0.001, 3, "gru", [16, 8, 2], False, "7")
+    assert (
+        type(config.l2) is float
+        and type(config.depth) is int
+        and type(config.note) is str
+    )
+    for argv, words in (
+        (["--l2", "much"], "expected a number"),
+        (["--cell", "rnn"], "invalid choice"),
+        (["--sizes", "a"], "expected an integer"),
+    ):
         with pytest.raises(SystemExit):
             parse(argv)
+        assert words in capsys.readouterr().err
+
     def other(features, table: dict = None):
         pass
 
@@ -595,4 +661,7 @@ def test_a_copied_scripts_help_points_at_nothing_it_lacks(helps):
     """A script copied out of the repository has no docs/ beside it."""
     for script in SCRIPTS:
         result = run_here(script, "--help")
-        assert "docs/" not in result.stdout.split("training:")[1].split("hardware and speed")[0], script
+        assert (
+            "docs/"
+            not in result.stdout.split("training:")[1].split("hardware and speed")[0]
+        ), script

@@ -376,9 +376,7 @@ def test_imdb_file_with_published_hash_is_decoded_like_keras_reviews_with_their_
     assert (data.train.x[:, 0] == kinds.START_TOKEN).all()
     assert data.train.x.max() < 1000 and (data.train.x == kinds.OOV_TOKEN).any()
     for part in (data.train, data.test):
-        first_rank = (
-            part.x[:, 1] - kinds.FIRST_WORD_INDEX
-        )  # all first words are < 1000
+        first_rank = part.x[:, 1] - kinds.FIRST_WORD_INDEX  # all first words are < 1000
         np.testing.assert_array_equal(first_rank % 2 == 0, part.y == 1)
     assert preprocessing.kind.word_index == {"good": 1, "bad": 2}  # rank + 3 < 1000 only
 
@@ -709,7 +707,11 @@ def test_own_csv_texts_with_string_labels_stream_from_disk_with_a_vocabulary_of_
             "cats,zebraword zebraword zebraword\n"
         )  # the last row: held out or not
     data, preprocessing = prepared("text", data=tmp_path / "s.csv", max_length=12)
-    assert data.kind.name == "texts" and preprocessing.class_names == ["cats", "dogs", "fish"]
+    assert data.kind.name == "texts" and preprocessing.class_names == [
+        "cats",
+        "dogs",
+        "fish",
+    ]
     assert (
         data.train.streamed
         and len(data.train) + len(data.validation) + len(data.test) == 301
@@ -719,7 +721,9 @@ def test_own_csv_texts_with_string_labels_stream_from_disk_with_a_vocabulary_of_
         "zebraword" in t for t in texts
     )
     assert (
-        preprocessing.model_options()["vocab_size"] == len(preprocessing.kind.vocabulary) < 40
+        preprocessing.model_options()["vocab_size"]
+        == len(preprocessing.kind.vocabulary)
+        < 40
     )
     assert preprocessing.kind.prepare(texts[:2]).shape == (2, 12)
 
@@ -767,9 +771,7 @@ def test_no_room_for_the_word_ids_is_one_line_naming_tmpdir(tmp_path, monkeypatc
 
 def test_own_csv_with_named_columns_integer_labels_a_bom_and_long_texts(tmp_path):
     long = "word " * 40000  # 200,000 characters: beyond csv's default field limit
-    rows = "".join(
-        f"{'word%d good' % (i % 7) if i else long},{i % 2}\n" for i in range(60)
-    )
+    rows = "".join(f"{f'word{i % 7} good' if i else long},{i % 2}\n" for i in range(60))
     (tmp_path / "t.csv").write_bytes(
         b"\xef\xbb\xbf" + f"review,stars\n{rows}".encode()
     )  # Excel's BOM
@@ -1144,23 +1146,40 @@ def run_own(tmp_path, *args, script="train_gru.py"):
     return run_here(script, *args, *tiny, "--output-dir", tmp_path / "run", cwd=tmp_path)
 
 
-def test_whole_number_float_labels_with_class_names_are_classes_and_the_start_up_says_why(tmp_path):
+def test_whole_number_float_labels_with_class_names_are_classes_and_the_start_up_says_why(
+    tmp_path,
+):
     from helpers import explain, read_metrics
 
     x, y = files_separable(120)
     names = np.array(["walk", "run", "sit", "lie"])
-    np.savez(tmp_path / "named.npz", x_train=x, y_train=y.astype(np.float64), class_names=names)
+    np.savez(
+        tmp_path / "named.npz",
+        x_train=x,
+        y_train=y.astype(np.float64),
+        class_names=names,
+    )
     result = run_own(tmp_path, "--data", tmp_path / "named.npz")
     assert result.returncode == 0, explain(result)
     assert "task: classification (the file names its classes)" in result.stdout
     assert read_metrics(tmp_path / "run")["dataset"]["classes"] == list(names)
     floats = targets_of(y.astype(np.float64), "auto", "f")[0]
-    assert floats.task == "regression" and "all whole numbers: --task classification" in floats.why
-    assert targets_of(y.astype(np.float64), "classification", "f")[0].names == ("0", "1", "2", "3")
+    assert (
+        floats.task == "regression"
+        and "all whole numbers: --task classification" in floats.why
+    )
+    assert targets_of(y.astype(np.float64), "classification", "f")[0].names == (
+        "0",
+        "1",
+        "2",
+        "3",
+    )
 
 
 def test_the_feature_columns_of_a_long_csv_are_said_and_can_be_chosen(tmp_path, capsys):
-    rows = ["sequence,label,step,a,b"] + [f"s{i // 4},{i // 8 % 2},{i % 4},{i},{-i}" for i in range(32)]
+    rows = ["sequence,label,step,a,b"] + [
+        f"s{i // 4},{i // 8 % 2},{i % 4},{i},{-i}" for i in range(32)
+    ]
     (tmp_path / "long.csv").write_text("\n".join(rows) + "\n")
     part = read_table(tmp_path / "long.csv", "sequences", Layout())
     assert part.x.shape == (8, 4, 3)  # step, a and b
@@ -1169,30 +1188,46 @@ def test_the_feature_columns_of_a_long_csv_are_said_and_can_be_chosen(tmp_path, 
     assert part.x.shape == (8, 4, 2) and "features of" in capsys.readouterr().out
     part = read_table(tmp_path / "long.csv", "sequences", Layout(features=("b",)))
     np.testing.assert_array_equal(part.x[0, :, 0], [0, -1, -2, -3])
-    with pytest.raises(DataError, match=r"no column 'c' \(--ignore-columns; the columns read"):
+    with pytest.raises(
+        DataError, match=r"no column 'c' \(--ignore-columns; the columns read"
+    ):
         read_table(tmp_path / "long.csv", "sequences", Layout(ignore=("c",)))
 
 
 def test_errors_name_the_flag_that_was_given(tmp_path, capsys):
     rows = ["rec,label,a"] + [f"r{i // 2},{i % 2},{i}" for i in range(8)]
     (tmp_path / "long.csv").write_text("\n".join(rows) + "\n")
-    with pytest.raises(DataError, match=r"no column 'record' \(--sequence-column; the columns read with the comma as delimiter: rec, label, a\)"):
+    with pytest.raises(
+        DataError,
+        match=r"no column 'record' \(--sequence-column; the columns read with the comma as delimiter: rec, label, a\)",
+    ):
         read_table(tmp_path / "long.csv", "sequences", Layout(sequence="record"))
     message = rejected_cli(["--window", "48"], capsys)
     assert "--window goes with --target COLUMN" in message
     x, y = files_separable(40)
     np.savez(tmp_path / "train.npz", x=x, y=y)
     np.savez(tmp_path / "test.npz", x=x[:, :, :2], y=y)
-    with pytest.raises(DataError, match=r"test.npz \(x\): examples of shape \(50, 2\), the training data's \(50, 3\)"):
+    with pytest.raises(
+        DataError,
+        match=r"test.npz \(x\): examples of shape \(50, 2\), the training data's \(50, 3\)",
+    ):
         prepared(data=tmp_path / "train.npz", test_data=tmp_path / "test.npz")
 
 
-def test_a_separate_file_may_hold_any_one_pair_of_arrays_and_the_start_up_says_which(tmp_path, capsys):
+def test_a_separate_file_may_hold_any_one_pair_of_arrays_and_the_start_up_says_which(
+    tmp_path, capsys
+):
     x, y = files_separable(90)
     np.savez(tmp_path / "train.npz", x_train=x[:60], y_train=y[:60])
-    np.savez(tmp_path / "test.npz", x_test=x[60:75], y_test=y[60:75])  # keras.datasets' keys
+    np.savez(
+        tmp_path / "test.npz", x_test=x[60:75], y_test=y[60:75]
+    )  # keras.datasets' keys
     np.savez(tmp_path / "validation.npz", x_val=x[75:], y_val=y[75:])
-    data, _ = prepared(data=tmp_path / "train.npz", test_data=tmp_path / "test.npz", validation_data=tmp_path / "validation.npz")
+    data, _ = prepared(
+        data=tmp_path / "train.npz",
+        test_data=tmp_path / "test.npz",
+        validation_data=tmp_path / "validation.npz",
+    )
     assert (len(data.train), len(data.test), len(data.validation)) == (60, 15, 15)
     out = capsys.readouterr().out
     assert f"test data: {tmp_path / 'test.npz'} (x_test, y_test)" in out
@@ -1215,7 +1250,13 @@ def rejected_cli(argv, capsys):
 # --------------------------------------------------------------------------------------
 # What defines the data, and the labels of separate files
 # --------------------------------------------------------------------------------------
-FINGERPRINTED = ("kind", "task", "names", "series", *(f"{s}.{p}" for s in ("train", "validation", "test") for p in ("x", "y", "rows")))
+FINGERPRINTED = (
+    "kind",
+    "task",
+    "names",
+    "series",
+    *(f"{s}.{p}" for s in ("train", "validation", "test") for p in ("x", "y", "rows")),
+)
 
 
 def small_data(**changes):
@@ -1236,7 +1277,15 @@ def small_data(**changes):
     names = ("a", "c") if "names" in changes else ("a", "b")
     task = "regression" if "task" in changes else "classification"
     kind = kinds.Images if "kind" in changes else kinds.Sequences
-    data = Data(splits["train"], splits["test"], kind, Targets(task, names), "d", "d", splits["validation"])
+    data = Data(
+        splits["train"],
+        splits["test"],
+        kind,
+        Targets(task, names),
+        "d",
+        "d",
+        splits["validation"],
+    )
     data.series = {"window": 4, "horizon": 2 if "series" in changes else 1}
     return data
 
@@ -1248,21 +1297,32 @@ def test_every_field_that_defines_the_data_changes_its_fingerprint(field):
 
 
 @pytest.mark.parametrize("role", ["test_data", "validation_data"])
-def test_a_label_of_a_separate_file_beyond_the_training_classes_is_refused(tmp_path, role):
+def test_a_label_of_a_separate_file_beyond_the_training_classes_is_refused(
+    tmp_path, role
+):
     x, y = files_separable(60)
     np.savez(tmp_path / "train.npz", x=x[:40], y=y[:40] % 3)  # classes 0, 1, 2
-    np.savez(tmp_path / "other.npz", x=x[40:], y=np.where(np.arange(20) == 5, 3, y[40:] % 3))
-    with pytest.raises(DataError, match=r"other.npz \(y\): has class 3, beyond the training classes 0..2"):
+    np.savez(
+        tmp_path / "other.npz", x=x[40:], y=np.where(np.arange(20) == 5, 3, y[40:] % 3)
+    )
+    with pytest.raises(
+        DataError,
+        match=r"other.npz \(y\): has class 3, beyond the training classes 0..2",
+    ):
         prepared(data=tmp_path / "train.npz", **{role: tmp_path / "other.npz"})
     texts = "label,text\n" + "".join(f"{c},{c} words\n" for c in ("cat", "dog") * 10)
     (tmp_path / "train.csv").write_text(texts)
     (tmp_path / "other.csv").write_text(texts.replace("dog,", "bird,", 1))
-    with pytest.raises(DataError, match="the label 'bird' is not one of the training classes"):
+    with pytest.raises(
+        DataError, match="the label 'bird' is not one of the training classes"
+    ):
         prepared("text", data=tmp_path / "train.csv", **{role: tmp_path / "other.csv"})
 
 
 def test_another_sequence_column_groups_the_rows(tmp_path):
-    rows = ["recording,label,a,b"] + [f"r{i // 3},{i // 3 % 2},{i},{2 * i}" for i in range(18)]
+    rows = ["recording,label,a,b"] + [
+        f"r{i // 3},{i // 3 % 2},{i},{2 * i}" for i in range(18)
+    ]
     (tmp_path / "long.csv").write_text("\n".join(rows) + "\n")
     part = read_table(tmp_path / "long.csv", "sequences", Layout(sequence="recording"))
     assert part.x.shape == (6, 3, 2) and list(part.labels) == [0, 1, 0, 1, 0, 1]
@@ -1277,7 +1337,9 @@ def test_the_feed_jax_and_torch_train_on_gives_every_row_once_an_epoch():
     x, y = np.arange(count, dtype=np.float32)[:, None, None], np.arange(count)
     for parts in (1, 2):
         order = feed.EpochOrder(count, 7, 0)
-        shares = [feed.EpochBatches(x, y, size, order, part, parts) for part in range(parts)]
+        shares = [
+            feed.EpochBatches(x, y, size, order, part, parts) for part in range(parts)
+        ]
         for epoch in (0, 1, 2):
             order.epoch = epoch  # what FollowEpochs does as the epoch begins
             seen = []
@@ -1288,7 +1350,9 @@ def test_the_feed_jax_and_torch_train_on_gives_every_row_once_an_epoch():
                     np.testing.assert_array_equal(batch_x[:, 0, 0], batch_y)
                     seen.append(batch_y)
             rows = np.concatenate(seen)
-            whole = count - (count % size) % parts  # an uneven last batch loses < parts rows
+            whole = (
+                count - (count % size) % parts
+            )  # an uneven last batch loses < parts rows
             assert len(rows) == whole and len(set(rows)) == whole
             if parts == 1:
                 np.testing.assert_array_equal(rows, feed.epoch_order(count, 7, epoch))

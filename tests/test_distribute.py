@@ -45,7 +45,18 @@ def mirrored_and_one_device(backend, script, folder, *more):
     TensorFlow trains under one MirroredStrategy per process."""
     name = script.removesuffix(".py")
     steps = [
-        (script, ["--backend", backend, *SMALL, "--distribute", "mirrored", "--output-dir", folder / name]),
+        (
+            script,
+            [
+                "--backend",
+                backend,
+                *SMALL,
+                "--distribute",
+                "mirrored",
+                "--output-dir",
+                folder / name,
+            ],
+        ),
         (script, ["--backend", backend, *SMALL, "--output-dir", folder / f"{name}-one"]),
         *more,
     ]
@@ -61,11 +72,20 @@ def mirrored(tmp_path_factory):
 
     def on(backend):
         if backend == "jax" and not importable("jax"):
-            pytest.skip("the jax package is not installed (pip install -r requirements-jax.txt)")
+            pytest.skip(
+                "the jax package is not installed (pip install -r requirements-jax.txt)"
+            )
         if backend in found:
             return found[backend]
         folder = tmp_path_factory.mktemp(backend)
-        odd = ["--distribute", "mirrored", "--batch-size", "63", "--output-dir", folder / "odd"]
+        odd = [
+            "--distribute",
+            "mirrored",
+            "--batch-size",
+            "63",
+            "--output-dir",
+            folder / "odd",
+        ]
         refused = ("train_simplernn.py", ["--backend", backend, *SMALL, *odd])
         runs, refusal = {}, None
         for number, script in enumerate(RUNS[backend]):
@@ -82,13 +102,19 @@ def output_shape_on_one_device(model_file):
     """Load the saved model here (one device, no strategy) and predict 3 images."""
     import keras
 
-    found = keras.saving.load_model(model_file).predict(np.zeros((3, 28, 28), "float32"), verbose=0)
+    found = keras.saving.load_model(model_file).predict(
+        np.zeros((3, 28, 28), "float32"), verbose=0
+    )
     return found.shape, bool(np.isfinite(found).all())
 
 
 @pytest.mark.parametrize(
     "backend, script",
-    [("tensorflow", "train_gru.py"), ("tensorflow", "train_bilstm.py"), ("jax", "train_lstm.py")],
+    [
+        ("tensorflow", "train_gru.py"),
+        ("tensorflow", "train_bilstm.py"),
+        ("jax", "train_lstm.py"),
+    ],
 )
 def test_a_mirrored_run_trains_what_one_device_trains(mirrored, backend, script):
     (result, out, one_device) = mirrored(backend)[0][script]
@@ -100,12 +126,16 @@ def test_a_mirrored_run_trains_what_one_device_trains(mirrored, backend, script)
     assert metrics["test_examples"] == 50  # 51 does not split evenly over 2 replicas
     assert metrics["reloaded_model_max_difference"] < 1e-4
     rows = read_history(out)
-    assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["loss"] < rows[0]["loss"], rows
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["loss"] < rows[0]["loss"], (
+        rows
+    )
     assert output_shape_on_one_device(out / "model.keras") == ((3, 10), True)
     # each batch split over the two devices, the gradients summed: one device's training
     assert read_metrics(one_device)["replicas"] == 1
     one = read_history(one_device)
-    np.testing.assert_allclose([r["loss"] for r in rows], [r["loss"] for r in one], rtol=1e-4)
+    np.testing.assert_allclose(
+        [r["loss"] for r in rows], [r["loss"] for r in one], rtol=1e-4
+    )
     assert_same_weights(out, one_device, atol=1e-4)
 
 

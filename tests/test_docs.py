@@ -94,13 +94,17 @@ def test_the_speed_table_the_start_up_note_reads_is_the_documented_one():
 
 def test_every_documented_command_names_a_program_and_flags_that_exist():
     for path in DOCUMENTS:
+        copies = {}  # a file a documented `cp` makes stands for the file it copies
         for command, _ in commands(path):
             words = shlex.split(command)
+            if words[0] == "cp":
+                copies[words[2]] = words[1]
             if words[0] != "python":
                 continue
-            assert (ROOT / words[1]).is_file() or words[1] == "-m", (path, command)
-            if words[1].startswith("train_"):
-                check_script_arguments(words[1], words[2:], path)
+            program = copies.get(words[1], words[1])
+            assert (ROOT / program).is_file() or program == "-m", (path, command)
+            if program.startswith("train_"):
+                check_script_arguments(program, words[2:], path)
             elif words[1] == "tools/benchmark.py":
                 sys.path.insert(0, str(ROOT / "tools"))
                 import benchmark
@@ -164,7 +168,9 @@ def run_documented(command, folder, path):
         result = call_here(main, argv, cwd=folder)
     else:
         command = [sys.executable, *words[1:]]
-        result = subprocess.run(command, cwd=folder, env=script_env(), capture_output=True, text=True)
+        result = subprocess.run(
+            command, cwd=folder, env=script_env(), capture_output=True, text=True
+        )
     assert result.returncode == 0, f"{path.name}: {command}\n{explain(result)}"
 
 
@@ -208,8 +214,12 @@ def predicted(run, inputs, folder):
 
 
 def test_the_python_snippet_works_for_many_classes(project):
-    printed = run_snippet(project, project / "runs" / "my-model", project / "new_sequences.npy")
-    found = predicted(project / "runs" / "my-model", project / "new_sequences.npy", project)
+    printed = run_snippet(
+        project, project / "runs" / "my-model", project / "new_sequences.npy"
+    )
+    found = predicted(
+        project / "runs" / "my-model", project / "new_sequences.npy", project
+    )
     assert printed.splitlines()[0] == str([row["class"] for row in found])
 
 
@@ -218,10 +228,14 @@ def test_the_python_snippet_works_for_two_classes_and_a_regression(finished, tmp
 
     x, _ = separable_sequences(300, classes=2, seed=4)
     np.save(tmp_path / "two.npy", x[:5])
-    printed = run_snippet(tmp_path, finished("two classes"), tmp_path / "two.npy").splitlines()
+    printed = run_snippet(
+        tmp_path, finished("two classes"), tmp_path / "two.npy"
+    ).splitlines()
     rows = predicted(finished("two classes"), tmp_path / "two.npy", tmp_path)
     assert printed[0] == str([row["class"] for row in rows])
-    shown = [float(v) for v in re.findall(r"\d\.\d+(?:e[-+]\d+)?", " ".join(printed[1:]))]
+    shown = [
+        float(v) for v in re.findall(r"\d\.\d+(?:e[-+]\d+)?", " ".join(printed[1:]))
+    ]
     expected = [p for row in rows for p in row["probabilities"].values()]
     np.testing.assert_allclose(shown, expected, atol=1e-6)
     values_x, _ = write_regression(tmp_path / "values.npz")
@@ -229,6 +243,9 @@ def test_the_python_snippet_works_for_two_classes_and_a_regression(finished, tmp
     printed = run_snippet(tmp_path, finished("regression"), tmp_path / "values.npy")
     rows = predicted(finished("regression"), tmp_path / "values.npy", tmp_path)
     values = [row["values"]["value"] for row in rows]
-    found = [float(v) for v in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", printed.split("None")[0])]
+    found = [
+        float(v)
+        for v in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", printed.split("None")[0])
+    ]
     np.testing.assert_allclose(found, values, rtol=1e-5)
     assert printed.strip().endswith("None")

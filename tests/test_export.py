@@ -44,7 +44,10 @@ def export(run, *args):
 
 
 def predict_json(run, *inputs, cwd):
-    rows = [json.loads(line) for line in predict_here(run, *inputs, "--json", cwd=cwd).stdout.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in predict_here(run, *inputs, "--json", cwd=cwd).stdout.splitlines()
+    ]
     key = "values" if "values" in rows[0] else "probabilities"
     return np.array([list(row[key].values()) for row in rows])
 
@@ -52,7 +55,9 @@ def predict_json(run, *inputs, cwd):
 def saved_model_outputs(path, inputs):
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(path))  # referenced while called: its variables live in it
+    loaded = tf.saved_model.load(
+        str(path)
+    )  # referenced while called: its variables live in it
     return loaded.serve(inputs).numpy()
 
 
@@ -87,8 +92,24 @@ def exported_at_the_end(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sequences")
     x, y = separable_sequences(400, seed=2)
     np.savez(folder / "my.npz", x_train=x, y_train=y)
-    args = ["--data", folder / "my.npz", "--epochs", "2", "--units", "8", "--num-layers", "1"]
-    args += ["--export", "onnx", "--export", "saved_model", "--output-dir", folder / "run"]
+    args = [
+        "--data",
+        folder / "my.npz",
+        "--epochs",
+        "2",
+        "--units",
+        "8",
+        "--num-layers",
+        "1",
+    ]
+    args += [
+        "--export",
+        "onnx",
+        "--export",
+        "saved_model",
+        "--output-dir",
+        folder / "run",
+    ]
     result = run_here("train_gru.py", *args)
     assert result.returncode == 0, explain(result)
     assert f"exported {folder / 'run' / 'export' / 'model.onnx'}" in result.stdout
@@ -99,9 +120,13 @@ def test_an_exported_sequence_classifier_takes_raw_values(exported_at_the_end, t
     run = exported_at_the_end
     x = separable_sequences(7, seed=11)[0].astype(np.float32)  # raw: around 10, spread 4
     expected = keras_outputs(run, standardised(run, x))
-    assert not np.allclose(keras_outputs(run, x), expected, atol=1e-3)  # the scaling matters
+    assert not np.allclose(
+        keras_outputs(run, x), expected, atol=1e-3
+    )  # the scaling matters
     np.save(tmp_path / "x.npy", x)
-    np.testing.assert_allclose(predict_json(run, "x.npy", cwd=tmp_path), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        predict_json(run, "x.npy", cwd=tmp_path), expected, atol=1e-5
+    )
     for found in (
         onnx_outputs(run / "export" / "model.onnx", x),
         saved_model_outputs(run / "export" / "saved_model", x),
@@ -122,7 +147,10 @@ def test_an_exported_image_classifier_takes_pixels_0_to_255_from_best_keras_into
     shutil.copy(run / "model.keras", run / "best.keras")
     (run / "model.keras").unlink()  # --model best reads best.keras alone
     export(run, "--format", "onnx", "--model", "best", "--output", tmp_path / "served")
-    assert not (run / "export").exists() and (tmp_path / "served" / "serving.json").is_file()
+    assert (
+        not (run / "export").exists()
+        and (tmp_path / "served" / "serving.json").is_file()
+    )
     pixels = synthetic_images(5, np.random.default_rng(4))[0].astype(np.float32)
     found = onnx_outputs(tmp_path / "served" / "model.onnx", pixels)
     expected = keras_outputs(run, pixels / 255.0, name="best.keras")
@@ -134,11 +162,23 @@ def test_an_exported_regression_returns_values_in_the_targets_units(finished, tm
     run = finished("regression")
     x, _ = write_regression(tmp_path / "values.npz")
     x = x[:6]
-    export(run, "--format", "onnx", "--format", "saved_model", "--output", tmp_path / "served")
-    expected = keras_outputs(run, standardised(run, x))  # model.keras ends in target units
+    export(
+        run,
+        "--format",
+        "onnx",
+        "--format",
+        "saved_model",
+        "--output",
+        tmp_path / "served",
+    )
+    expected = keras_outputs(
+        run, standardised(run, x)
+    )  # model.keras ends in target units
     assert 250 < expected.mean() < 350  # values around 300, not standardised ones
     np.save(tmp_path / "x.npy", x)
-    np.testing.assert_allclose(predict_json(run, "x.npy", cwd=tmp_path), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        predict_json(run, "x.npy", cwd=tmp_path), expected, rtol=1e-5
+    )
     for found in (
         onnx_outputs(tmp_path / "served" / "model.onnx", x),
         saved_model_outputs(tmp_path / "served" / "saved_model", x),
@@ -152,19 +192,33 @@ def test_an_exported_text_classifier_takes_strings_as_saved_model_and_word_ids_a
     import keras
 
     run = finished("texts")
-    export(run, "--format", "saved_model", "--format", "onnx", "--output", tmp_path / "served")
+    export(
+        run,
+        "--format",
+        "saved_model",
+        "--format",
+        "onnx",
+        "--output",
+        tmp_path / "served",
+    )
     texts = sentences(6, seed=8)[0]
     vocabulary = json.loads((run / "vocabulary.json").read_text())
-    assert json.loads((tmp_path / "served" / "vocabulary.json").read_text()) == vocabulary
+    assert (
+        json.loads((tmp_path / "served" / "vocabulary.json").read_text()) == vocabulary
+    )
     spec = json.loads((run / "preprocessing.json").read_text())
     vectorize = keras.layers.TextVectorization(
         vocabulary=vocabulary, output_sequence_length=spec["max_length"]
     )  # what a server does with vocabulary.json
     ids = np.asarray(vectorize(np.array(texts, dtype=object)), np.int32)
     expected = keras_outputs(run, ids)
-    found = saved_model_outputs(tmp_path / "served" / "saved_model", np.array(texts, dtype=object))
+    found = saved_model_outputs(
+        tmp_path / "served" / "saved_model", np.array(texts, dtype=object)
+    )
     np.testing.assert_allclose(found, expected, atol=1e-5)
-    np.testing.assert_allclose(onnx_outputs(tmp_path / "served" / "model.onnx", ids), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        onnx_outputs(tmp_path / "served" / "model.onnx", ids), expected, atol=1e-5
+    )
     described = json.loads((tmp_path / "served" / "serving.json").read_text())["input"]
     assert "word ids from vocabulary.json" in described
 
@@ -174,20 +228,34 @@ def test_a_run_trained_on_jax_is_exported_through_tensorflow(tmp_path):
     x, y = separable_sequences(200, seed=2)
     np.savez(tmp_path / "my.npz", x_train=x, y_train=y)
     run = tmp_path / "run"
-    args = ["--backend", "jax", "--data", tmp_path / "my.npz", "--epochs", "1", "--units", "4"]
+    args = [
+        "--backend",
+        "jax",
+        "--data",
+        tmp_path / "my.npz",
+        "--epochs",
+        "1",
+        "--units",
+        "4",
+    ]
     args += ["--num-layers", "1", "--export", "onnx", "--output-dir", run]
     [result] = run_in_one_process(("train_gru.py", args))
     assert result.returncode == 0, explain(result)
     assert read_metrics(run)["backend"] == "jax"
     x = x[:4].astype(np.float32)
     expected = keras_outputs(run, standardised(run, x))
-    np.testing.assert_allclose(onnx_outputs(run / "export" / "model.onnx", x), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        onnx_outputs(run / "export" / "model.onnx", x), expected, atol=1e-5
+    )
 
 
 def test_exporting_a_missing_run_is_one_line(tmp_path):
     command = [sys.executable, str(ROOT / "export.py"), str(tmp_path / "nothing")]
     done = subprocess.run(command, env=script_env(), capture_output=True, text=True)
-    assert done.returncode == 1 and done.stderr == f"error: no run folder {tmp_path / 'nothing'}\n"
+    assert (
+        done.returncode == 1
+        and done.stderr == f"error: no run folder {tmp_path / 'nothing'}\n"
+    )
 
 
 def test_without_the_onnx_converter_the_error_offers_the_extra(finished, monkeypatch):
@@ -196,21 +264,30 @@ def test_without_the_onnx_converter_the_error_offers_the_extra(finished, monkeyp
     from rnn_scripts.export import main
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tf2onnx" else find_spec(name, *a),
+    )
     done = call_here(main, [finished("images"), "--format", "onnx"])
     assert done.returncode == 1 and done.stderr.count("\n") == 1, explain(done)
-    assert 'pip install "rnn-scripts[export]"' in done.stderr and "onnxruntime runs" in done.stderr
+    assert (
+        'pip install "rnn-scripts[export]"' in done.stderr
+        and "onnxruntime runs" in done.stderr
+    )
     readme = (ROOT / "README.md").read_text()
     assert 'pip install "rnn-scripts[export]"' in readme and "onnxruntime" in readme
 
 
 def test_an_output_folder_that_cannot_be_written_is_one_line(finished, tmp_path):
-    from rnn_scripts.export import main
-
     import os
 
+    from rnn_scripts.export import main
+
     locked = tmp_path / "locked"
-    if os.geteuid() == 0:  # root writes into a read-only folder: a file in the way instead
+    if (
+        os.geteuid() == 0
+    ):  # root writes into a read-only folder: a file in the way instead
         locked.write_text("a file, not a folder")
         reason = "Not a directory"
     else:

@@ -38,7 +38,10 @@ def in_process(script, argv, capsys):
 def marked(files):
     """The first file of each test is in the smoke tier: one bad file, refused."""
     smoke = [pytest.mark.smoke]
-    return [pytest.param(h, id=h.name, marks=smoke if i == 0 else []) for i, h in enumerate(files)]
+    return [
+        pytest.param(h, id=h.name, marks=smoke if i == 0 else [])
+        for i, h in enumerate(files)
+    ]
 
 
 @pytest.mark.parametrize("hostile", marked([h for h in FILES if h.reads != "predict"]))
@@ -57,7 +60,9 @@ def test_every_script_refuses_the_file_in_one_line(corpus, hostile, tmp_path, ca
 
 
 @pytest.mark.parametrize("hostile", marked([h for h in FILES if h.reads == "predict"]))
-def test_predict_refuses_the_input_in_one_line(corpus, hostile, finished, tmp_path, capsys):
+def test_predict_refuses_the_input_in_one_line(
+    corpus, hostile, finished, tmp_path, capsys
+):
     from rnn_scripts.predict import main
 
     image_run, path = finished("images"), corpus / hostile.name

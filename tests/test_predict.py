@@ -8,10 +8,10 @@ importable, a closed stdin, a reader that stops early, another backend) runs as 
 """
 
 import json
-from pathlib import Path
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,7 +46,9 @@ def predict(run_dir, *inputs, cwd=None, env=None, stdin=None):
 
 def predicted_classes(result):
     assert result.returncode == 0, explain(result)
-    return [line.rsplit(": ", 1)[1].split(" (")[0] for line in result.stdout.splitlines()]
+    return [
+        line.rsplit(": ", 1)[1].split(" (")[0] for line in result.stdout.splitlines()
+    ]
 
 
 def json_rows(result):
@@ -57,7 +59,9 @@ def json_rows(result):
 def standardised(run, x):
     """The run's standardisation, read from its preprocessing.json here: x * scale + offset."""
     spec = json.loads((run / "preprocessing.json").read_text())
-    return np.asarray(x, np.float32) * np.float32(spec["scale"]) + np.float32(spec["offset"])
+    return np.asarray(x, np.float32) * np.float32(spec["scale"]) + np.float32(
+        spec["offset"]
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -73,7 +77,9 @@ def test_predict_reads_batches_single_examples_and_npz_files(finished, tmp_path)
     np.save(tmp_path / "one.npy", x[0])  # one example: (steps, features)
     assert predicted_classes(predict_here(run, "one.npy", cwd=tmp_path)) == found[:1]
     np.savez(tmp_path / "x.npz", x=x[:5], y=y[:5])
-    np.savez(tmp_path / "decoy.npz", x=x[5:10], x_test=x[:5])  # x first, x_test without x
+    np.savez(
+        tmp_path / "decoy.npz", x=x[5:10], x_test=x[:5]
+    )  # x first, x_test without x
     both = predict_here(run, "x.npz", "decoy.npz", cwd=tmp_path)
     assert predicted_classes(both) == found[:10]
 
@@ -85,7 +91,9 @@ def test_best_keras_is_read_with_model_best(finished, tmp_path):
     np.save(tmp_path / "x.npy", x)
     final = json_rows(predict_here(run, "x.npy", "--json", cwd=tmp_path))
     shutil.copy(run / "model.keras", run / "best.keras")  # best now differs from final
-    best = json_rows(predict_here(run, "x.npy", "--json", "--model", "best", cwd=tmp_path))
+    best = json_rows(
+        predict_here(run, "x.npy", "--json", "--model", "best", cwd=tmp_path)
+    )
     assert best == final
     (run / "best.keras").unlink()
     assert predict_here(run, "x.npy", cwd=tmp_path).returncode == 0
@@ -105,7 +113,9 @@ def test_two_classes_from_one_logit_are_the_models_own_sigmoid(finished, tmp_pat
     logits = model.predict(standardised(run, x), verbose=0)[:, 0]
     yes = 1 / (1 + np.exp(-logits))
     np.testing.assert_allclose([r["probabilities"]["yes"] for r in rows], yes, atol=1e-5)
-    np.testing.assert_allclose([r["probabilities"]["no"] for r in rows], 1 - yes, atol=1e-5)
+    np.testing.assert_allclose(
+        [r["probabilities"]["no"] for r in rows], 1 - yes, atol=1e-5
+    )
     assert [r["class"] for r in rows] == ["yes" if p > 0.5 else "no" for p in yes]
     assert np.mean(np.array([r["class_id"] for r in rows]) == y) > 0.9
 
@@ -116,7 +126,9 @@ def test_text_runs_read_sentences_text_files_and_stdin_with_true_line_numbers(
     texts, labels = sentences(30, seed=11)
     (tmp_path / "new.txt").write_text("\n".join(texts[10:]) + "\n")
     stdin = "\n\nMy puppy can fetch and bark\n"
-    result = predict_here(finished("texts"), *texts[:10], "new.txt", "-", cwd=tmp_path, stdin=stdin)
+    result = predict_here(
+        finished("texts"), *texts[:10], "new.txt", "-", cwd=tmp_path, stdin=stdin
+    )
     found = predicted_classes(result)
     assert len(found) == 31 and np.mean(np.array(found[:30]) == np.array(labels)) > 0.9
     assert found[-1] == "dogs"
@@ -127,12 +139,20 @@ def test_json_lines_carry_every_class_probability_under_its_name(finished, tmp_p
     """Each sentence names one class by its own words: the probability under that class's
     name is the largest, and the columns add up to one."""
     run = finished("texts")
-    said = {"cats": "a kitten with whiskers", "dogs": "puppy fetch", "fish": "gills and fins"}
+    said = {
+        "cats": "a kitten with whiskers",
+        "dogs": "puppy fetch",
+        "fish": "gills and fins",
+    }
     rows = json_rows(predict_here(run, "--json", "--text", *said.values(), cwd=tmp_path))
     for row, name in zip(rows, said):
         assert set(row["probabilities"]) == {"cats", "dogs", "fish"}
         assert max(row["probabilities"], key=row["probabilities"].get) == name
-        assert row["class"] == name and row["class_id"] == ["cats", "dogs", "fish"].index(name)
+        assert row["class"] == name and row["class_id"] == [
+            "cats",
+            "dogs",
+            "fish",
+        ].index(name)
         assert sum(row["probabilities"].values()) == pytest.approx(1, abs=1e-5)
         assert row["probability"] == row["probabilities"][name]
 
@@ -143,7 +163,10 @@ def test_a_word_that_names_a_file_is_read_as_a_file_with_a_warning_unless_text(
     run = finished("texts")
     (tmp_path / "bark").write_text("purr whiskers kitten\n")
     as_file = predict_here(run, "bark", cwd=tmp_path)
-    assert predicted_classes(as_file) == ["cats"] and "'bark' is a file here" in as_file.stderr
+    assert (
+        predicted_classes(as_file) == ["cats"]
+        and "'bark' is a file here" in as_file.stderr
+    )
     as_text = predict_here(run, "--text", "bark", "-", cwd=tmp_path)  # "-" too is text
     found = predicted_classes(as_text)
     assert found[0] == "dogs" and len(found) == 2 and as_text.stderr == ""
@@ -156,7 +179,10 @@ def test_a_sentence_longer_than_a_file_name_is_text_and_an_empty_argument_is_ski
     long = "my puppy loves to fetch and bark at the kennel " * 12  # 576 bytes
     assert predicted_classes(predict_here(run, long, cwd=tmp_path)) == ["dogs"]
     result = predict_here(run, "", "gills and fins", cwd=tmp_path)
-    assert predicted_classes(result) == ["fish"] and "empty argument was skipped" in result.stderr
+    assert (
+        predicted_classes(result) == ["fish"]
+        and "empty argument was skipped" in result.stderr
+    )
 
 
 def test_png_images_of_any_size_polarity_and_transparency_read_as_the_training_images(
@@ -175,7 +201,9 @@ def test_png_images_of_any_size_polarity_and_transparency_read_as_the_training_i
         big = np.kron(image, np.ones((5, 4), np.uint8))  # 140 x 112 pixels
         if i % 3 == 1:
             big = 255 - big  # dark rows on a light page: turned light on dark
-        if i % 3 == 2:  # a transparent background: the rows opaque, the page shows through
+        if (
+            i % 3 == 2
+        ):  # a transparent background: the rows opaque, the page shows through
             rgba = np.zeros((*big.shape, 4))
             rgba[..., 3] = big / 255.0  # black ink whose opacity draws the rows
             plt.imsave(tmp_path / f"{i}.png", rgba)
@@ -185,7 +213,9 @@ def test_png_images_of_any_size_polarity_and_transparency_read_as_the_training_i
     np.save(tmp_path / "raw.npy", images)
     from_png = predicted_classes(predict_here(run, *names, cwd=tmp_path))
     from_array = predicted_classes(predict_here(run, "raw.npy", cwd=tmp_path))
-    assert from_png == from_array and np.mean(np.array(from_png, dtype=int) == labels) > 0.9
+    assert (
+        from_png == from_array and np.mean(np.array(from_png, dtype=int) == labels) > 0.9
+    )
 
 
 def test_alpha_compositing_puts_a_transparent_page_behind_the_ink(tmp_path):
@@ -197,7 +227,9 @@ def test_alpha_compositing_puts_a_transparent_page_behind_the_ink(tmp_path):
     rgba[10:12, :, 3] = 1.0  # opaque black rows; the rest transparent
     plt.imsave(tmp_path / "a.png", rgba)
     image = read_image(tmp_path / "a.png", {"shape": [28, 28], "background": "dark"})
-    assert image[10:12].max() > 250 and image[:10].max() < 5  # white rows on black, as MNIST
+    assert (
+        image[10:12].max() > 250 and image[:10].max() < 5
+    )  # white rows on black, as MNIST
 
 
 def test_models_load_and_predict_the_same_on_every_backend(finished, tmp_path):
@@ -208,18 +240,46 @@ def test_models_load_and_predict_the_same_on_every_backend(finished, tmp_path):
     if BACKENDS != ["jax", "torch"]:
         pytest.skip("needs both jax and torch")
     np.save(tmp_path / "raw.npy", synthetic_images(6, np.random.default_rng(5))[0])
-    runs = {"tensorflow": finished("images"), "jax": tmp_path / "jax", "torch": tmp_path / "torch"}
-    train = ["--synthetic", "--limit", "300", "--epochs", "1", "--units", "8", "--num-layers", "1"]
+    runs = {
+        "tensorflow": finished("images"),
+        "jax": tmp_path / "jax",
+        "torch": tmp_path / "torch",
+    }
+    train = [
+        "--synthetic",
+        "--limit",
+        "300",
+        "--epochs",
+        "1",
+        "--units",
+        "8",
+        "--num-layers",
+        "1",
+    ]
 
     def predictions(backend):
         return [
-            ("predict.py", [runs[r], tmp_path / "raw.npy", "--json", "--model", m, "--backend", backend])
+            (
+                "predict.py",
+                [
+                    runs[r],
+                    tmp_path / "raw.npy",
+                    "--json",
+                    "--model",
+                    m,
+                    "--backend",
+                    backend,
+                ],
+            )
             for r in runs
             for m in ("final", "best")
         ]
 
     jax_run = ("train_gru.py", [*train, "--backend", "jax", "--output-dir", runs["jax"]])
-    torch_run = ("train_gru.py", [*train, "--backend", "torch", "--output-dir", runs["torch"]])
+    torch_run = (
+        "train_gru.py",
+        [*train, "--backend", "torch", "--output-dir", runs["torch"]],
+    )
     found = {"jax": run_in_one_process(jax_run)}
     found["torch"] = run_in_one_process(torch_run, *predictions("torch"))
     found["jax"] += run_in_one_process(*predictions("jax"))
@@ -229,8 +289,13 @@ def test_models_load_and_predict_the_same_on_every_backend(finished, tmp_path):
         for m in ("final", "best")
     ]
     for backend, results in found.items():
-        assert all(r.returncode == 0 for r in results if r is not None), [explain(r) for r in results if r]
-        found[backend] = [[list(row["probabilities"].values()) for row in json_rows(r)] for r in results[1:]]
+        assert all(r.returncode == 0 for r in results if r is not None), [
+            explain(r) for r in results if r
+        ]
+        found[backend] = [
+            [list(row["probabilities"].values()) for row in json_rows(r)]
+            for r in results[1:]
+        ]
     for backend in ("jax", "torch"):
         np.testing.assert_allclose(found[backend], found["tensorflow"], atol=1e-4)
 
@@ -240,7 +305,9 @@ def test_word_ids_of_an_imdb_run_and_raw_text_with_its_word_index(finished, tmp_
     shutil.copytree(finished("word ids"), out)
     np.save(tmp_path / "ids.npy", np.array([[1, 5, 6, 7], [1, 60, 61, 0]]))
     assert len(predicted_classes(predict_here(out, "ids.npy", cwd=tmp_path))) == 2
-    np.save(tmp_path / "too_big.npy", np.array([[1, 5, 500]]))  # ids stay below vocab_size
+    np.save(
+        tmp_path / "too_big.npy", np.array([[1, 5, 500]])
+    )  # ids stay below vocab_size
     too_big = predict_here(out, "too_big.npy", cwd=tmp_path)
     # named with the file, before Keras loads (the Python API checks the ids again)
     words = "too_big.npy: word ids must lie in 0..499"
@@ -251,12 +318,20 @@ def test_word_ids_of_an_imdb_run_and_raw_text_with_its_word_index(finished, tmp_
     assert refused.returncode == 1, explain(refused)
     assert "this run reads tokens from files" in refused.stderr
     spec = json.loads((out / "preprocessing.json").read_text())
-    (out / "preprocessing.json").write_text(json.dumps({**spec, "imdb_words": True}))  # IMDB's
+    (out / "preprocessing.json").write_text(
+        json.dumps({**spec, "imdb_words": True})
+    )  # IMDB's
     offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
     no_index = predict(out, "what a film", cwd=tmp_path, env=offline)
-    assert no_index.returncode == 1 and no_index.stderr.count("\n") == 1, explain(no_index)
-    assert "imdb_word_index.json" in no_index.stderr and "--word-index" in no_index.stderr
-    (tmp_path / "index.json").write_text(json.dumps({"what": 2, "a": 0, "film": 14, "rare": 900}))
+    assert no_index.returncode == 1 and no_index.stderr.count("\n") == 1, explain(
+        no_index
+    )
+    assert (
+        "imdb_word_index.json" in no_index.stderr and "--word-index" in no_index.stderr
+    )
+    (tmp_path / "index.json").write_text(
+        json.dumps({"what": 2, "a": 0, "film": 14, "rare": 900})
+    )
     args = ["What a rare film!", "--word-index", "index.json", "--json"]
     with_index = predict_here(out, *args, cwd=tmp_path)
     assert json_rows(with_index)[0]["class"] in ("negative", "positive")
@@ -267,7 +342,13 @@ def test_raw_text_becomes_the_imdb_datasets_word_ids_and_rare_words_are_unknown(
 
     index = {"the": 1, "film": 19, "don't": 88}
     words = WordIds({"vocab_size": 50}, word_index=index)
-    assert words.encode_words("The film<br />, don't... unknownword!") == [1, 4, 22, 2, 2]
+    assert words.encode_words("The film<br />, don't... unknownword!") == [
+        1,
+        4,
+        22,
+        2,
+        2,
+    ]
 
 
 def test_a_run_written_word_index_is_used_for_raw_text(tmp_path):
@@ -301,7 +382,12 @@ def test_a_labelled_file_gives_predictions_csv_and_the_runs_metrics(finished, tm
     assert result.returncode == 0, explain(result)
     with open(tmp_path / "p.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    assert len(rows) == 50 and list(rows[0]) == ["input", "prediction", "probability", "true"]
+    assert len(rows) == 50 and list(rows[0]) == [
+        "input",
+        "prediction",
+        "probability",
+        "true",
+    ]
     assert [r["true"] for r in rows] == [str(v) for v in y]
     accuracy = np.mean([r["prediction"] == r["true"] for r in rows])
     lines = result.stdout.splitlines()
@@ -369,7 +455,11 @@ def bad_inputs(tmp_path_factory):
         ("run", ["notes.txt"], "expected a .png, .npy or .npz file"),
         ("run", ["bad.png"], "not a PNG image"),
         ("run", ["huge.png"], "30000x30000 pixels; at most"),
-        ("run", ["wrong.npy"], "expected pixels (rows, columns) = (28, 28), or a batch of them, got float64 (1, 5, 5)"),
+        (
+            "run",
+            ["wrong.npy"],
+            "expected pixels (rows, columns) = (28, 28), or a batch of them, got float64 (1, 5, 5)",
+        ),
         ("run", ["strings.npy"], "expected pixels (rows, columns)"),
         ("run", ["pickle.npy"], "an object array (a pickle)"),
         ("run", ["nan.npy"], "holds NaN or infinite values"),
@@ -383,7 +473,9 @@ def bad_inputs(tmp_path_factory):
         ("short scale", ["x.npy"], "'scale' must be numbers"),
     ],
 )
-def test_what_predict_cannot_handle_is_one_line(finished, bad_inputs, tmp_path, setup, inputs, words):
+def test_what_predict_cannot_handle_is_one_line(
+    finished, bad_inputs, tmp_path, setup, inputs, words
+):
     run = tmp_path / "run"
     if setup != "none":
         shutil.copytree(finished("images"), run)
@@ -421,7 +513,10 @@ def test_what_predict_cannot_handle_is_one_line(finished, bad_inputs, tmp_path, 
             "vocabulary.json must be a list of words",
         ),
         (
-            lambda spec, vocabulary: ({**spec, "class_names": ["cats", "dogs"]}, vocabulary),
+            lambda spec, vocabulary: (
+                {**spec, "class_names": ["cats", "dogs"]},
+                vocabulary,
+            ),
             "names 2 classes or targets, the model has 3 outputs",
         ),
         (
@@ -462,7 +557,10 @@ def test_input_errors_answer_before_keras_loads(finished, tmp_path):
     env = without_backends(tmp_path)
     run = finished("images")
     (tmp_path / "x.txt").write_text("x")
-    for inputs, words in ((["missing.npy"], "file not found"), (["x.txt"], "expected a .png")):
+    for inputs, words in (
+        (["missing.npy"], "file not found"),
+        (["x.txt"], "expected a .png"),
+    ):
         result = predict(run, *inputs, cwd=tmp_path, env=env)
         assert result.returncode == 1 and words in result.stderr, explain(result)
     result = predict(tmp_path / "nothing", "x.npy", cwd=tmp_path, env=env)
@@ -516,7 +614,10 @@ def test_the_python_api_refuses_an_input_of_another_shape_in_one_line(finished):
     run = TrainedRun(finished("images"))
     with pytest.raises(InputError) as refused:
         run.predict(np.zeros((1, 3000, 3000)))
-    assert str(refused.value) == "the input: expected pixels (rows, columns) = (28, 28), or a batch of them, got float32 (1, 3000, 3000)"
+    assert (
+        str(refused.value)
+        == "the input: expected pixels (rows, columns) = (28, 28), or a batch of them, got float32 (1, 3000, 3000)"
+    )
     assert isinstance(refused.value, ValueError)  # what a caller of a predict() expects
     assert run.predict(np.zeros((28, 28))).labels[0] in [str(d) for d in range(10)]
 
@@ -556,7 +657,9 @@ def test_a_regression_is_evaluated_in_its_units(finished, tmp_path):
     errors = [abs(float(r["predicted value"]) - float(r["true value"])) for r in rows]
     assert len(rows) == 100  # the file's test split (x_test, y_test)
     assert np.mean(errors) == pytest.approx(read_metrics(run)["test_mae"], rel=1e-3)
-    shown = float(result.stdout.splitlines()[1].split()[1])  # "mae X  rmse Y  r2 Z (N examples)"
+    shown = float(
+        result.stdout.splitlines()[1].split()[1]
+    )  # "mae X  rmse Y  r2 Z (N examples)"
     assert shown == pytest.approx(np.mean(errors), rel=1e-4)
 
 
@@ -571,7 +674,16 @@ def folder_run(tmp_path_factory):
         place = folder / "reviews" / ("test" if i % 4 == 0 else "train") / label
         place.mkdir(parents=True, exist_ok=True)
         (place / f"{i:04d}.txt").write_text(text)
-    args = ["--data", folder / "reviews", "--epochs", "4", "--units", "8", "--max-length", "12"]
+    args = [
+        "--data",
+        folder / "reviews",
+        "--epochs",
+        "4",
+        "--units",
+        "8",
+        "--max-length",
+        "12",
+    ]
     args += ["--learning-rate", "0.01"]
     result = run_here("train_imdb_bilstm.py", *args, "--output-dir", folder / "run")
     assert result.returncode == 0, explain(result)
@@ -602,7 +714,9 @@ def test_a_text_folder_is_evaluated_file_by_file(folder_run, tmp_path):
     assert result.returncode == 0, explain(result)
     with open(run / "predictions.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    assert len(rows) == 60 and all(r["true"] == Path(r["input"]).parent.name for r in rows)
+    assert len(rows) == 60 and all(
+        r["true"] == Path(r["input"]).parent.name for r in rows
+    )
     assert float(result.stdout.split()[1]) > 0.9
 
 
@@ -613,8 +727,14 @@ def test_the_python_api_reads_best_keras_with_model_best(finished, tmp_path):
     shutil.copytree(finished("sequences"), run)
     x, _ = separable_sequences(5, seed=9)
     final = TrainedRun(run).predict(x).probabilities
-    shutil.copy(finished("two classes") / "model.keras", run / "best.keras")  # another model
-    with pytest.raises(Exception, match="names 4 classes or targets, the model has 1 outputs"):
+    shutil.copy(
+        finished("two classes") / "model.keras", run / "best.keras"
+    )  # another model
+    with pytest.raises(
+        Exception, match="names 4 classes or targets, the model has 1 outputs"
+    ):
         TrainedRun(run, model="best")
     shutil.copy(run / "model.keras", run / "best.keras")
-    np.testing.assert_allclose(TrainedRun(run, model="best").predict(x).probabilities, final)
+    np.testing.assert_allclose(
+        TrainedRun(run, model="best").predict(x).probabilities, final
+    )

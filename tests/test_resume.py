@@ -113,7 +113,9 @@ def test_sigkill_after_epoch_1_then_the_same_command_trains_epochs_2_and_3_exact
 ):
     out = tmp_path / "run"
     shutil.copytree(killed, out)
-    assert json.loads((out / ".lock").read_text())["pid"]  # the dead process's stale lock
+    assert json.loads((out / ".lock").read_text())[
+        "pid"
+    ]  # the dead process's stale lock
     (out / "training-state" / "epoch-0002.partial.npz").write_bytes(b"half a file")
     (out / "history.csv").write_text("epoch,loss\ngarbage,,,\n")  # only the state counts
     result = run_here("train_lstm.py", *TINY, "--output-dir", out)
@@ -125,7 +127,9 @@ def test_sigkill_after_epoch_1_then_the_same_command_trains_epochs_2_and_3_exact
     assert metrics["epochs_run"] == 3 and len(metrics["epoch_seconds"]) == 2
     assert [r["epoch"] for r in read_history(out)] == [1, 2, 3]
     assert_same_training(out, uninterrupted)
-    assert [p.name for p in (out / "training-state").iterdir()] == ["epoch-0003.npz"]  # the last
+    assert [p.name for p in (out / "training-state").iterdir()] == [
+        "epoch-0003.npz"
+    ]  # the last
     assert not (out / ".lock").exists()
     summary = re.search(r"Total params: ([\d,]+)", result.stdout).group(1)
     assert int(summary.replace(",", "")) == metrics["parameters"]  # not the optimizer's
@@ -138,7 +142,9 @@ def test_best_keras_is_the_epoch_with_the_best_validation_accuracy(uninterrupted
     best = max(rows, key=lambda r: r["val_accuracy"])
     assert read_metrics(uninterrupted)["best_epoch"] == best["epoch"]
     data, _ = prepared(dataset="mnist-sample", limit=600, seed=7)
-    logits = load_model(uninterrupted / "best.keras").predict(data.validation.x, verbose=0)
+    logits = load_model(uninterrupted / "best.keras").predict(
+        data.validation.x, verbose=0
+    )
     accuracy = np.mean(logits.argmax(axis=1) == data.validation.y)
     assert accuracy == pytest.approx(best["val_accuracy"], abs=1e-6)
 
@@ -210,7 +216,9 @@ def test_a_signal_while_keras_loads_is_one_line_and_writes_nothing(tmp_path, sen
     process.send_signal(sent)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
-    assert stderr.strip().endswith("before training started; nothing was written"), stderr
+    assert stderr.strip().endswith("before training started; nothing was written"), (
+        stderr
+    )
     assert "Traceback" not in stderr and stderr.strip().count("\n") == 0
     assert list(tmp_path.iterdir()) == []
 
@@ -262,14 +270,23 @@ def test_a_signal_after_the_final_line_leaves_a_finished_run(tmp_path):
 def test_a_signal_mid_epoch_keeps_the_epochs_shown_and_stops_within_the_epoch(tmp_path):
     out = tmp_path / "run"
     # No validation split: a signal noticed only in validation would stop at the epoch's end.
-    long_epochs = ["--dataset", "mnist-sample", "--limit", "3000", "--validation-split", "0"]
+    long_epochs = [
+        "--dataset",
+        "mnist-sample",
+        "--limit",
+        "3000",
+        "--validation-split",
+        "0",
+    ]
     long_epochs += ["--batch-size", "16", "--units", "64", "--epochs", "4"]
     long_epochs += ["--steps-per-execution", "1"]
     process = start_script(
         "train_lstm.py", *long_epochs, "--output-dir", out, env={"PYTHONUNBUFFERED": "1"}
     )
     shown = []
-    for line in process.stdout:  # until epoch 2 has begun (a signal before it: an epoch's end)
+    for (
+        line
+    ) in process.stdout:  # until epoch 2 has begun (a signal before it: an epoch's end)
         shown.append(line)
         if line.startswith("Epoch 2/"):
             break
@@ -279,8 +296,12 @@ def test_a_signal_mid_epoch_keeps_the_epochs_shown_and_stops_within_the_epoch(tm
     stdout = "".join(shown) + stdout
     assert process.returncode == 130, stdout + stderr
     epoch_lines = [line for line in stdout.splitlines() if line.startswith("188/188 - ")]
-    assert len(epoch_lines) == 1 and "1 finished epoch(s) kept" in stderr, stdout + stderr
-    assert sorted(p.name for p in (out / "training-state").iterdir()) == ["epoch-0001.npz"]
+    assert len(epoch_lines) == 1 and "1 finished epoch(s) kept" in stderr, (
+        stdout + stderr
+    )
+    assert sorted(p.name for p in (out / "training-state").iterdir()) == [
+        "epoch-0001.npz"
+    ]
 
 
 def test_ctrl_c_while_the_vocabulary_is_adapted_is_130_and_leaves_nothing(tmp_path):
@@ -326,11 +347,23 @@ def test_an_infinite_loss_stops_at_once_and_names_the_batch(tmp_path):
             "def infinite_loss():\n    import keras\n\n"
             '    return lambda y_true, y_pred: keras.ops.mean(y_pred) * 0.0 + float("inf")\n\n\n'
         )
-        script = script.replace('if __name__ == "__main__":', hook + 'if __name__ == "__main__":')
-        return script.replace("common.run(build_model, ", "common.run(build_model, loss=infinite_loss, ")
+        script = script.replace(
+            'if __name__ == "__main__":', hook + 'if __name__ == "__main__":'
+        )
+        return script.replace(
+            "common.run(build_model, ", "common.run(build_model, loss=infinite_loss, "
+        )
 
     script = copy_script("train_gru.py", tmp_path, infinite_loss, "train_inf.py")
-    args = ["--synthetic", "--limit", "300", "--units", "4", "--steps-per-execution", "1"]
+    args = [
+        "--synthetic",
+        "--limit",
+        "300",
+        "--units",
+        "4",
+        "--steps-per-execution",
+        "1",
+    ]
     result = run_here(script, *args, "--output-dir", tmp_path / "run", cwd=tmp_path)
     assert result.returncode == 1, explain(result)
     expected = "loss became inf at epoch 1, batch 1; no epoch had finished"
@@ -341,9 +374,13 @@ def test_after_a_nan_the_suggested_command_continues_from_the_last_good_epoch(tm
     out = tmp_path / "run"
     run_until_epoch("train_simplernn.py", [*TINY, "--learning-rate", "0.001"], out)
     result = run_here("train_simplernn.py", "--resume", out, "--learning-rate", "1e4")
-    assert result.returncode == 1 and "loss became nan at epoch 2" in result.stderr, explain(result)
+    assert result.returncode == 1 and "loss became nan at epoch 2" in result.stderr, (
+        explain(result)
+    )
     assert "1 finished epoch(s) kept" in result.stderr
-    advice = result.stderr.split("resume with: python train_simplernn.py ", 1)[1].split(" (")[0]
+    advice = result.stderr.split("resume with: python train_simplernn.py ", 1)[1].split(
+        " ("
+    )[0]
     assert advice == f"--resume {out} --learning-rate 5000 --clipnorm 1.0"
     changes = ["--learning-rate", "0.0005", "--clipnorm", "1.0"]
     result = run_here("train_simplernn.py", "--resume", out, *changes)
@@ -394,25 +431,35 @@ def test_a_resume_on_changed_data_is_refused_unless_allowed(tmp_path, crashed_ow
     arrays["x_train"][0] += 1.0
     np.savez(data, **arrays)
     result = run_here("train_gru.py", "--resume", out, "--data", data)
-    assert result.returncode == 1 and "--allow-data-change" in result.stderr, explain(result)
-    result = run_here("train_gru.py", "--resume", out, "--data", data, "--allow-data-change")
+    assert result.returncode == 1 and "--allow-data-change" in result.stderr, explain(
+        result
+    )
+    result = run_here(
+        "train_gru.py", "--resume", out, "--data", data, "--allow-data-change"
+    )
     assert result.returncode == 0, explain(result)
     assert read_metrics(out)["epochs_run"] == 2
 
 
-def test_other_arguments_on_an_unfinished_run_are_refused_in_one_line(tmp_path, crashed_own):
+def test_other_arguments_on_an_unfinished_run_are_refused_in_one_line(
+    tmp_path, crashed_own
+):
     out = copied_run(crashed_own, tmp_path)
     args = ["--data", crashed_own[1], *OWN, "--output-dir", out]
     result = run_here("train_gru.py", *args, "--seed", "7")
     assert result.returncode == 2, explain(result)
     assert "--seed was 1, now 7" in result.stderr and f"--resume {out}" in result.stderr
     result = run_here("train_gru.py", "--resume", out, "--batch-size", "32")
-    assert result.returncode == 2 and "--batch-size was 64, now 32" in result.stderr, explain(result)
+    assert result.returncode == 2 and "--batch-size was 64, now 32" in result.stderr, (
+        explain(result)
+    )
     saved = json.loads((out / "args.json").read_text())
     saved["arguments"]["colour"] = "red"
     (out / "args.json").write_text(json.dumps(saved))
     result = run_here("train_gru.py", "--resume", out)
-    assert result.returncode == 2 and "unknown argument 'colour'" in result.stderr, explain(result)
+    assert result.returncode == 2 and "unknown argument 'colour'" in result.stderr, (
+        explain(result)
+    )
     assert result.stderr.count("\n") == 1
 
 
@@ -434,10 +481,14 @@ def test_the_last_backend_flag_is_the_one_used_and_recorded(tmp_path):
     assert read_metrics(tmp_path / "r")["backend"] == "tensorflow"
 
 
-def test_every_flag_that_may_change_on_resume_changes_in_a_real_resume(tmp_path, crashed_own):
+def test_every_flag_that_may_change_on_resume_changes_in_a_real_resume(
+    tmp_path, crashed_own
+):
     out, moved = copied_run(crashed_own, tmp_path), tmp_path / "moved" / "own.npz"
     moved.parent.mkdir()
-    shutil.copy(crashed_own[1], moved)  # the same data elsewhere: the fingerprint decides
+    shutil.copy(
+        crashed_own[1], moved
+    )  # the same data elsewhere: the fingerprint decides
     changes = {
         "--epochs": "3",
         "--learning-rate": "0.002",
@@ -477,7 +528,9 @@ def test_a_resume_reads_the_saved_preprocessing_and_does_not_fit_it_again(
     arrays = dict(np.load(crashed_own[1]))
     arrays["x_train"] = arrays["x_train"] * 3 + 5  # other statistics, if fitted again
     np.savez(data, **arrays)
-    result = run_here("train_gru.py", "--resume", out, "--data", data, "--allow-data-change")
+    result = run_here(
+        "train_gru.py", "--resume", out, "--data", data, "--allow-data-change"
+    )
     assert result.returncode == 0, explain(result)
     assert (out / "preprocessing.json").read_text() == saved
 
@@ -504,7 +557,9 @@ def test_a_run_folder_belongs_to_its_script_and_its_model(tmp_path, crashed_own)
     )
     assert "go_backwards=True" in backwards.read_text()
     changed = run_here(backwards, "--resume", out, cwd=tmp_path)
-    assert changed.returncode == 1 and "holds a run of another model" in changed.stderr, explain(changed)
+    assert (
+        changed.returncode == 1 and "holds a run of another model" in changed.stderr
+    ), explain(changed)
     assert "--overwrite" not in changed.stderr and changed.stderr.count("\n") == 1
     assert run_here("train_gru.py", "--resume", out).returncode == 0  # the run is intact
 
@@ -513,17 +568,30 @@ def test_a_run_on_texts_read_from_disk_resumes_exactly(tmp_path):
     from files import write_sentences_csv
 
     write_sentences_csv(tmp_path / "s.csv", count=600)
-    args = ["--data", tmp_path / "s.csv", "--epochs", "3", "--units", "4", "--max-length", "12"]
+    args = [
+        "--data",
+        tmp_path / "s.csv",
+        "--epochs",
+        "3",
+        "--units",
+        "4",
+        "--max-length",
+        "12",
+    ]
     whole = run_here("train_imdb_bilstm.py", *args, "--output-dir", tmp_path / "whole")
     assert whole.returncode == 0, explain(whole)
     run_until_epoch("train_imdb_bilstm.py", args, tmp_path / "resumed")
     shutil.copytree(tmp_path / "resumed", tmp_path / "changed")
     resumed = run_here("train_imdb_bilstm.py", "--resume", tmp_path / "resumed")
-    assert resumed.returncode == 0 and "after epoch 1" in resumed.stdout, explain(resumed)
+    assert resumed.returncode == 0 and "after epoch 1" in resumed.stdout, explain(
+        resumed
+    )
     assert_same_training(tmp_path / "resumed", tmp_path / "whole")
     write_sentences_csv(tmp_path / "s.csv", count=600, seed=5)  # other texts, same name
     refused = run_here("train_imdb_bilstm.py", "--resume", tmp_path / "changed")
-    assert refused.returncode == 1 and "--allow-data-change" in refused.stderr, explain(refused)
+    assert refused.returncode == 1 and "--allow-data-change" in refused.stderr, explain(
+        refused
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -531,32 +599,54 @@ def test_a_run_on_texts_read_from_disk_resumes_exactly(tmp_path):
 # another backend in the environment
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", [b for b in ("jax", "torch") if importable(b)])
-def test_a_resumed_run_equals_an_uninterrupted_one_and_keeps_its_backend_on(backend, tmp_path):
+def test_a_resumed_run_equals_an_uninterrupted_one_and_keeps_its_backend_on(
+    backend, tmp_path
+):
     from helpers import run_in_one_process
 
     args = [*TINY[:6], "--units", "8", "--num-layers", "1", "--backend", backend]
     other = "torch" if backend == "jax" else "jax"
     whole, _, resumed = run_in_one_process(
         ("train_gru.py", [*args, "--output-dir", tmp_path / "whole"]),
-        ("train_gru.py", [*args, "--output-dir", tmp_path / "resumed"], {"until_epoch": 1}),
-        ("train_gru.py", ["--resume", tmp_path / "resumed"], {"env": {"KERAS_BACKEND": other}}),
+        (
+            "train_gru.py",
+            [*args, "--output-dir", tmp_path / "resumed"],
+            {"until_epoch": 1},
+        ),
+        (
+            "train_gru.py",
+            ["--resume", tmp_path / "resumed"],
+            {"env": {"KERAS_BACKEND": other}},
+        ),
     )
     assert whole.returncode == 0, explain(whole)
-    assert resumed.returncode == 0 and "after epoch 1" in resumed.stdout, explain(resumed)
+    assert resumed.returncode == 0 and "after epoch 1" in resumed.stdout, explain(
+        resumed
+    )
     assert resumed.stdout.startswith(f"backend {backend} ")
     metrics = read_metrics(tmp_path / "resumed")
     assert metrics["backend"] == backend == metrics["arguments"]["backend"]
     assert_same_training(tmp_path / "resumed", tmp_path / "whole")
 
 
-def test_a_finished_run_extended_with_more_epochs_equals_a_longer_run(tmp_path, uninterrupted):
+def test_a_finished_run_extended_with_more_epochs_equals_a_longer_run(
+    tmp_path, uninterrupted
+):
     out = tmp_path / "run"
     two = run_here("train_lstm.py", *TINY, "--epochs", "2", "--output-dir", out)
     assert two.returncode == 0, explain(two)
     again = run_here("train_lstm.py", "--resume", out)
     assert again.returncode == 2 and again.stderr.count("\n") == 1, explain(again)
-    assert f"{out} holds a finished run of 2 epoch(s); --resume {out} --epochs N (more than 2) continues it" in again.stderr
+    assert (
+        f"{out} holds a finished run of 2 epoch(s); --resume {out} --epochs N (more than 2) continues it"
+        in again.stderr
+    )
     longer = run_here("train_lstm.py", "--resume", out, "--epochs", "3")
-    assert longer.returncode == 0 and f"resuming {out} after epoch 2" in longer.stdout, explain(longer)
+    assert longer.returncode == 0 and f"resuming {out} after epoch 2" in longer.stdout, (
+        explain(longer)
+    )
     assert_same_training(out, uninterrupted)
-    assert read_metrics(out)["epochs_run"] == 3 and read_metrics(out)["resumed_after_epoch"] == 2
+    assert (
+        read_metrics(out)["epochs_run"] == 3
+        and read_metrics(out)["resumed_after_epoch"] == 2
+    )

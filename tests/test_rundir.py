@@ -51,9 +51,13 @@ def test_a_live_run_keeps_its_folder_from_a_second_run_and_from_an_overwrite(tmp
     assert done.returncode == 0, explain(done)
     live = start_script("train_lstm.py", *LONG, "--overwrite", "--output-dir", out)
     try:
-        wait_for(out / "history.csv", live, gone=out / "metrics.json")  # cleared, training
+        wait_for(
+            out / "history.csv", live, gone=out / "metrics.json"
+        )  # cleared, training
         for extra in ([], ["--overwrite"]):
-            second = run_here("train_lstm.py", *TINY, "--seed", "7", *extra, "--output-dir", out)
+            second = run_here(
+                "train_lstm.py", *TINY, "--seed", "7", *extra, "--output-dir", out
+            )
             assert second.returncode == 1, explain(second)
             assert f"{out} is in use by another run (pid {live.pid} on " in second.stderr
             assert "train_lstm.py" in second.stderr and second.stderr.count("\n") == 1
@@ -74,14 +78,18 @@ def test_a_finished_run_is_kept_unless_overwrite_then_replaced_whole(tmp_path):
     before, history = (out / "metrics.json").read_text(), read_history(out)
     again = run_here("train_gru.py", *SECONDS, "--output-dir", out)
     assert again.returncode == 1 and again.stderr.count("\n") == 1, explain(again)
-    assert "already holds a finished run" in again.stderr and "--overwrite" in again.stderr
+    assert (
+        "already holds a finished run" in again.stderr and "--overwrite" in again.stderr
+    )
     assert (out / "metrics.json").read_text() == before
     args = [*SECONDS, "--seed", "3", "--overwrite", "--output-dir", out]
     replaced = run_here("train_gru.py", *args)
     assert replaced.returncode == 0, explain(replaced)
     metrics = read_metrics(out)
     assert metrics["arguments"]["seed"] == 3 and metrics["resumed_after_epoch"] is None
-    assert read_history(out)[0]["loss"] != history[0]["loss"]  # another seed, another run
+    assert (
+        read_history(out)[0]["loss"] != history[0]["loss"]
+    )  # another seed, another run
     assert not (out / "logs").exists()  # the old run's TensorBoard logs went with it
     assert json.loads((out / "args.json").read_text())["arguments"]["seed"] == 3
 
@@ -189,7 +197,9 @@ def recorded_writes(monkeypatch, fail_at=None):
 
 def test_the_list_of_writes_is_what_a_run_writes(tmp_path, monkeypatch):
     written = recorded_writes(monkeypatch)
-    result = run_here("train_lstm.py", *TINY, "--seed", "4", "--output-dir", tmp_path / "r")
+    result = run_here(
+        "train_lstm.py", *TINY, "--seed", "4", "--output-dir", tmp_path / "r"
+    )
     assert result.returncode == 0, explain(result)
     assert written == WRITES  # epoch 2 did not beat epoch 1's accuracy: no best.keras
 
@@ -203,11 +213,15 @@ def test_a_full_disk_at_any_write_is_one_line_keeps_the_last_state_and_resumes(
     args = [*TINY, "--seed", "4", "--output-dir", out]
     result = run_here("train_lstm.py", *args)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, explain(result)
-    expected = f"error: could not write {out / WRITES[failing]}: No space left on device; "
+    expected = (
+        f"error: could not write {out / WRITES[failing]}: No space left on device; "
+    )
     assert result.stderr.startswith(expected)
     assert partial_files(out) == []
     states = sorted((out / "training-state").glob("*.npz")) if out.exists() else []
-    assert len(states) == min(2, sum(w.startswith("training-state") for w in WRITES[:failing]))
+    assert len(states) == min(
+        2, sum(w.startswith("training-state") for w in WRITES[:failing])
+    )
     if not states:  # no epoch had finished: the refused start left nothing behind
         assert not out.exists()
         return
@@ -219,7 +233,9 @@ def test_a_full_disk_at_any_write_is_one_line_keeps_the_last_state_and_resumes(
 
 def test_too_little_free_space_is_refused_before_the_data_load(tmp_path, monkeypatch):
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=100 * 2**20))
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda path: usage._replace(free=100 * 2**20)
+    )
     result = run_here("train_lstm.py", *TINY, "--output-dir", tmp_path / "r")
     assert result.returncode == 1
     assert result.stderr.startswith("error: only 100 MiB free in ")
@@ -238,13 +254,19 @@ def test_unwritable_output_dir_fails_before_loading_data(tmp_path):
 def test_bad_data_file_fails_in_one_line_and_writes_nothing_outside_it(tmp_path):
     data_dir, cwd = tmp_path / "data", tmp_path / "cwd"
     data_dir.mkdir(), cwd.mkdir()
-    write_mnist_npz(data_dir / "mnist.npz", test=0, x_test=np.zeros((0, 28, 28), "uint8"))
+    write_mnist_npz(
+        data_dir / "mnist.npz", test=0, x_test=np.zeros((0, 28, 28), "uint8")
+    )
     out = cwd / "nested" / "out"
-    result = run_here("train_lstm.py", "--data-dir", data_dir, "--output-dir", out, cwd=cwd)
+    result = run_here(
+        "train_lstm.py", "--data-dir", data_dir, "--output-dir", out, cwd=cwd
+    )
     assert result.returncode == 1, explain(result)
     expected = f"error: {data_dir / 'mnist.npz'}: the test split has no examples\n"
     assert result.stderr == expected
-    assert list(cwd.iterdir()) == [] and [p.name for p in data_dir.iterdir()] == ["mnist.npz"]
+    assert list(cwd.iterdir()) == [] and [p.name for p in data_dir.iterdir()] == [
+        "mnist.npz"
+    ]
     default = run_here("train_lstm.py", "--data-dir", data_dir, cwd=cwd)
     assert default.returncode == 1 and list(cwd.iterdir()) == []  # no empty runs/ either
 
@@ -255,11 +277,15 @@ def test_a_model_too_large_for_memory_is_one_line(tmp_path):
         "model.add(layers.Dense(2**36))\n    model.add(layers.Dense(outputs,",
     )
     script = copy_script("train_lstm.py", tmp_path, huge, "train_huge.py")
-    with memory_limit(2 * 2**30):  # the 256 GiB layer fails at once, whatever the machine
+    with memory_limit(
+        2 * 2**30
+    ):  # the 256 GiB layer fails at once, whatever the machine
         result = run_here(script, *SECONDS, cwd=tmp_path)
     assert result.returncode == 1, explain(result)
     assert result.stderr.startswith("error: out of memory at --batch-size 64 (")
-    assert result.stderr.count("\n") == 1 and "try a smaller --batch-size" in result.stderr
+    assert (
+        result.stderr.count("\n") == 1 and "try a smaller --batch-size" in result.stderr
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -287,7 +313,9 @@ def test_run_puts_back_the_dtype_policy_and_keras_own_functions(tmp_path):
     args = ["--mixed-precision", "bfloat16", "--output-dir", tmp_path / "r"]
     result = run_here("train_gru.py", *SECONDS, *args)
     assert result.returncode == 0, explain(result)
-    assert read_metrics(tmp_path / "r")["settings_in_effect"]["compute_dtype"] == "bfloat16"
+    assert (
+        read_metrics(tmp_path / "r")["settings_in_effect"]["compute_dtype"] == "bfloat16"
+    )
     assert read_metrics(tmp_path / "r")["settings_in_effect"]["fused_kernels"] == {
         "gru_split_cell": "active"
     }
@@ -301,13 +329,22 @@ def test_overwrite_never_empties_a_folder_that_holds_no_run(tmp_path):
     a run's folder with a file of the user's in it: the run's files go, the user's stays."""
     (tmp_path / "my-data.npz").write_bytes(b"precious")
     (tmp_path / "notes").mkdir()
-    result = run_here("train_gru.py", *SECONDS, "--output-dir", ".", "--overwrite", cwd=tmp_path)
+    result = run_here(
+        "train_gru.py", *SECONDS, "--output-dir", ".", "--overwrite", cwd=tmp_path
+    )
     assert result.returncode == 1 and result.stderr.count("\n") == 1, explain(result)
-    assert "holds no run but other files (my-data.npz, ...); --overwrite replaces a run only" in result.stderr
+    assert (
+        "holds no run but other files (my-data.npz, ...); --overwrite replaces a run only"
+        in result.stderr
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["my-data.npz", "notes"]
     out = tmp_path / "run"
     assert run_here("train_gru.py", *SECONDS, "--output-dir", out).returncode == 0
     (out / "my-notes.txt").write_text("mine")
-    again = run_here("train_gru.py", *SECONDS, "--seed", "2", "--overwrite", "--output-dir", out)
+    again = run_here(
+        "train_gru.py", *SECONDS, "--seed", "2", "--overwrite", "--output-dir", out
+    )
     assert again.returncode == 0, explain(again)
-    assert (out / "my-notes.txt").read_text() == "mine" and read_metrics(out)["arguments"]["seed"] == 2
+    assert (out / "my-notes.txt").read_text() == "mine" and read_metrics(out)[
+        "arguments"
+    ]["seed"] == 2

@@ -22,7 +22,16 @@ from helpers import (
     run_until_epoch,
 )
 
-PLATEAU = ["--dataset", "mnist-sample", "--limit", "300", "--units", "8", "--epochs", "12"]
+PLATEAU = [
+    "--dataset",
+    "mnist-sample",
+    "--limit",
+    "300",
+    "--units",
+    "8",
+    "--epochs",
+    "12",
+]
 PLATEAU += ["--num-layers", "1", "--learning-rate", "2.0", "--lr-schedule", "plateau"]
 PLATEAU += ["--early-stopping", "4"]
 COSINE = ["--dataset", "mnist-sample", "--limit", "300", "--units", "8", "--epochs", "3"]
@@ -56,9 +65,7 @@ def test_plateau_halves_the_learning_rate_when_the_validation_loss_stalls(platea
     out, result = plateau_run
     rows = read_history(out)
     rates = [r["learning_rate"] for r in rows]
-    assert (
-        rates[0] == 2.0 and 1.0 in rates
-    )  # reduced once the loss stalled for 2 epochs
+    assert rates[0] == 2.0 and 1.0 in rates  # reduced once the loss stalled for 2 epochs
     reduced = rates.index(1.0)  # the row of the epoch whose end reduced it
     losses = [r["val_loss"] for r in rows]
     best, stalled, expected = float("inf"), 0, None
@@ -232,17 +239,35 @@ def test_history_and_curves_are_rewritten_after_every_epoch(tmp_path):
     assert seen == [([1], (400, 1000)), ([1, 2], (400, 1000))]
 
 
-def test_the_monitored_figure_picks_best_keras_and_early_stopping_and_is_recorded(tmp_path):
+def test_the_monitored_figure_picks_best_keras_and_early_stopping_and_is_recorded(
+    tmp_path,
+):
     import json
 
     out = tmp_path / "run"
-    args = [*PLATEAU[:8], "--epochs", "8", "--early-stopping", "2", "--monitor", "val_loss"]
+    args = [
+        *PLATEAU[:8],
+        "--epochs",
+        "8",
+        "--early-stopping",
+        "2",
+        "--monitor",
+        "val_loss",
+    ]
     result = run_here("train_gru.py", *args, "--output-dir", out)
     assert result.returncode == 0, explain(result)
     rows, metrics = read_history(out), read_metrics(out)
     best = min(rows, key=lambda r: r["val_loss"])
     assert metrics["best_epoch"] == best["epoch"] and metrics["monitor"] == "val_loss"
     assert metrics["stopped_early_at_epoch"] in (None, best["epoch"] + 2)
-    assert json.loads((out / "args.json").read_text())["arguments"]["monitor"] == "val_loss"
-    wrong = run_here("train_gru.py", *args[:-1], "val_f1", "--output-dir", tmp_path / "f1")
-    assert wrong.returncode == 2 and "--monitor val_f1: not a figure the run logs (accuracy, loss, val_accuracy, val_loss)" in wrong.stderr
+    assert (
+        json.loads((out / "args.json").read_text())["arguments"]["monitor"] == "val_loss"
+    )
+    wrong = run_here(
+        "train_gru.py", *args[:-1], "val_f1", "--output-dir", tmp_path / "f1"
+    )
+    assert (
+        wrong.returncode == 2
+        and "--monitor val_f1: not a figure the run logs (accuracy, loss, val_accuracy, val_loss)"
+        in wrong.stderr
+    )

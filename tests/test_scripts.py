@@ -81,11 +81,16 @@ def test_metrics_json_records_the_run_and_what_the_libraries_did(smoke_runs, scr
     assert metrics["backend"] == "tensorflow" and metrics["device"].startswith("CPU")
     assert set(metrics["versions"]) >= {"python", "keras", "tensorflow", "numpy"}
     settings = metrics["settings_in_effect"]
-    assert settings["steps_per_execution"] == 16 and settings["compute_dtype"] == "float32"
+    assert (
+        settings["steps_per_execution"] == 16 and settings["compute_dtype"] == "float32"
+    )
     assert settings["tensorflow_op_determinism"] is False
     single = os.cpu_count() <= SINGLE_THREAD_MAX_CORES
     assert settings["cpu_threads_per_op"] == (1 if single else 0)
-    assert metrics["arguments"]["smoke"] is True and metrics["arguments"]["batch_size"] == 64
+    assert (
+        metrics["arguments"]["smoke"] is True
+        and metrics["arguments"]["batch_size"] == 64
+    )
     # --smoke alone: the shipped digits, or generated reviews (offline, at once)
     assert metrics["dataset"]["synthetic"] == (script == "train_imdb_bilstm.py")
     assert metrics["dataset"]["sample"] == (script != "train_imdb_bilstm.py")
@@ -113,12 +118,16 @@ def test_history_csv_has_one_row_per_epoch_with_every_metric(smoke_runs, script)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_per_class_accuracy_and_confusion_agree_with_the_test_accuracy(smoke_runs, script):
+def test_per_class_accuracy_and_confusion_agree_with_the_test_accuracy(
+    smoke_runs, script
+):
     _, out = smoke_runs(script)
     metrics = read_metrics(out)
     counts = np.array(metrics["confusion_matrix"])
     assert counts.sum() == metrics["test_examples"]
-    assert np.trace(counts) / counts.sum() == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert np.trace(counts) / counts.sum() == pytest.approx(
+        metrics["test_accuracy"], abs=1e-6
+    )
     per_class = metrics["per_class_accuracy"]
     assert list(per_class) == metrics["dataset"]["classes"]
     for i, accuracy in enumerate(per_class.values()):
@@ -128,7 +137,9 @@ def test_per_class_accuracy_and_confusion_agree_with_the_test_accuracy(smoke_run
             assert accuracy is None
 
 
-def test_saved_models_reproduce_the_test_scores_on_examples_read_independently(smoke_runs):
+def test_saved_models_reproduce_the_test_scores_on_examples_read_independently(
+    smoke_runs,
+):
     """The smoke test split is the first 50 test digits of the shipped sample: read here
     from the file, run through each saved model, scored against metrics.json."""
     from rnn_scripts.data.official import sample_file
@@ -139,7 +150,10 @@ def test_saved_models_reproduce_the_test_scores_on_examples_read_independently(s
     assert metrics["reloaded_model_max_difference"] < 1e-5
     with np.load(sample_file()) as sample:
         x, y = sample["x_test"][:50], sample["y_test"][:50]
-    scores = {"final": metrics["test_accuracy"], "best": metrics["best_model"]["test_accuracy"]}
+    scores = {
+        "final": metrics["test_accuracy"],
+        "best": metrics["best_model"]["test_accuracy"],
+    }
     for model, accuracy in scores.items():
         found = TrainedRun(out, model=model).predict(x)
         assert np.mean(found.class_ids == y) == pytest.approx(accuracy, abs=1e-6)
@@ -173,14 +187,21 @@ def test_a_smoke_run_without_output_dir_writes_nothing_that_stays(tmp_path):
     """The line for a copied script's own CI: one epoch, exit 0, nothing left behind."""
     result = run_here("train_gru.py", "--smoke", "--units", "8", cwd=tmp_path)
     assert result.returncode == 0, explain(result)
-    assert result.stdout.strip().splitlines()[-1].endswith("its temporary folder is removed)")
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .endswith("its temporary folder is removed)")
+    )
     assert "270 train, 30 validation, 50 test examples" in result.stdout
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failing_smoke_run_exits_non_zero(tmp_path):
     wide = copy_script(
-        "train_gru.py", tmp_path, lambda s: s.replace("Dense(outputs,", "Dense(3,"), "t.py"
+        "train_gru.py",
+        tmp_path,
+        lambda s: s.replace("Dense(outputs,", "Dense(3,"),
+        "t.py",
     )
     result = run_here(wide, "--smoke", "--units", "4", cwd=tmp_path)
     assert result.returncode == 1 and "3 units but the data have 10" in result.stderr
@@ -202,7 +223,9 @@ def test_samples_show_mistakes_first_but_right_predictions_too():
     few = y_true.copy()
     few[[5, 51]] = 0
     shown = outputs.samples_shown(y_true, few)
-    assert list(shown[:2]) == [5, 51] and len(shown) == 24  # both mistakes, then right ones
+    assert (
+        list(shown[:2]) == [5, 51] and len(shown) == 24
+    )  # both mistakes, then right ones
     all_wrong = outputs.samples_shown(y_true[:30], (y_true[:30] + 1) % 10)
     assert list(all_wrong) == list(range(24))  # no right one to show
 
@@ -244,9 +267,15 @@ def test_the_curves_mark_the_epoch_best_keras_holds():
     figure = outputs.curves_figure(rows, best_epoch=2)
     assert [axis.get_title() for axis in figure.axes] == ["loss", "accuracy"]
     for axis in figure.axes:
-        marks = [line for line in axis.get_lines() if line.get_label() == "best.keras (epoch 2)"]
+        marks = [
+            line
+            for line in axis.get_lines()
+            if line.get_label() == "best.keras (epoch 2)"
+        ]
         assert len(marks) == 1 and list(marks[0].get_xdata()) == [2, 2]
-        assert all(float(tick) == int(tick) for tick in axis.get_xticks())  # whole epochs
+        assert all(
+            float(tick) == int(tick) for tick in axis.get_xticks()
+        )  # whole epochs
     accuracy = figure.axes[1].get_lines()[1]
     assert list(accuracy.get_ydata()) == [0.5, 0.8, 0.7, 0.6]  # the validation accuracy
 
@@ -259,8 +288,12 @@ def test_a_run_draws_its_curves_with_its_best_epoch(tmp_path):
         *("--output-dir", out),
     )
     assert result.returncode == 0, explain(result)
-    epoch_lines = [line for line in result.stdout.splitlines() if re.match(r"^\d+/\d+ - ", line)]
-    assert len(epoch_lines) == 3 and all(line.startswith("5/5 - ") for line in epoch_lines)
+    epoch_lines = [
+        line for line in result.stdout.splitlines() if re.match(r"^\d+/\d+ - ", line)
+    ]
+    assert len(epoch_lines) == 3 and all(
+        line.startswith("5/5 - ") for line in epoch_lines
+    )
     assert "\r" not in result.stdout and "\x08" not in result.stdout  # no progress bar
     metrics = read_metrics(out)
     best = max(read_history(out), key=lambda row: row["val_accuracy"])["epoch"]
@@ -287,11 +320,15 @@ def test_fashion_mnist_offline_without_files_is_one_line_that_leaves_no_folder(t
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, explain(result)
     assert "--data-dir" in result.stderr and "--synthetic" in result.stderr
-    assert not (tmp_path / "run").exists()  # the refused start removed the folder it made
+    assert not (
+        tmp_path / "run"
+    ).exists()  # the refused start removed the folder it made
 
 
 def test_imdb_without_network_or_file_says_how_to_get_the_data(tmp_path):
-    result = run_here("train_imdb_bilstm.py", "--output-dir", tmp_path / "run", env=OFFLINE)
+    result = run_here(
+        "train_imdb_bilstm.py", "--output-dir", tmp_path / "run", env=OFFLINE
+    )
     assert result.returncode == 1
     message = result.stderr.strip()
     assert "\n" not in message and "--data-dir" in message and "--synthetic" in message
@@ -312,13 +349,24 @@ def test_backend_startup_noise_is_hidden_unless_verbose(tmp_path):
 
 def test_a_model_that_is_not_keras_or_does_not_fit_the_data_is_one_line(tmp_path):
     bad = copy_script(
-        "train_lstm.py", tmp_path, lambda s: s.replace("return model", "return None"), "b.py"
+        "train_lstm.py",
+        tmp_path,
+        lambda s: s.replace("return model", "return None"),
+        "b.py",
     )
     wide = copy_script(
-        "train_lstm.py", tmp_path, lambda s: s.replace("Dense(outputs,", "Dense(7,"), "w.py"
+        "train_lstm.py",
+        tmp_path,
+        lambda s: s.replace("Dense(outputs,", "Dense(7,"),
+        "w.py",
     )
-    for script, words in ((bad, "must return a Keras model"), (wide, "7 units but the data have 10")):
-        result = run_here(script, "--synthetic", "--limit", "60", "--units", "4", cwd=tmp_path)
+    for script, words in (
+        (bad, "must return a Keras model"),
+        (wide, "7 units but the data have 10"),
+    ):
+        result = run_here(
+            script, "--synthetic", "--limit", "60", "--units", "4", cwd=tmp_path
+        )
         assert result.returncode == 1, explain(result)
         assert words in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "runs").exists()
@@ -329,7 +377,16 @@ def test_a_copied_script_runs_with_its_own_name_in_its_own_folder(tmp_path):
     rename = lambda s: s.replace("build_model", "make_model")  # noqa: E731
     script = copy_script("train_gru.py", tmp_path, rename, name="train_my_model.py")
     assert "def make_model(" in script.read_text()
-    args = ["--dataset", "mnist-sample", "--limit", "120", "--units", "4", "--epochs", "1"]
+    args = [
+        "--dataset",
+        "mnist-sample",
+        "--limit",
+        "120",
+        "--units",
+        "4",
+        "--epochs",
+        "1",
+    ]
     result = run_here(script, *args, cwd=tmp_path)
     assert result.returncode == 0, explain(result)
     runs = list((tmp_path / "runs").iterdir())
@@ -345,7 +402,17 @@ def test_a_copied_script_that_imports_keras_at_its_top_still_takes_backend(tmp_p
     pytest.importorskip("jax")
     top = lambda s: s.replace("import common\n", "import common\nimport keras\n")  # noqa: E731
     script = copy_script("train_gru.py", tmp_path, top, "train_top.py")
-    args = ["--synthetic", "--limit", "60", "--units", "4", "--epochs", "1", "--backend", "jax"]
+    args = [
+        "--synthetic",
+        "--limit",
+        "60",
+        "--units",
+        "4",
+        "--epochs",
+        "1",
+        "--backend",
+        "jax",
+    ]
     result = run_script(script, *args, "--output-dir", tmp_path / "run", cwd=tmp_path)
     assert result.returncode == 0, explain(result)
     assert result.stdout.startswith("backend jax ")
@@ -360,25 +427,46 @@ def test_a_closed_stdout_or_a_reader_that_stops_early_does_not_stop_training(tmp
 
     command = f"{sys.executable} {ROOT / 'train_gru.py'} --synthetic --limit 120 --units 4 --epochs 2"
     shell = {"shell": True, "cwd": tmp_path, "env": script_env(), "capture_output": True}
-    closed = subprocess.run(f"{command} --output-dir {tmp_path / 'closed'} >&-", **shell, text=True)
+    closed = subprocess.run(
+        f"{command} --output-dir {tmp_path / 'closed'} >&-", **shell, text=True
+    )
     assert closed.returncode == 0 and "Traceback" not in closed.stderr, explain(closed)
     pipe = f"set -o pipefail; {command} --output-dir {tmp_path / 'piped'} | head -1"
     piped = subprocess.run(pipe, **shell, executable="/bin/bash", text=True)
-    assert piped.stdout.startswith("backend tensorflow") and piped.stdout.count("\n") == 1
-    assert "Traceback" not in piped.stderr and "Broken pipe" not in piped.stderr, explain(piped)
+    assert (
+        piped.stdout.startswith("backend tensorflow") and piped.stdout.count("\n") == 1
+    )
+    assert "Traceback" not in piped.stderr and "Broken pipe" not in piped.stderr, (
+        explain(piped)
+    )
     for run in ("closed", "piped"):
         assert read_metrics(tmp_path / run)["epochs_run"] == 2
 
 
 def test_the_progress_bar_in_a_terminal_stays_within_the_epoch(tmp_path):
     """23 steps an epoch, 16 per compiled call: Keras would count the last call to 31/23."""
-    args = ["--synthetic", "--limit", "1600", "--units", "4", "--num-layers", "1", "--epochs", "1"]
+    args = [
+        "--synthetic",
+        "--limit",
+        "1600",
+        "--units",
+        "4",
+        "--num-layers",
+        "1",
+        "--epochs",
+        "1",
+    ]
     result = run_here("train_gru.py", *args, "--output-dir", tmp_path / "run", tty=True)
     assert result.returncode == 0, explain(result)
-    shown = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)  # without the terminal's colours
+    shown = re.sub(
+        r"\x1b\[[0-9;]*m", "", result.stdout
+    )  # without the terminal's colours
     counts = [tuple(map(int, m)) for m in re.findall(r"(\d+)/(\d+) ", shown)]
     assert counts and all(done <= steps for done, steps in counts), counts
-    assert (23, 23) in counts and "\r" in result.stdout  # a bar that ends where the epoch ends
+    assert (
+        23,
+        23,
+    ) in counts and "\r" in result.stdout  # a bar that ends where the epoch ends
 
 
 def test_a_model_of_two_inputs_is_one_line_at_build_time(tmp_path):
@@ -394,8 +482,18 @@ def build_model(features, outputs, units=4):
 
 if __name__ == "__main__":
 """
-    edit = lambda s: s[: s.index("def build_model")] + two + '    common.run(build_model, reads="sequences")\n'  # noqa: E731
+
+    def edit(s):
+        return (
+            s[: s.index("def build_model")]
+            + two
+            + '    common.run(build_model, reads="sequences")\n'
+        )
+
     script = copy_script("train_gru.py", tmp_path, edit, "train_two.py")
     result = run_here(script, "--synthetic", "--limit", "60", cwd=tmp_path)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, explain(result)
-    assert "build_model's model takes 2 inputs; the pipeline feeds one (the examples)" in result.stderr
+    assert (
+        "build_model's model takes 2 inputs; the pipeline feeds one (the examples)"
+        in result.stderr
+    )

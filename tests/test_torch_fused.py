@@ -317,9 +317,9 @@ def _torch_checks():
     def untested_version():
         from rnn_scripts import speedups
 
-        torch_version = lambda package: (
-            "2.14.0" if package == "torch" else keras.__version__
-        )  # noqa: E731
+        def torch_version(package):
+            return "2.14.0" if package == "torch" else keras.__version__
+
         return {
             "keras": installed_under(faked(keras, "__version__", "3.16.0")),
             "torch": installed_under(
@@ -406,7 +406,7 @@ def _spy_on_fused_kernels(torch):
     targets = [(torch._VF, name) for name in ("lstm", "gru", "rnn_relu", "rnn_tanh")]
     for owner, name in targets:
 
-        def spy(*args, _kernel=getattr(owner, name), **kwargs):
+        def spy(*args, _kernel=getattr(owner, name), **kwargs):  # noqa: B008
             calls[0] += 1
             return _kernel(*args, **kwargs)
 
@@ -440,7 +440,7 @@ def _run_self(backend, *args):
         text=True,
         timeout=600,
     )
-    lines = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
+    lines = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")]
     assert result.returncode == 0 and lines, (
         result.stdout[-3000:] + result.stderr[-3000:]
     )

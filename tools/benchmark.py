@@ -1,30 +1,33 @@
 """Training and evaluation speed of each script's default model on generated data of the
 real shapes: the scripts' pipeline against the tutorial recipe and native PyTorch.
 
-Variants, each in a process of its own (TensorFlow's threads are fixed when it starts, and
-two libraries in one process slow each other down):
+Variants, each in a process of its own (TensorFlow's threads are fixed when it starts,
+and two libraries in one process slow each other down):
   ours      the scripts' pipeline: speedups.install (the split GRU cell on TensorFlow,
             torch's fused CPU kernels), devices.setup_devices (one thread per op on small
             CPUs), training.build and compile_model (16 steps per call where allowed),
             feed.training_feed, the evaluation batch of 1,024
-  baseline  the tutorial way: model.fit(x, y, batch_size=64) on arrays, shuffled by Keras,
-            one step per call, the backend's own threads; evaluate with Keras' batch of 32
+  baseline  the tutorial way: model.fit(x, y, batch_size=64) on arrays, shuffled by
+  Keras,
+            one step per call, the backend's own threads; evaluate with Keras' batch of
+            32
   pytorch   the same network in native PyTorch (torch.nn, torch.optim.Adam)
   ours:KEY=VALUE+KEY=VALUE  ours with levers changed: spe=N, threads=N, feed=pydataset,
             gru=keras (TensorFlow: Keras' own GRU cell, which slices its recurrent
             product), fused=off (torch: no fused kernels), malloc=default (torch, JAX),
-            xla=FLAGS (JAX: XLA_FLAGS for the
-            worker, e.g. "xla=--xla_cpu_use_thunk_runtime=false"), env=NAME:VALUE;...
-            (environment variables for the worker, e.g. "env=OMP_PROC_BIND:true"), eval_batch=N,
+            xla=FLAGS (JAX: XLA_FLAGS for the worker, e.g.
+            "xla=--xla_cpu_use_thunk_runtime=false"), env=NAME:VALUE;... (environment
+            variables for the worker, e.g. "env=OMP_PROC_BIND:true"), eval_batch=N,
             mask=off and max_length=N (IMDB)
 
-Rounds alternate between the processes (ours, baseline, PyTorch, ours, ...), so each ratio
-compares the same minutes of this machine; a ratio is the median of the per-round ratios,
-with their range. Figures: docs/performance.md.
+Rounds alternate between the processes (ours, baseline, PyTorch, ours, ...), so each
+ratio compares the same minutes of this machine; a ratio is the median of the per-round
+ratios, with their range. Figures: docs/performance.md.
 
-    python tools/benchmark.py --quick                    # LSTM on TensorFlow, ~1 minute
-    python tools/benchmark.py --backend tensorflow,jax,torch --rounds 5 --json runs/b.json
-    python tools/benchmark.py --models lstm --backend torch --variants ours,ours:fused=off
+    python tools/benchmark.py --quick          # the LSTM on TensorFlow, about a minute
+    python tools/benchmark.py --backend tensorflow,jax,torch --rounds 5 --json b.json
+    python tools/benchmark.py --models lstm --backend torch \
+        --variants ours,ours:fused=off
 """
 
 import argparse
@@ -126,8 +129,12 @@ def main(argv=None):
     return 0
 
 
+def with_range(figure, rounds):
+    return f"{figure:.0f} [{min(rounds):.0f}-{max(rounds):.0f}]"
+
+
 def speed_table(report, argv):
-    """Each default model's training samples/s per backend ("ours") and native PyTorch."""
+    """Each default model's training samples/s per backend ("ours") and native torch."""
     models = {}
     for model, figures in report["results"].items():
         speeds, parameters = {}, None
@@ -236,8 +243,8 @@ def summarise(rounds, workers, peak):
 
 
 def ratio_partners(name, workers):
-    """ours against the baseline of its backend and against PyTorch; other variants of ours
-    against ours."""
+    """ours against the baseline of its backend and against PyTorch; other variants of
+    ours against ours."""
     backend, _, variant = name.partition(" ")
     if variant == "ours":
         return [n for n in (f"{backend} baseline", "pytorch") if n in workers]
@@ -252,16 +259,18 @@ def spread(values):
 
 def print_model(model, figures, args):
     print(
-        f"\n{model}: samples/s, median [min-max] of {args.rounds} rounds, batch {args.batch_size}"
+        f"\n{model}: samples/s, median [min-max] of {args.rounds} rounds, batch "
+        f"{args.batch_size}"
     )
     print(f"  {'variant':24} {'train/s':>22} {'eval/s':>22} {'% peak':>7}")
     for name, row in figures["variants"].items():
-        train = f"{row['train']:.0f} [{min(row['train_per_round']):.0f}-{max(row['train_per_round']):.0f}]"
-        evaluation = f"{row['eval']:.0f} [{min(row['eval_per_round']):.0f}-{max(row['eval_per_round']):.0f}]"
+        train = with_range(row["train"], row["train_per_round"])
+        evaluation = with_range(row["eval"], row["eval_per_round"])
         print(f"  {name:24} {train:>22} {evaluation:>22} {row['percent_of_peak']:7.1f}")
     for name, ratio in figures["ratios"].items():
         print(
-            f"  {name:44} {ratio['median']:5.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]"
+            f"  {name:44} {ratio['median']:5.2f}x "
+            f"[{ratio['min']:.2f}-{ratio['max']:.2f}]"
         )
     sys.stdout.flush()
 
@@ -365,9 +374,8 @@ class KerasModel:
         if self.baseline:
             keras.utils.set_random_seed(1)
         else:
-            devices.setup_devices(
-                config
-            )  # first, as in the pipeline: TensorFlow's threads are fixed by its first op
+            # First, as in the pipeline: TensorFlow's threads are fixed by its first op.
+            devices.setup_devices(config)
             speedups.install(config)
         self.apply_speedup_levers()
         self.pool, self.eval_data = synthetic_data(self.tokens, args, self.levers)

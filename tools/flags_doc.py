@@ -34,9 +34,9 @@ the README): a copied script with other parameters has other model flags. Where 
 script's default differs, it is given in brackets. Written by `python tools/flags_doc.py`
 from the parser; a test checks this table against every script's `--help`.
 
-Invalid values (zero or negative sizes, an unknown data set, a learning rate that is not a
-positive number up to 1e6, a split outside [0, 1), an abbreviated flag) are refused in one
-line with exit code 2.
+Invalid values (zero or negative sizes, an unknown data set, a learning rate that is
+not a positive number up to 1e6, a split outside [0, 1), an abbreviated flag) are
+refused in one line with exit code 2.
 
 | flag | default | meaning |
 | --- | --- | --- |
@@ -63,7 +63,7 @@ def shown(action):
 def rows():
     tables = parsers()
     lines, seen = [], set()
-    for script, parser in tables.items():
+    for parser in tables.values():
         for group in parser._action_groups:
             for action in group._group_actions:
                 flag = action.option_strings[-1] if action.option_strings else None
@@ -79,7 +79,7 @@ def rows():
     table = []
     for title in order:
         table.append(f"| **{title}** | | |")
-        for group, flag, action in (r for r in lines if r[0] == title):
+        for _, flag, action in (r for r in lines if r[0] == title):
             table.append(row(flag, action, tables))
     return table
 

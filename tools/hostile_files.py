@@ -1,14 +1,16 @@
 """Write a corpus of hostile files: inputs that broke earlier versions (tracebacks, wrong
-diagnoses, gigabytes of memory for a few bytes of file). tests/test_hostile.py runs every
-script and predict.py against each and expects one line naming the file and exit code 1.
+diagnoses, gigabytes of memory for a few bytes of file). tests/test_hostile.py runs
+every script and predict.py against each and expects one line naming the file and exit
+code 1.
 
     python tools/hostile_files.py DIR      # write them into DIR (made if missing)
 
-To add one: write a function `name(path)` that creates the file (or folder) at `path`, and
-add a Hostile row to FILES: the file's name, the function, who reads it ("sequences" and
-"text": the scripts of that kind with --data; "predict": predict.py on an image run), the
-words the one-line refusal must contain, any extra command-line flags, and whether it may
-allocate a lot of memory (then the test runs it in a subprocess under a memory limit).
+To add one: write a function `name(path)` that creates the file (or folder) at `path`,
+and add a Hostile row to FILES: the file's name, the function, who reads it ("sequences"
+and "text": the scripts of that kind with --data; "predict": predict.py on an image run),
+the words the one-line refusal must contain, any extra command-line flags, and whether it
+may allocate a lot of memory (then the test runs it in a subprocess under a memory
+limit).
 """
 
 import csv
@@ -206,7 +208,15 @@ def many_columns(path):  # 1M columns once aborted in C++ (3.9 GB)
 
 
 def empty_label(path):  # an empty label once became a class ''
-    table(path, [["label", "x1", "x2"], ["1", "0.5", "0.1"], ["", "0.3", "0.2"], ["0", "1", "2"]])
+    table(
+        path,
+        [
+            ["label", "x1", "x2"],
+            ["1", "0.5", "0.1"],
+            ["", "0.3", "0.2"],
+            ["0", "1", "2"],
+        ],
+    )
 
 
 def no_steps_array(path):  # (2, 0, 28) once took a traceback from the model
@@ -219,8 +229,12 @@ def huge_values(path):  # 1e300 once printed nan with exit 0
 
 def fashion_huge_header(path):  # --data-dir with an idx header of 2^31 images
     path.mkdir()
-    for name, dims in (("train-images-idx3-ubyte.gz", 3), ("train-labels-idx1-ubyte.gz", 1),
-                       ("t10k-images-idx3-ubyte.gz", 3), ("t10k-labels-idx1-ubyte.gz", 1)):  # fmt: skip
+    for name, dims in (
+        ("train-images-idx3-ubyte.gz", 3),
+        ("train-labels-idx1-ubyte.gz", 1),
+        ("t10k-images-idx3-ubyte.gz", 3),
+        ("t10k-labels-idx1-ubyte.gz", 1),
+    ):
         shape = [2**31, 28, 28][:dims] if dims == 3 else [2**31]
         header = np.array([2049 if dims == 1 else 2051, *shape], ">u4")
         with gzip.open(path / name, "wb") as stream:
@@ -295,10 +309,32 @@ FILES = [
         True,
         "--data-dir",
     ),
-    Hostile("fifo-folder", pipe_in_folder, "text", "is not a regular file (a pipe or a device?)"),
-    Hostile("sparse-folder", sparse_text, "text", "a text may hold at most 16 MiB", memory=True),
-    Hostile("many-columns.csv", many_columns, "sequences", "1,000,001 columns; at most", memory=True),
-    Hostile("empty-label.csv", empty_label, "sequences", "line 3 has no label (column 'label')"),
+    Hostile(
+        "fifo-folder",
+        pipe_in_folder,
+        "text",
+        "is not a regular file (a pipe or a device?)",
+    ),
+    Hostile(
+        "sparse-folder",
+        sparse_text,
+        "text",
+        "a text may hold at most 16 MiB",
+        memory=True,
+    ),
+    Hostile(
+        "many-columns.csv",
+        many_columns,
+        "sequences",
+        "1,000,001 columns; at most",
+        memory=True,
+    ),
+    Hostile(
+        "empty-label.csv",
+        empty_label,
+        "sequences",
+        "line 3 has no label (column 'label')",
+    ),
     Hostile("huge.png", huge_png, "predict", "30000x30000 pixels", memory=True),
     Hostile("no-steps.npy", no_steps_array, "predict", "hold no values"),
     Hostile("huge-values.npy", huge_values, "predict", "holds values beyond float32"),

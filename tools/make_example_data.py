@@ -1,7 +1,8 @@
-"""Write example files of "your own data" for the README's walk-through, in the current folder:
+"""Write example files of "your own data" for the README's walk-through, in the current
+folder:
 
-    my_sequences.npz    600 training and 100 test sequences of 50 steps x 3 features, 4 classes
-    new_sequences.npy   8 more sequences to classify with predict.py (their classes: printed)
+    my_sequences.npz    700 sequences, 50 steps x 3 features, 4 classes (100 for test)
+    new_sequences.npy   8 more sequences for predict.py (their classes: printed)
     my_sentences.csv    900 labelled sentences (cats, dogs, fish), columns label and text
 
     python tools/make_example_data.py
@@ -73,7 +74,8 @@ def main():
     np.save("new_sequences.npy", x)
     write_sentences_csv("my_sentences.csv")
     print(
-        "wrote my_sequences.npz, my_sentences.csv and new_sequences.npy, whose classes are",
+        "wrote my_sequences.npz, my_sentences.csv and new_sequences.npy, whose classes "
+        "are",
         *y,
     )
 

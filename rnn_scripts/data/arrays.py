@@ -1,4 +1,5 @@
-"""Arrays from .npz and .npy files: never unpickled, and checked before they are allocated.
+"""Arrays from .npz and .npy files: never unpickled, and checked before they are
+allocated.
 
 An .npz is a zip of .npy files. Each member's header states its shape and dtype; it is
 compared with the member's size in the archive, and the total with the memory at hand,
@@ -38,12 +39,13 @@ def check_file(path):
         raise DataError(f"{path}: is a folder, not a file")
     if not stat.S_ISREG(mode):
         raise DataError(
-            f"{path}: is not a regular file (a pipe or a device?); save the data to a file"
+            f"{path}: is not a regular file (a pipe or a device?); save the data to a "
+            "file"
         )
 
 
 def read_npz_arrays(path, names, optional=()):
-    """{name: array} of plain (never pickled) arrays from an .npz file, one-line errors."""
+    """{name: array} of plain (never pickled) arrays of an .npz file; one-line errors."""
     check_file(path)
     with open(path, "rb") as stream:
         if stream.read(4) != ZIP_MAGIC:
@@ -64,16 +66,15 @@ def read_npz_arrays(path, names, optional=()):
             sizes = [member_bytes(archive, members[n], path) for n in wanted]
             if sum(sizes) > memory_limit():
                 raise DataError(
-                    f"{path}: its arrays take {sum(sizes) / 2**30:.1f} GiB, more than half this "
-                    "machine's memory"
+                    f"{path}: its arrays take {sum(sizes) / 2**30:.1f} GiB, more than "
+                    "half this machine's memory"
                 )
         with np.load(path, allow_pickle=False) as archive:
             return {n: archive[n] for n in wanted}
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, MemoryError) as error:
+        reason = f"{type(error).__name__}: {error}"[:200]
         raise DataError(
-            f"{path}: not a readable .npz of plain arrays ({type(error).__name__}: {error})"[
-                :300
-            ]
+            f"{path}: not a readable .npz of plain arrays ({reason})"
         ) from None
 
 
@@ -96,14 +97,15 @@ def member_bytes(archive, info, path):
         1, info.compress_size
     ):
         raise DataError(
-            f"{path}: {name} inflates {info.file_size // max(1, info.compress_size)}-fold to "
+            f"{path}: {name} inflates "
+            f"{info.file_size // max(1, info.compress_size)}-fold to "
             f"{info.file_size / 2**30:.1f} GiB; refused as a zip bomb"
         )
     size = math.prod(shape) * dtype.itemsize
     if size != info.file_size - header:
         raise DataError(
-            f"{path}: {name}'s header says {shape} {dtype} ({size} bytes) but the archive "
-            f"holds {info.file_size - header}"
+            f"{path}: {name}'s header says {shape} {dtype} ({size} bytes) but the "
+            f"archive holds {info.file_size - header}"
         )
     return size
 

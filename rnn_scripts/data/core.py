@@ -16,7 +16,9 @@ from ..errors import UserError
 
 TEST_FRACTION = 0.2  # held out as the test set when your data bring none
 MAX_CLASSES = 100_000
-MAX_TARGET_VALUE = 1e30  # float32 holds up to 3.4e38; squared errors must stay finite too
+MAX_TARGET_VALUE = (
+    1e30  # float32 holds up to 3.4e38; squared errors must stay finite too
+)
 
 
 class DataError(UserError):
@@ -26,8 +28,8 @@ class DataError(UserError):
 @dataclass(frozen=True)
 class Layout:
     """How to read your own files, from the command line (data.load) or a caller: the
-    task, the columns of a delimited file, and the target, window and horizon of a series.
-    `features` empty: every numeric column the others do not name."""
+    task, the columns of a delimited file, and the target, window and horizon of a
+    series. `features` empty: every numeric column the others do not name."""
 
     task: str = "auto"
     delimiter: str = None
@@ -80,8 +82,8 @@ class Split:
 
 
 def take(x, rows):
-    """The examples `rows` of x: an array, a list (word-id lists of varied length), or rows
-    read from disk (data/rows.py)."""
+    """The examples `rows` of x: an array, a list (word-id lists of varied length), or
+    rows read from disk (data/rows.py)."""
     if isinstance(x, np.ndarray):
         return x[rows]
     if isinstance(x, list):
@@ -110,12 +112,15 @@ class Data:
                 setattr(self, name, split.take(np.arange(min(n // 6, len(split)))))
 
     def hold_out(self, validation_fraction, seed):
-        """A test split where the source brought none (TEST_FRACTION), then the validation
-        split (a shuffled hold-out: Keras' validation_split would take the last rows)."""
+        """A test split where the source brought none (TEST_FRACTION), then the
+        validation split (a shuffled hold-out: Keras' validation_split would take the
+        last rows)."""
         if self.test is None:
             self.train, self.test = split(self.train, TEST_FRACTION, seed, self.source)
         if self.validation is None:
-            self.train, self.validation = split(self.train, validation_fraction, seed, self.source)
+            self.train, self.validation = split(
+                self.train, validation_fraction, seed, self.source
+            )
 
     def check_not_empty(self):
         for name in ("train", "test"):
@@ -124,7 +129,8 @@ class Data:
 
     def fingerprint(self):
         """A hash of what defines the data: every example and target of every split, the
-        kind, the task and the names of the classes (or targets) and a series' columns."""
+        kind, the task and the names of the classes (or targets) and a series'
+        columns."""
         digest = hashlib.sha256(self.kind.name.encode())
         described = [self.targets.task, list(self.targets.names), self.series]
         digest.update(json.dumps(described, sort_keys=True).encode())
@@ -159,16 +165,18 @@ def digest_into(digest, x):
 
 
 def split(examples, fraction, seed, source):
-    """(kept, held out): a seeded shuffle, at least one example held out when fraction > 0,
-    and at least one kept."""
+    """(kept, held out): a seeded shuffle, at least one example held out when fraction >
+    0, and at least one kept."""
     order = np.random.default_rng(seed).permutation(len(examples))
     held_out = int(round(len(examples) * fraction))
     if fraction and held_out == 0:
         held_out = 1
     if held_out >= len(examples):
-        message = f"holding out {fraction:g} of {len(examples)} examples leaves none to train on"
-        raise DataError(f"{source}: {message}")
-    return examples.take(np.sort(order[held_out:])), examples.take(np.sort(order[:held_out]))
+        held = f"holding out {fraction:g} of {len(examples)} examples"
+        raise DataError(f"{source}: {held} leaves none to train on")
+    return examples.take(np.sort(order[held_out:])), examples.take(
+        np.sort(order[:held_out])
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -202,7 +210,10 @@ def auto_task(labels, class_names):
         return "classification", "the labels are integers or text"
     whole = np.isfinite(labels).all() and (labels == np.round(labels)).all()
     if whole:
-        return "regression", "float labels, all whole numbers: --task classification for classes"
+        return (
+            "regression",
+            "float labels, all whole numbers: --task classification for classes",
+        )
     return "regression", "float targets: --task classification for classes"
 
 
@@ -246,44 +257,57 @@ def check_representable(values, where):
         raise DataError(f"{where}: holds NaN or infinite values")
     if values.size and np.abs(values).max() > MAX_TARGET_VALUE:
         raise DataError(
-            f"{where}: holds {float(np.abs(values).max()):.3g}, beyond what float32 training "
-            f"handles (|x| <= {MAX_TARGET_VALUE:g}); rescale it"
+            f"{where}: holds {float(np.abs(values).max()):.3g}, beyond what float32 "
+            f"training handles (|x| <= {MAX_TARGET_VALUE:g}); rescale it"
         )
 
 
 def numbered_classes(labels, where, class_names=None):
     if labels.ndim != 1:
         raise DataError(
-            f"{where}: class labels must be one per example (a 1-D array), got shape {labels.shape}"
+            f"{where}: class labels must be one per example (a 1-D array), got shape "
+            f"{labels.shape}"
         )
     if labels.dtype.kind == "f":
         if not (np.isfinite(labels).all() and (labels == np.round(labels)).all()):
-            raise DataError(f"{where}: class labels must be whole numbers (or use --task regression)")
+            raise DataError(
+                f"{where}: class labels must be whole numbers (or use --task regression)"
+            )
     elif labels.dtype.kind not in "iub":
-        raise DataError(f"{where}: labels must be integers, text or floats, got {labels.dtype}")
+        raise DataError(
+            f"{where}: labels must be integers, text or floats, got {labels.dtype}"
+        )
     if labels.min() < 0:
-        raise DataError(f"{where}: class ids must be 0, 1, 2, ... (got {labels.min():g})")
+        raise DataError(
+            f"{where}: class ids must be 0, 1, 2, ... (got {labels.min():g})"
+        )
     largest, distinct = int(labels.max()), len(np.unique(labels))
     if largest >= MAX_CLASSES or largest + 1 > 2 * distinct + 10:
         raise DataError(
-            f"{where}: {distinct} distinct labels, the largest {largest}: class ids must be "
-            "0..C-1 (for values to predict, use --task regression)"
+            f"{where}: {distinct} distinct labels, the largest {largest}: class ids "
+            "must be 0..C-1 (for values to predict, use --task regression)"
         )
     if class_names is None:
         class_names = [str(c) for c in range(largest + 1)]
     elif len(class_names) <= largest:
-        raise DataError(f"{where}: class id {largest} has no name ({len(class_names)} class_names)")
+        raise DataError(
+            f"{where}: class id {largest} has no name ({len(class_names)} class_names)"
+        )
     return Targets("classification", tuple(class_names)), labels.astype(np.int64)
 
 
 def named_classes(labels, where, class_names=None):
     names = class_names or sorted(set(labels.tolist()))
     if len(names) > MAX_CLASSES:
-        raise DataError(f"{where}: {len(names)} distinct labels; at most {MAX_CLASSES} classes")
+        raise DataError(
+            f"{where}: {len(names)} distinct labels; at most {MAX_CLASSES} classes"
+        )
     lookup = {name: i for i, name in enumerate(names)}
     unknown = [label for label in labels.tolist() if label not in lookup]
     if unknown:
-        raise DataError(f"{where}: the label {unknown[0]!r} is not one of the training classes")
+        raise DataError(
+            f"{where}: the label {unknown[0]!r} is not one of the training classes"
+        )
     ids = np.array([lookup[v] for v in labels.tolist()], np.int64)
     return Targets("classification", tuple(names)), ids
 
@@ -291,7 +315,9 @@ def named_classes(labels, where, class_names=None):
 def check_classes(targets, where):
     if not targets.is_regression and len(targets.names) < 2:
         only = targets.names[0] if targets.names else None
-        raise DataError(f"{where}: every label is {only!r}; a classifier needs two classes or more")
+        raise DataError(
+            f"{where}: every label is {only!r}; a classifier needs two classes or more"
+        )
     if len(set(targets.names)) != len(targets.names):
         raise DataError(f"{where}: class names repeat ({', '.join(targets.names)})")
 
@@ -313,5 +339,7 @@ def same_targets(train, labels, where):
     _, ids = numbered_classes(labels, where)
     if ids.max() >= len(train.names):
         last = len(train.names) - 1
-        raise DataError(f"{where}: has class {ids.max()}, beyond the training classes 0..{last}")
+        raise DataError(
+            f"{where}: has class {ids.max()}, beyond the training classes 0..{last}"
+        )
     return ids

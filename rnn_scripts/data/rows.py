@@ -1,11 +1,11 @@
 """Examples read from disk a batch at a time, for data larger than memory.
 
-Each kind holds an index in memory (file names, byte offsets of CSV records, window starts)
-and reads the examples themselves only when a batch asks for them, in any order: every
-epoch is still a seeded permutation of all rows, so a resumed run trains the batches of an
-uninterrupted one. `read(rows)` gives the raw examples of those rows; `take(rows)` a subset.
-Texts are vectorized once, before training, into a scratch file of word ids (TokenIds):
-each epoch then reads ids, not texts.
+Each kind holds an index in memory (file names, byte offsets of CSV records, window
+starts) and reads the examples themselves only when a batch asks for them, in any order:
+every epoch is still a seeded permutation of all rows, so a resumed run trains the
+batches of an uninterrupted one. `read(rows)` gives the raw examples of those rows;
+`take(rows)` a subset. Texts are vectorized once, before training, into a scratch file of
+word ids (TokenIds): each epoch then reads ids, not texts.
 """
 
 import contextlib
@@ -28,9 +28,9 @@ _FIELD_LIMIT = {"readers": 0, "saved": None, "lock": threading.Lock()}
 
 @contextlib.contextmanager
 def large_fields():
-    """csv's default field limit is 131,072 characters; a review or article may be longer.
-    The limit is global to the process and batches are read in two threads at once: the
-    first reader raises it, the last one to finish puts it back."""
+    """csv's default field limit is 131,072 characters; a review or article may be
+    longer. The limit is global to the process and batches are read in two threads at
+    once: the first reader raises it, the last one to finish puts it back."""
     state = _FIELD_LIMIT
     with state["lock"]:
         if state["readers"] == 0:
@@ -112,8 +112,8 @@ class CsvRecords:
 
 @functools.lru_cache(maxsize=8)
 def file_digest(path, size, mtime_ns):
-    """A file's sha256, read once per process for the splits that share the file (size and
-    modification time are part of the key, so a changed file is read again)."""
+    """A file's sha256, read once per process for the splits that share the file (size
+    and modification time are part of the key, so a changed file is read again)."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -149,11 +149,11 @@ class Windows:
 
 
 class TokenIds:
-    """Texts read from disk, vectorized once into word ids held in an unnamed scratch file
-    (gone when the process ends, however it ends); a batch reads its rows back with pread.
-    Vectorizing in each batch instead measured 0.76x the speed of texts held in memory
-    (docs/performance.md); the file is read, not mapped, because mapped pages would count as
-    the process's memory."""
+    """Texts read from disk, vectorized once into word ids held in an unnamed scratch
+    file (gone when the process ends, however it ends); a batch reads its rows back
+    with pread. Vectorizing in each batch instead is slower than texts held in memory
+    (docs/performance.md); the file is read, not mapped, because mapped
+    pages would count as the process's memory."""
 
     CHUNK = 1024
 
@@ -173,8 +173,9 @@ class TokenIds:
         except OSError as error:
             file.close()
             raise DataError(
-                f"no room for the texts' word ids in {tempfile.gettempdir()} ({error.strerror or error}); "
-                "set TMPDIR to a folder on a disk with room"
+                f"no room for the texts' word ids in {tempfile.gettempdir()} "
+                f"({error.strerror or error}); set TMPDIR to a folder on a disk with "
+                "room"
             ) from error
         return cls(file, length, np.arange(len(texts)), texts)
 

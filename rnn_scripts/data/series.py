@@ -11,8 +11,9 @@ the rows is the test split, the last --validation-split of the rest the validati
 each with its own windows, so that no two splits share a target row. --validation-data
 and --test-data give separate series instead.
 
-The series is held once, as float32; windows are cut from it batch by batch (rows.Windows,
-the same windows keras.utils.timeseries_dataset_from_array makes: a test checks it).
+The series is held once, as float32; windows are cut from it batch by batch
+(rows.Windows, the same windows keras.utils.timeseries_dataset_from_array makes: a test
+checks it).
 """
 
 import array
@@ -32,16 +33,23 @@ class Series:
     def __init__(self, path, layout, quiet=False):
         table = open_table(path, layout.delimiter)
         if table.header is None:
-            raise DataError(f"{path}: a series needs a header naming its columns (--target COLUMN)")
+            raise DataError(
+                f"{path}: a series needs a header naming its columns (--target COLUMN)"
+            )
         target = table.column(layout.target, "--target")
         columns, text, times = read_columns(table)
-        named = layout.features or [c for i, c in enumerate(table.header) if i not in text]
+        named = layout.features or [
+            c for i, c in enumerate(table.header) if i not in text
+        ]
         for name in (*layout.features, *layout.ignore):
             flag = "--feature-columns" if name in layout.features else "--ignore-columns"
             index = table.column(name, flag)
             if index in text:
                 line, field = text[index]
-                raise DataError(f"{path}: line {line}: the {flag} column {name!r} holds text ({field!r})")
+                raise DataError(
+                    f"{path}: line {line}: the {flag} column {name!r} holds text "
+                    f"({field!r})"
+                )
         if target in text:
             line, field = text[target]
             raise DataError(
@@ -57,8 +65,13 @@ class Series:
         kept = [table.header.index(c) for c in self.names]
         if not quiet:
             for i in sorted(text):
-                say(f"leaving out column {table.header[i]!r} of {path}: it holds text ({text[i][1]!r})")
-        self.rows = np.stack([np.frombuffer(columns[i], np.float64) for i in kept], axis=1)
+                say(
+                    f"leaving out column {table.header[i]!r} of {path}: it holds text "
+                    f"({text[i][1]!r})"
+                )
+        self.rows = np.stack(
+            [np.frombuffer(columns[i], np.float64) for i in kept], axis=1
+        )
         check_representable(self.rows, str(path))
         self.rows = self.rows.astype(np.float32)
         self.target, self.path = self.names.index(layout.target), path
@@ -70,8 +83,8 @@ class Series:
         count = len(series) - window - horizon + 1
         if count <= 0:
             raise DataError(
-                f"{where}: {len(series)} rows, too few for --window {window} and --horizon "
-                f"{horizon} (at least {window + horizon})"
+                f"{where}: {len(series)} rows, too few for --window {window} and "
+                f"--horizon {horizon} (at least {window + horizon})"
             )
         starts = np.arange(count)
         targets = series[starts + window + horizon - 1, self.target][:, None].copy()
@@ -79,7 +92,7 @@ class Series:
 
 
 def read_columns(table):
-    """(numeric columns as arrays, {text column: (line, value)}, {text column: values})."""
+    """(numeric columns, {text column: (line, first text)}, {text column: values})."""
     width = len(table.header)
     columns = [array.array("d") for _ in range(width)]
     text, times, lines = {}, {}, 0
@@ -102,7 +115,8 @@ def read_columns(table):
 
 def layout_of(spec, delimiter=None):
     """The Layout a trained series run reads new files with (its serving spec)."""
-    return Layout(delimiter=delimiter, features=tuple(spec["columns"]), target=spec["target"],
+    columns, target = tuple(spec["columns"]), spec["target"]
+    return Layout(delimiter=delimiter, features=columns, target=target,
                   window=spec["window"], horizon=spec["horizon"])  # fmt: skip
 
 
@@ -110,13 +124,16 @@ def last_window(path, spec, delimiter=None):
     """predict.py RUN recent.csv: the last `window` rows of the run's feature columns."""
     series = Series(path, layout_of(spec, delimiter), quiet=True)
     if len(series.rows) < spec["window"]:
-        raise DataError(f"{path}: {len(series.rows)} rows; this run's window is {spec['window']} rows")
+        raise DataError(
+            f"{path}: {len(series.rows)} rows; this run's window is {spec['window']} "
+            "rows"
+        )
     return series.rows[-spec["window"] :]
 
 
 def labelled_windows(path, spec, delimiter=None):
-    """predict.py RUN history.csv --labels: every window and its target, each named by its
-    target row's time (or its number)."""
+    """predict.py RUN history.csv --labels: every window and its target, each named by
+    its target row's time (or its number)."""
     series = Series(path, layout_of(spec, delimiter), quiet=True)
     split = series.windows(spec["window"], spec["horizon"], str(path))
     first = spec["window"] + spec["horizon"] - 1

@@ -1,7 +1,7 @@
 """Speed-ups that replace private Keras or torch code on one backend, kept apart from the
-pipeline: session.py calls install(config) once, before any layer exists, and records what
-it returns in metrics.json. Each speed-up (a module here) says which versions it was tested
-with and how to check itself:
+pipeline: stages.py calls install(config) once, before any layer exists, and records
+what it returns in metrics.json. Each speed-up (a module here) says which versions it
+was tested with and how to check itself:
 
     NAME, BACKEND      its name in metrics.json, the backend it applies to
     TESTED             {package: (lowest version, first version not tested)}
@@ -9,8 +9,8 @@ with and how to check itself:
     self_check()       None if, installed, it gives Keras' own results on a tiny input
                        (one forward and backward step), else what differs
 
-A speed-up outside its tested versions, or whose self-check fails, stays off and says so in
-one line; --fused-kernels off installs none, leaving Keras' own code untouched.
+A speed-up outside its tested versions, or whose self-check fails, stays off and says so
+in one line; --fused-kernels off installs none, leaving Keras' own code untouched.
 """
 
 import importlib
@@ -43,7 +43,8 @@ def install(config):
         report[module.NAME] = "active" if problem is None else f"off: {problem}"
         if problem is not None:
             say(
-                f"note: the {module.NAME} speed-up is off ({problem}); training runs Keras' own code"
+                f"note: the {module.NAME} speed-up is off ({problem}); training runs "
+                "Keras' own code"
             )
     return report
 
@@ -64,7 +65,8 @@ def untested_version(tested):
     for package, (lowest, beyond) in tested.items():
         found = installed_version(package)
         if found is None or not version(lowest) <= version(found) < version(beyond):
-            return f"{package} {found} is not a version it was tested with ({lowest} up to {beyond})"
+            tested = f"({lowest} up to {beyond})"
+            return f"{package} {found} is not a version it was tested with {tested}"
     return None
 
 

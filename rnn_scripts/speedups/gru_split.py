@@ -1,16 +1,16 @@
-"""Keras' GRU cell with its recurrent product split, not sliced (installed on TensorFlow).
+"""Keras' GRU cell with its recurrent product split, not sliced (installed on
+TensorFlow).
 
 Keras 3.15's GRUCell takes each gate's share of h @ recurrent_kernel as a slice
-(matrix_inner[:, :units], ...). TensorFlow's gradient of a slice (StridedSliceGrad) writes
-a zero-filled copy of the whole product, and the three copies are then added: in a profile
-of the GRU script's training step on the 2-core CPU of docs/performance.md, 19% of the time
-spent in TensorFlow ops. ops.split gives the same three values, and its gradient is one
-concatenation, so values and gradients stay Keras' own to the bit (tested). install()
-gives GRUCell that form where Keras' cell takes the sliced path (reset_after=True, with
-biases, the default implementation 2); every other cell runs Keras' call. The form copies
-the 3.15 cell's arithmetic: speedups.install() applies it only to the Keras versions it was
-tested with, and after self_check() finds Keras' own outputs and gradients.
-"""
+(matrix_inner[:, :units], ...). TensorFlow's gradient of a slice (StridedSliceGrad)
+writes a zero-filled copy of the whole product, and the three copies are then added
+(their share of a training step: docs/performance.md). ops.split gives the same three
+values, and its gradient is one concatenation, so values and gradients stay Keras' own
+to the bit (tested). install() gives GRUCell that form where Keras' cell takes the
+sliced path (reset_after=True, with biases, the default implementation 2); every other
+cell runs Keras' call. The form copies the 3.15 cell's arithmetic: speedups.install()
+applies it only to the Keras versions it was tested with, and after self_check() finds
+Keras' own outputs and gradients."""
 
 import functools
 

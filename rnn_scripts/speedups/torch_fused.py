@@ -5,9 +5,10 @@ loops over time steps in Python, and training runs at about half the speed
 (docs/performance.md). install() wraps keras.src.backend.lstm and .gru so that float32/64
 CPU calls that Keras' cuDNN path would accept go to Keras' own _cudnn_lstm / _cudnn_gru
 helpers, which work on the CPU too; SimpleRNN (relu or tanh) goes to torch._VF.rnn_relu /
-rnn_tanh, which Keras never uses. All other calls go to Keras unchanged. The wrappers rely on private Keras functions and signatures:
-speedups.install() applies them only to the Keras and torch versions they were tested
-with, and after self_check() finds Keras' own results.
+rnn_tanh, which Keras never uses. All other calls go to Keras unchanged. The wrappers
+rely on private Keras functions and signatures: speedups.install() applies them only to
+the Keras and torch versions they were tested with, and after self_check() finds Keras'
+own results.
 """
 
 import contextlib
@@ -132,7 +133,7 @@ def _eligible(call):
         or call["bias"] is None
         or not call.get("reset_after", True)  # torch's GRU is the reset_after=True one
         or not call.get("batch_first", True)
-        # The activations Keras' cudnn_ok() accepts (it also demands CUDA, so not reused).
+        # The activations Keras' cudnn_ok() accepts (it also demands CUDA: not reused).
         or call["activation"] not in (activations.tanh, torch.tanh, ops.tanh)
         or call["recurrent_activation"]
         not in (activations.sigmoid, torch.sigmoid, ops.sigmoid)
@@ -156,7 +157,7 @@ def _full_precision(torch, dtype):
 
 
 def _prepared(call, *state_names):
-    """Tensors as Keras' lstm()/gru() prepare them: kernel dtype, time flipped if asked."""
+    """Tensors as Keras' lstm()/gru() prepare them: kernel dtype, time flipped."""
     import torch
     from keras.src.backend.torch.core import convert_to_tensor
 
