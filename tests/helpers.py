@@ -286,6 +286,15 @@ def load_model(path):
     return keras.saving.load_model(path, safe_mode=True)
 
 
+def standardised(run, x):
+    """The run's standardisation, read from its preprocessing.json here: x * scale + offset."""
+    import numpy as np
+
+    spec = json.loads((run / "preprocessing.json").read_text())
+    scale, offset = np.float32(spec["scale"]), np.float32(spec.get("offset", 0.0))
+    return np.asarray(x, np.float32) * scale + offset
+
+
 def assert_same_weights(first, second, name="model.keras", atol=1e-6):
     """The two runs' saved models hold the same weights (1e-6: reduction-order rounding)."""
     import numpy as np

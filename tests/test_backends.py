@@ -19,6 +19,7 @@ from helpers import (
     read_metrics,
     run_here,
     run_in_one_process,
+    standardised,
 )
 
 TINY = ("--smoke", "--limit", "150", "--units", "16")
@@ -65,6 +66,8 @@ def runs_on(backend, folder):
             steering = [f for f in steering if f != "--deterministic"]  # test_rundir's
         if script == "train_gru.py":
             steering = ["--data", folder / "classes.npz", *steering]
+            if backend == "jax":  # exported through TensorFlow, from a JAX process
+                steering += ["--export", "onnx"]
         steps.append((script, [*own, *steering, "--output-dir", outs[script]]))
     cudnn = [*TINY, "--use-cudnn", "true", "--output-dir", folder / "cudnn"]
     steps.append(("train_lstm.py", [*own, *cudnn]))
@@ -155,3 +158,56 @@ def test_use_cudnn_true_without_gpu_is_one_line_error(backends, backend):
         explain(result)
     )
     assert result.stderr.count("\n") == 1
+
+
+def test_a_run_of_each_backend_loads_and_predicts_the_same_on_every_backend(
+    backends, tmp_path
+):
+    """The GRU trained on each backend: its final and best models predict the same
+    probabilities whichever backend predict.py loads them with."""
+    from test_predict import json_rows
+
+    if not (importable("jax") and importable("torch")):
+        pytest.skip("needs both jax and torch")
+    np.save(tmp_path / "raw.npy", separable_sequences(400, seed=12)[0][320:326])
+    runs = {b: backends(b)[1]["train_gru.py"] for b in ("tensorflow", "jax", "torch")}
+    models = [(runs[r], m) for r in runs for m in ("final", "best")]
+    found = {
+        backend: run_in_one_process(
+            *[
+                ("predict.py", [run, tmp_path / "raw.npy", "--json", "--model", model])
+                for run, model in models
+            ],
+            env={"KERAS_BACKEND": backend},
+        )
+        for backend in ("jax", "torch")
+    }
+    found["tensorflow"] = [
+        predict_here(run, tmp_path / "raw.npy", "--json", "--model", model, cwd=tmp_path)
+        for run, model in models
+    ]
+    probabilities = {
+        backend: [
+            [list(r["probabilities"].values()) for r in json_rows(result)]
+            for result in results
+        ]
+        for backend, results in found.items()
+    }
+    assert np.array(probabilities["tensorflow"]).shape == (6, 6, 4)
+    for backend in ("jax", "torch"):
+        np.testing.assert_allclose(
+            probabilities[backend], probabilities["tensorflow"], atol=1e-4
+        )
+
+
+def test_a_run_trained_on_jax_is_exported_through_tensorflow(backends):
+    from test_export import keras_outputs, onnx_outputs
+
+    pytest.importorskip("onnxruntime")
+    run = backends("jax")[1]["train_gru.py"]
+    assert read_metrics(run)["backend"] == "jax"
+    x = separable_sequences(400, seed=12)[0][:4].astype(np.float32)
+    expected = keras_outputs(run, standardised(run, x))
+    np.testing.assert_allclose(
+        onnx_outputs(run / "export" / "model.onnx", x), expected, atol=1e-5
+    )

@@ -23,10 +23,9 @@ from helpers import (
     explain,
     importable,
     predict_here,
-    read_metrics,
     run_here,
-    run_in_one_process,
     script_env,
+    standardised,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -78,12 +77,6 @@ def keras_outputs(run, model_input, name="model.keras"):
         return found
     shifted = np.exp(found - found.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def standardised(run, x):
-    spec = json.loads((run / "preprocessing.json").read_text())
-    scale, offset = np.float32(spec["scale"]), np.float32(spec.get("offset", 0.0))
-    return np.asarray(x, np.float32) * scale + offset
 
 
 @pytest.fixture(scope="module")
@@ -221,32 +214,6 @@ def test_an_exported_text_classifier_takes_strings_as_saved_model_and_word_ids_a
     )
     described = json.loads((tmp_path / "served" / "serving.json").read_text())["input"]
     assert "word ids from vocabulary.json" in described
-
-
-@pytest.mark.skipif(not importable("jax"), reason="jax is not installed")
-def test_a_run_trained_on_jax_is_exported_through_tensorflow(tmp_path):
-    x, y = separable_sequences(200, seed=2)
-    np.savez(tmp_path / "my.npz", x_train=x, y_train=y)
-    run = tmp_path / "run"
-    args = [
-        "--backend",
-        "jax",
-        "--data",
-        tmp_path / "my.npz",
-        "--epochs",
-        "1",
-        "--units",
-        "4",
-    ]
-    args += ["--num-layers", "1", "--export", "onnx", "--output-dir", run]
-    [result] = run_in_one_process(("train_gru.py", args))
-    assert result.returncode == 0, explain(result)
-    assert read_metrics(run)["backend"] == "jax"
-    x = x[:4].astype(np.float32)
-    expected = keras_outputs(run, standardised(run, x))
-    np.testing.assert_allclose(
-        onnx_outputs(run / "export" / "model.onnx", x), expected, atol=1e-5
-    )
 
 
 def test_exporting_a_missing_run_is_one_line(tmp_path):

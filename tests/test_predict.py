@@ -1,10 +1,10 @@
 """predict.py with finished runs: images, arrays, texts and labelled files; the Python API
-the README shows; models that load on every backend; every input it cannot handle (one
-line, answered before Keras loads where it can be).
+the README shows; every input it cannot handle (one line, answered before Keras loads
+where it can be). Models that load on every backend: test_backends.py.
 
 predict.py runs in this test process (helpers.predict_here: its main() with its command
 line) on the finished runs conftest.py trains once; what is about a process (no backend
-importable, a closed stdin, a reader that stops early, another backend) runs as one.
+importable, a closed stdin, a reader that stops early) runs as one.
 """
 
 import json
@@ -20,14 +20,11 @@ from files import sentences, separable_sequences
 from helpers import (
     ROOT,
     explain,
-    importable,
     predict_here,
-    run_in_one_process,
     script_env,
+    standardised,
     without_backends,
 )
-
-BACKENDS = [b for b in ("jax", "torch") if importable(b)]
 
 
 def predict(run_dir, *inputs, cwd=None, env=None, stdin=None):
@@ -54,14 +51,6 @@ def predicted_classes(result):
 def json_rows(result):
     assert result.returncode == 0, explain(result)
     return [json.loads(line) for line in result.stdout.splitlines()]
-
-
-def standardised(run, x):
-    """The run's standardisation, read from its preprocessing.json here: x * scale + offset."""
-    spec = json.loads((run / "preprocessing.json").read_text())
-    return np.asarray(x, np.float32) * np.float32(spec["scale"]) + np.float32(
-        spec["offset"]
-    )
 
 
 # --------------------------------------------------------------------------------------
@@ -230,74 +219,6 @@ def test_alpha_compositing_puts_a_transparent_page_behind_the_ink(tmp_path):
     assert (
         image[10:12].max() > 250 and image[:10].max() < 5
     )  # white rows on black, as MNIST
-
-
-def test_models_load_and_predict_the_same_on_every_backend(finished, tmp_path):
-    """A TensorFlow-trained run, and runs trained on JAX and on torch: each loads (final
-    and best) and predicts the same probabilities on every backend."""
-    from rnn_scripts.data.official import synthetic_images
-
-    if BACKENDS != ["jax", "torch"]:
-        pytest.skip("needs both jax and torch")
-    np.save(tmp_path / "raw.npy", synthetic_images(6, np.random.default_rng(5))[0])
-    runs = {
-        "tensorflow": finished("images"),
-        "jax": tmp_path / "jax",
-        "torch": tmp_path / "torch",
-    }
-    train = [
-        "--synthetic",
-        "--limit",
-        "300",
-        "--epochs",
-        "1",
-        "--units",
-        "8",
-        "--num-layers",
-        "1",
-    ]
-
-    def predictions(backend):
-        return [
-            (
-                "predict.py",
-                [
-                    runs[r],
-                    tmp_path / "raw.npy",
-                    "--json",
-                    "--model",
-                    m,
-                    "--backend",
-                    backend,
-                ],
-            )
-            for r in runs
-            for m in ("final", "best")
-        ]
-
-    jax_run = ("train_gru.py", [*train, "--backend", "jax", "--output-dir", runs["jax"]])
-    torch_run = (
-        "train_gru.py",
-        [*train, "--backend", "torch", "--output-dir", runs["torch"]],
-    )
-    found = {"jax": run_in_one_process(jax_run)}
-    found["torch"] = run_in_one_process(torch_run, *predictions("torch"))
-    found["jax"] += run_in_one_process(*predictions("jax"))
-    found["tensorflow"] = [None] + [
-        predict_here(runs[r], tmp_path / "raw.npy", "--json", "--model", m, cwd=tmp_path)
-        for r in runs
-        for m in ("final", "best")
-    ]
-    for backend, results in found.items():
-        assert all(r.returncode == 0 for r in results if r is not None), [
-            explain(r) for r in results if r
-        ]
-        found[backend] = [
-            [list(row["probabilities"].values()) for row in json_rows(r)]
-            for r in results[1:]
-        ]
-    for backend in ("jax", "torch"):
-        np.testing.assert_allclose(found[backend], found["tensorflow"], atol=1e-4)
 
 
 def test_word_ids_of_an_imdb_run_and_raw_text_with_its_word_index(finished, tmp_path):

@@ -567,17 +567,9 @@ def test_a_run_folder_belongs_to_its_script_and_its_model(tmp_path, crashed_own)
 def test_a_run_on_texts_read_from_disk_resumes_exactly(tmp_path):
     from files import write_sentences_csv
 
-    write_sentences_csv(tmp_path / "s.csv", count=600)
-    args = [
-        "--data",
-        tmp_path / "s.csv",
-        "--epochs",
-        "3",
-        "--units",
-        "4",
-        "--max-length",
-        "12",
-    ]
+    write_sentences_csv(tmp_path / "s.csv", count=300)
+    args = ["--data", tmp_path / "s.csv", "--epochs", "2", "--units", "4"]
+    args += ["--max-length", "12"]
     whole = run_here("train_imdb_bilstm.py", *args, "--output-dir", tmp_path / "whole")
     assert whole.returncode == 0, explain(whole)
     run_until_epoch("train_imdb_bilstm.py", args, tmp_path / "resumed")
@@ -587,7 +579,7 @@ def test_a_run_on_texts_read_from_disk_resumes_exactly(tmp_path):
         resumed
     )
     assert_same_training(tmp_path / "resumed", tmp_path / "whole")
-    write_sentences_csv(tmp_path / "s.csv", count=600, seed=5)  # other texts, same name
+    write_sentences_csv(tmp_path / "s.csv", count=300, seed=5)  # other texts, same name
     refused = run_here("train_imdb_bilstm.py", "--resume", tmp_path / "changed")
     assert refused.returncode == 1 and "--allow-data-change" in refused.stderr, explain(
         refused
@@ -604,7 +596,17 @@ def test_a_resumed_run_equals_an_uninterrupted_one_and_keeps_its_backend_on(
 ):
     from helpers import run_in_one_process
 
-    args = [*TINY[:6], "--units", "8", "--num-layers", "1", "--backend", backend]
+    args = [
+        "--dataset",
+        "mnist-sample",
+        "--limit",
+        "300",
+        "--epochs",
+        "2",
+        "--units",
+        "8",
+    ]
+    args += ["--num-layers", "1", "--seed", "7", "--backend", backend]
     other = "torch" if backend == "jax" else "jax"
     whole, _, resumed = run_in_one_process(
         ("train_gru.py", [*args, "--output-dir", tmp_path / "whole"]),

@@ -28,6 +28,7 @@ from helpers import (
     run_here,
     run_until_epoch,
     script_env,
+    standardised,
 )
 
 OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
@@ -188,14 +189,6 @@ print("same" if before == after else "changed", loaded)
 # --------------------------------------------------------------------------------------
 # Outputs the template handles: probabilities, values
 # --------------------------------------------------------------------------------------
-def standardised(run, x):
-    """The run's standardisation, read from its preprocessing.json here."""
-    spec = json.loads((run / "preprocessing.json").read_text())
-    return np.asarray(x, np.float32) * np.float32(spec["scale"]) + np.float32(
-        spec["offset"]
-    )
-
-
 def test_a_softmax_output_layer_trains_as_probabilities_and_is_not_squashed_twice(
     tmp_path,
 ):

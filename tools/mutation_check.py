@@ -6,6 +6,7 @@ left mutated.
     python tools/mutation_check.py              # every mutant
     python tools/mutation_check.py --list
     python tools/mutation_check.py 3 7          # only these
+    python tools/mutation_check.py --jobs 2     # two mutants at a time, on two copies
 
 Before mutating, the test files the mutants select must pass on the unmutated copy (else
 a failing test would count as a kill), and every mutant's text must appear exactly once
@@ -14,12 +15,14 @@ Survivors exit 1.
 """
 
 import argparse
+import queue
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -288,7 +291,7 @@ MUTANTS = [
       "tests/test_resume.py -k every_flag_that_may_change"),
     m("a resumed run takes the environment's backend", RESUME,
       '.get("backend", backend)', "and backend",
-      "tests/test_resume.py -k stays_on_jax"),
+      "tests/test_resume.py -k keeps_its_backend_on"),
     m("a model parameter without a default is filled with nothing",
       "rnn_scripts/contract.py",
       "        elif parameter.default is parameter.empty:", "        elif False:",
@@ -374,7 +377,7 @@ MUTANTS = [
 
 
 def copy_project(folder):
-    shutil.copytree(
+    return shutil.copytree(
         ROOT,
         folder,
         ignore=shutil.ignore_patterns(
@@ -423,6 +426,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("numbers", nargs="*", type=int)
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants tested at a time")
     args = parser.parse_args()
     chosen = [(n, MUTANTS[n]) for n in (args.numbers or range(len(MUTANTS)))]
     if args.list:
@@ -452,9 +456,26 @@ def main():
                 + baseline.stdout[-3000:]
             )
             return 2
+        copies = queue.Queue()
+        copies.put(folder)
+        for job in range(1, args.jobs):
+            copies.put(copy_project(Path(temporary) / f"project-{job}"))
+
+        def on_a_free_copy(number, mutant):
+            copy = copies.get()
+            try:
+                return check(number, mutant, copy)
+            finally:
+                copies.put(copy)
+
         survivors = []
-        for number, mutant in chosen:
-            print(check(number, mutant, folder, survivors), flush=True)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(on_a_free_copy, n, m) for n, m in chosen]
+            for future in as_completed(futures):
+                line, mutant = future.result()
+                print(line, flush=True)
+                if mutant is not None:
+                    survivors.append(mutant)
     minutes = (time.perf_counter() - started) / 60
     print(
         f"{len(chosen) - len(survivors)} of {len(chosen)} mutants killed in "
@@ -463,7 +484,8 @@ def main():
     return 1 if survivors else 0
 
 
-def check(number, mutant, folder, survivors):
+def check(number, mutant, folder):
+    """(the verdict's line, the mutant if it was not killed)."""
     path = folder / mutant.file
     source = path.read_text()
     path.write_text(source.replace(mutant.original, mutant.mutated))
@@ -475,9 +497,8 @@ def check(number, mutant, folder, survivors):
     verdict = {0: "SURVIVED", 1: "killed"}.get(
         done.returncode, f"ERROR (pytest exit {done.returncode})"
     )
-    if verdict != "killed":
-        survivors.append(mutant)
-    return f"{number:2} {verdict:8} {mutant.what}  [{mutant.tests}]"
+    line = f"{number:2} {verdict:8} {mutant.what}  [{mutant.tests}]"
+    return line, (None if verdict == "killed" else mutant)
 
 
 if __name__ == "__main__":
