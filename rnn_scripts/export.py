@@ -77,9 +77,8 @@ def write_format(run, name, output):
     if run.kind.vocabulary is not None and name == "onnx":  # the server vectorizes
         (output / "vocabulary.json").write_text(json.dumps(run.kind.vocabulary))
     try:
-        model(
-            dummy_batch(model)
-        )  # Keras' ONNX export wants a model that has been called
+        # Keras' ONNX export wants a model that has been called
+        model(dummy_batch(model))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's np.object probe
             model.export(str(path), format=keras_format, verbose=False)

@@ -229,9 +229,8 @@ class WordIds(Kind):
         imdb = data.name == "imdb"
         vocab_size = options.vocab_size if imdb else largest_id(data) + 1
         spec = {"max_length": options.max_length, "vocab_size": vocab_size}
-        spec["imdb_words"] = (
-            imdb and not data.synthetic
-        )  # raw text reads as IMDB's words
+        # raw text reads as IMDB's words
+        spec["imdb_words"] = imdb and not data.synthetic
         return cls(spec, word_index=restrict(data.word_index, vocab_size))
 
     @classmethod

@@ -268,9 +268,8 @@ class RunDir:
             "arguments": arguments,
             "changes": changes,
         }
-        self.write_text(
-            ARGS_FILE, json.dumps(record, indent=1, default=str)
-        )  # paths as text
+        # paths as text
+        self.write_text(ARGS_FILE, json.dumps(record, indent=1, default=str))
 
     # ---- files, each written completely or not at all ------------------------------
     def write_text(self, name, text):

@@ -162,7 +162,6 @@ def class_probabilities(y, output):
     elif output == "logits":
         y = layers.Activation("sigmoid")(y)
     if y.shape[-1] == 1:
-        y = layers.Concatenate(name="probabilities")(
-            [layers.Rescaling(-1.0, 1.0)(y), y]
-        )  # 1-p, p
+        # 1-p, p
+        y = layers.Concatenate(name="probabilities")([layers.Rescaling(-1.0, 1.0)(y), y])
     return y

@@ -41,9 +41,8 @@ def stages(run):
     # first: TensorFlow's threads and devices are fixed once it runs an op
     device = devices.setup_devices(config)
     active = speedups.install(config)
-    keras.utils.set_random_seed(
-        config.seed
-    )  # again: the self-checks drew random numbers
+    # again: the self-checks drew random numbers
+    keras.utils.set_random_seed(config.seed)
     run.hooks = training.resolve_hooks(run.hooks)
     run.distribution = devices.choose_distribution(config, cluster)
     report_backend(device, run.distribution, config)

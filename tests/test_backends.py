@@ -101,9 +101,8 @@ def test_smoke_run_on_backend(backends, script, backend):
     results, outs = backends(backend)
     result, out = results[script], outs[script]
     assert result.returncode == 0, explain(result)
-    assert result.stdout.startswith(
-        f"backend {backend} "
-    )  # --backend, or $KERAS_BACKEND
+    # --backend, or $KERAS_BACKEND
+    assert result.stdout.startswith(f"backend {backend} ")
     assert "Traceback" not in result.stderr, explain(result)
     metrics = read_metrics(out)
     assert metrics["backend"] == backend and metrics["versions"][backend]

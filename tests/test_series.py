@@ -45,9 +45,8 @@ def test_a_forecast_learns_the_next_values_in_their_units(finished):
     assert metrics["dataset"]["kind"] == "series" and metrics["dataset"]["targets"] == [
         "temp"
     ]
-    assert (
-        metrics["test_mae"] < np.abs(temp - temp.mean()).mean() / 3
-    )  # far below its spread
+    # far below its spread
+    assert metrics["test_mae"] < np.abs(temp - temp.mean()).mean() / 3
     assert metrics["test_r2"] > 0.8
     best = min(read_history(run), key=lambda row: row["val_loss"])["epoch"]
     assert metrics["best_epoch"] == best and metrics["monitor"] == "val_loss"
@@ -176,10 +175,8 @@ def test_a_window_of_another_length_is_one_line_in_predict_and_the_python_api(
         match=r"expected windows of 12 steps x 2 values, or a batch of them, got float32 \(1, 24, 2\)",
     ):
         TrainedRun(run).predict(np.zeros((1, 2 * WINDOW, 2)))
-    assert TrainedRun(run).predict(np.zeros((WINDOW, 2))).values.shape == (
-        1,
-        1,
-    )  # one window
+    # one window
+    assert TrainedRun(run).predict(np.zeros((WINDOW, 2))).values.shape == (1, 1)
 
 
 def test_the_export_says_what_it_takes_and_returns_the_forecast(finished, tmp_path):

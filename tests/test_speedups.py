@@ -104,9 +104,8 @@ def test_a_self_check_that_fails_keeps_it_off_and_the_run_finishes(
     assert read_metrics(tmp_path / "run")["settings_in_effect"]["fused_kernels"][
         "gru_split_cell"
     ].startswith("off: its outputs")
-    assert seen and all(
-        call is keras_own_gru for call in seen
-    )  # Keras' cell trained the model
+    # Keras' cell trained the model
+    assert seen and all(call is keras_own_gru for call in seen)
 
 
 class Record(keras.callbacks.Callback):

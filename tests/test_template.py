@@ -139,9 +139,8 @@ def test_a_copied_script_trains_and_predicts_in_an_empty_folder_outside_the_repo
         command, cwd=folder, env=env, capture_output=True, text=True
     )
     assert trained.returncode == 0, explain(trained)
-    assert (
-        "training on the 5,000-digit sample instead" in trained.stdout
-    )  # the installed one
+    # the installed one
+    assert "training on the 5,000-digit sample instead" in trained.stdout
     assert (folder / "flushed-at-exit.txt").read_text() == "flushed"
     metrics = read_metrics(folder / "runs" / "mine")
     assert metrics["dataset"]["sample"] and str(ROOT) not in json.dumps(metrics)
@@ -225,9 +224,8 @@ def test_a_softmax_output_layer_trains_as_probabilities_and_is_not_squashed_twic
     np.testing.assert_allclose(
         [list(r["probabilities"].values()) for r in rows], expected, atol=1e-5
     )
-    assert (
-        max(r["probability"] for r in rows) > 0.5
-    )  # a second softmax: under e/(e+3) = 0.475
+    # a second softmax: under e/(e+3) = 0.475
+    assert max(r["probability"] for r in rows) > 0.5
 
 
 def test_a_regression_trains_resumes_and_predicts_values_in_the_targets_units(
@@ -347,9 +345,8 @@ def test_loss_metrics_optimizer_and_callbacks_are_arguments_of_run(tmp_path):
     logged = (tmp_path / "callback-log.csv").read_text().splitlines()
     assert len(logged) == 3 and "mse" in logged[0]
     mse, huber = metrics["test_mse"], metrics["test_loss"]
-    assert (
-        huber < mse
-    )  # a Huber loss grows linearly where the squared error grows quadratically
+    # a Huber loss grows linearly where the squared error grows quadratically
+    assert huber < mse
 
 
 def test_an_optimizer_class_as_the_readme_shows_takes_the_learning_rate_flag(tmp_path):

@@ -90,9 +90,8 @@ def parse_arguments(argv=None):
     args.rounds = args.rounds or (2 if args.quick else 5)
     args.eval_examples = args.eval_examples or (256 if args.quick else 2048)
     for variant in args.variants:
-        lever_environment(
-            variant
-        )  # a malformed lever stops here, before any worker starts
+        # a malformed lever stops here, before any worker starts
+        lever_environment(variant)
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         parser.error(f"unknown model {unknown[0]}; choose from {', '.join(MODELS)}")
@@ -204,9 +203,8 @@ class Process:
         raise RuntimeError(f"worker {' '.join(self.command[2:6])} ended without figures")
 
     def measure(self):
-        time.sleep(
-            0.5
-        )  # the last process's thread pools spin down (OpenMP waits ~0.2 s)
+        # the last process's thread pools spin down (OpenMP waits ~0.2 s)
+        time.sleep(0.5)
         self.process.stdin.write("measure\n")
         self.process.stdin.flush()
         return self.read()
@@ -348,9 +346,8 @@ def lever_environment(variant):
 
 class KerasModel:
     def __init__(self, name, variant, args):
-        script = importlib.import_module(
-            MODELS[name]
-        )  # defines build_model, loads nothing
+        # defines build_model, loads nothing
+        script = importlib.import_module(MODELS[name])
         import keras  # with the worker's KERAS_BACKEND
 
         from rnn_scripts import cli, devices, feed, speedups, training

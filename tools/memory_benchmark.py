@@ -45,10 +45,8 @@ TEXT_FLAGS = [
     "2000",
 ]
 SERIES_FLAGS = ["--units", "8", "--target", "a", "--window", "32", "--horizon", "1"]
-MEMORY_EPOCHS, SPEED_EPOCHS = (
-    1,
-    3,
-)  # speed: the median epoch of 3 leaves out the traced first
+# speed: the median epoch of 3 leaves out the traced first
+MEMORY_EPOCHS, SPEED_EPOCHS = (1, 3)
 
 
 def texts(count, seed):

@@ -151,10 +151,8 @@ def examples(path, name, x, reads):
         and x.dtype.kind in "fiu"
         and not (x.ndim == 2 and x.dtype.kind in "iu")
     ):
-        kind, x = (
-            kinds.Sequences,
-            (x[..., None] if x.ndim == 2 else x),
-        )  # (N, steps): one feature
+        # (N, steps): one feature
+        kind, x = (kinds.Sequences, (x[..., None] if x.ndim == 2 else x))
     elif x.ndim == 2 and x.dtype.kind in "iu":
         kind = kinds.WordIds
     else:

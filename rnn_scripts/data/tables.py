@@ -112,9 +112,8 @@ def open_table(path, delimiter=None):
         first = sample.split(b"\n", 1)[0]
         if b"\n" not in sample:  # a first row longer than the sample
             first = sample + stream.readline(MAX_HEADER_BYTES)
-    text = sample.decode(
-        "utf-8", errors="ignore"
-    )  # the sample may end inside a character
+    # the sample may end inside a character
+    text = sample.decode("utf-8", errors="ignore")
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     if "\0" in text:

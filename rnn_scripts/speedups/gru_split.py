@@ -51,9 +51,8 @@ def self_check():
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 4)).astype(np.float32)
-    layer = keras.layers.GRU(
-        3, return_sequences=True, dtype="float32"
-    )  # whatever the global policy
+    # whatever the global policy
+    layer = keras.layers.GRU(3, return_sequences=True, dtype="float32")
     layer.build(x.shape)
     layer.set_weights(
         [

@@ -221,9 +221,8 @@ def _simple_rnn_loop(original):
             else initial_state
         )
         if self.go_backwards:
-            inputs = torch.flip(
-                inputs, dims=[1]
-            )  # outputs stay in this order, as Keras'
+            # outputs stay in this order, as Keras'
+            inputs = torch.flip(inputs, dims=[1])
         weights = [
             convert_to_tensor(v) for v in (cell.kernel, cell.recurrent_kernel, cell.bias)
         ]
