@@ -2,7 +2,7 @@
 pixels, forwards and backwards.
 
 python train_bilstm.py                 # 10 epochs on MNIST (offline: the shipped sample)
-python train_bilstm.py --smoke         # one quick epoch on 2,000 examples
+python train_bilstm.py --smoke         # one quick epoch on 300 examples
 python train_bilstm.py --data my.npz   # your own sequences (see README)
 python train_bilstm.py --help          # every flag
 """

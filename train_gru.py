@@ -1,7 +1,7 @@
 """Two-layer GRU on MNIST: each 28x28 image is read as 28 time steps of 28 pixels.
 
 python train_gru.py                 # 10 epochs on MNIST (offline: the shipped sample)
-python train_gru.py --smoke         # one quick epoch on 2,000 examples
+python train_gru.py --smoke         # one quick epoch on 300 examples
 python train_gru.py --data my.npz   # your own sequences (see README)
 python train_gru.py --help          # every flag
 """

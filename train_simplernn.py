@@ -1,10 +1,10 @@
 """Two-layer SimpleRNN (ReLU) on MNIST: each 28x28 image is read as 28 time steps of 28
 pixels.
 
-python train_simplernn.py                 # 10 epochs on MNIST (offline: the shipped
-sample) python train_simplernn.py --smoke         # one quick epoch on 2,000 examples
-python train_simplernn.py --data my.npz   # your own sequences (see README) python
-train_simplernn.py --help          # every flag
+python train_simplernn.py                # 10 epochs on MNIST (offline: the sample)
+python train_simplernn.py --smoke        # one quick epoch on 300 examples
+python train_simplernn.py --data my.npz  # your own sequences (see README)
+python train_simplernn.py --help         # every flag
 """
 
 import common

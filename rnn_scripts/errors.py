@@ -91,14 +91,12 @@ def exit_now(exit_code, message=None):
 class Interrupts:
     """What SIGINT (Ctrl-C), SIGTERM and SIGHUP do depends on the phase of the run:
 
-    - "exit":   nothing is written yet (arguments, Keras loading): one line, exit at
-      once.
-    - "raise":  setting up (data, model): stop with TrainingStopped where we are.
-    - "defer":  training or writing files: remembered, and the run stops at the next safe
-                point (`check`), so no file is left half-written. A second signal stops
-                at once. Raising inside a library can land in its garbage-collection
-                hooks, where the exception is swallowed; the remembered signal still
-                stops the run.
+    - "exit": nothing is written yet (arguments, Keras loading): one line, exit at once.
+    - "raise": setting up (data, model): stop with TrainingStopped where we are.
+    - "defer": training or writing files: remembered, and the run stops at the next safe
+      point (`check`), so no file is left half-written. A second signal stops at once.
+      Raising inside a library can land in its garbage-collection hooks, where the
+      exception is swallowed; the remembered signal still stops the run.
     - "ignore": every output is written: the run has finished, exit 0.
     """
 

@@ -23,6 +23,14 @@ SHORT_NAMES = {s: s.removeprefix("train_").removesuffix(".py") for s in SCRIPTS}
 _KERAS_HOME = tempfile.mkdtemp(prefix="rnn-scripts-keras-home-")
 
 
+# What a finished run of an image script leaves in its folder (no lock, no partial file);
+# a run on other data has no samples.png.
+RUN_FILES = frozenset(
+    ("training-state", "args.json", "preprocessing.json", "model.keras", "best.keras")
+    + ("history.csv", "metrics.json", "curves.png", "confusion.png", "samples.png")
+)
+
+
 def script_env(env=None, **overrides):
     """os.environ plus `env`: KERAS_HOME in a temp dir (no download cache), no TF_CONFIG,
     no KERAS_BACKEND and no CPU split unless the caller sets them, and the repository on
@@ -72,13 +80,12 @@ def _launch(name, args, env, cwd):
     return {"args": command, "cwd": cwd, "env": script_env(env), "text": True}
 
 
-def run_here(script, *args, env=None, cwd=None, any_backend=False, tty=False):
+def run_here(script, *args, env=None, cwd=None, any_backend=False):
     """Run a script as `python SCRIPT ARGS` would, in this test process: its own file as
     __main__ (its own run() call and arguments), this process's TensorFlow already loaded
     and warm. Returns a subprocess.CompletedProcess (exit code, stdout, stderr) like
     run_script. For what needs a process of its own (another backend, signals, a kill, a
     lock held by another process, a memory limit), use run_script."""
-    import io
     import runpy
     import traceback
 
@@ -90,7 +97,7 @@ def run_here(script, *args, env=None, cwd=None, any_backend=False, tty=False):
     other = backend in ("jax", "torch") or "RNN_SCRIPTS_CPU_DEVICES" in env
     if other and not any_backend:
         raise ValueError("run_here runs on this process's TensorFlow; use run_script")
-    stdout, stderr, code = (TerminalOutput() if tty else io.StringIO()), io.StringIO(), 0
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
     saved = (sys.argv, os.getcwd(), dict(os.environ))
     os.environ.update(env)
     sys.argv = argv
@@ -112,17 +119,9 @@ def run_here(script, *args, env=None, cwd=None, any_backend=False, tty=False):
     return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 
-class TerminalOutput(io.StringIO):
-    """What a script writes to a terminal (isatty), kept for the test to read."""
-
-    def isatty(self):
-        return True
-
-
 def call_here(main, argv, cwd=None, stdin=""):
     """A program's main(argv) (predict.py's, export.py's) in this process, as its command
     line runs it: (exit code, stdout, stderr) as a CompletedProcess."""
-    import io
 
     stdout, stderr, code = io.StringIO(), io.StringIO(), 0
     saved = (os.getcwd(), sys.stdin)

@@ -503,8 +503,12 @@ def test_float_targets_are_a_regression_with_values_in_their_own_units(tmp_path)
     assert data.targets.is_regression and preprocessing.model_options()["outputs"] == 2
     assert preprocessing.model_options()["classes"] is None
     assert data.train.y.dtype == np.float32 and data.train.y.shape[1] == 2
-    assert preprocessing.spec["target_mean"][0] == pytest.approx(
-        data.train.y[:, 0].mean(), rel=1e-4
+    # standardised by the training targets' own mean and spread, per target
+    np.testing.assert_allclose(
+        preprocessing.spec["target_mean"], data.train.y.mean(axis=0), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        preprocessing.spec["target_std"], data.train.y.std(axis=0), rtol=1e-4
     )
     np.savez(tmp_path / "one.npz", x_train=x, y_train=y[:, 0])
     refused("whole numbers", data=tmp_path / "one.npz", task="classification")
@@ -1221,6 +1225,18 @@ def test_a_separate_file_may_hold_any_one_pair_of_arrays_and_the_start_up_says_w
     out = capsys.readouterr().out
     assert f"test data: {tmp_path / 'test.npz'} (x_test, y_test)" in out
     assert f"validation data: {tmp_path / 'validation.npz'} (x_val, y_val)" in out
+    # a file of several pairs (keras.datasets' whole archive): each role takes its own
+    np.savez(
+        tmp_path / "all.npz", x_train=x[:60], y_train=y[:60], x_test=x[60:75],
+        y_test=y[60:75], x_val=x[75:], y_val=y[75:],
+    )  # fmt: skip
+    data, _ = prepared(
+        data=tmp_path / "train.npz",
+        test_data=tmp_path / "all.npz",
+        validation_data=tmp_path / "all.npz",
+    )
+    np.testing.assert_array_equal(data.test.y, y[60:75])
+    np.testing.assert_array_equal(data.validation.y, y[75:])
 
 
 def files_separable(count):
@@ -1244,25 +1260,30 @@ FINGERPRINTED = (
     "task",
     "names",
     "series",
-    *(f"{s}.{p}" for s in ("train", "validation", "test") for p in ("x", "y", "rows")),
+    *(f"{s}.{p}" for s in ("train", "validation", "test") for p in ("x", "y")),
+    "train|validation",  # the same rows, one of them moved to the next split
+    "validation|test",
 )
 
 
 def small_data(**changes):
-    """A Data of three small splits, with one field of what defines it changed."""
+    """A Data of three small splits (12 rows: 6, 3, 3), with one field of what defines
+    it changed."""
     from rnn_scripts.data.core import Data, Targets
 
     rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 4, 2)).astype(np.float32), np.arange(12) % 2
+    ends = [6 - ("train|validation" in changes), 9 - ("validation|test" in changes)]
     splits = {}
-    for name, count in (("train", 6), ("validation", 3), ("test", 3)):
-        x, y = rng.normal(size=(count, 4, 2)).astype(np.float32), np.arange(count) % 2
+    for name, part in zip(
+        ("train", "validation", "test"), np.split(np.arange(12), ends)
+    ):
+        xs, ys = x[part].copy(), y[part].copy()
         if f"{name}.x" in changes:
-            x[0, 0, 0] += 0.5
+            xs[0, 0, 0] += 0.5
         if f"{name}.y" in changes:
-            y = (y + 1) % 2
-        if f"{name}.rows" in changes:  # a row moved from one split to another
-            x, y = x[:-1], y[:-1]
-        splits[name] = Split(x, y)
+            ys = (ys + 1) % 2
+        splits[name] = Split(xs, ys)
     names = ("a", "c") if "names" in changes else ("a", "b")
     task = "regression" if "task" in changes else "classification"
     kind = kinds.Images if "kind" in changes else kinds.Sequences
@@ -1344,3 +1365,28 @@ def test_the_feed_jax_and_torch_train_on_gives_every_row_once_an_epoch():
             assert len(rows) == whole and len(set(rows)) == whole
             if parts == 1:
                 np.testing.assert_array_equal(rows, feed.epoch_order(count, 7, epoch))
+
+
+@pytest.mark.parametrize("feed_of", ["tensorflow_feed", "EpochBatches"])
+def test_each_epoch_of_a_real_fit_takes_its_own_order(feed_of):
+    """model.fit over the feed, with FollowEpochs: the epoch the fit loop begins (not the
+    passes over the data, nor the first epoch) picks the order of its rows."""
+    import keras
+
+    class Recorded(feed.EpochOrder):
+        def rows(self):
+            self.seen.append(super().rows())
+            return self.seen[-1]
+
+    count, size = 40, 16
+    x, y = np.arange(count, dtype=np.float32)[:, None, None], np.arange(count, dtype="f")
+    order = Recorded(count, 7, 1)
+    order.seen = []
+    batches = getattr(feed, feed_of)(x, y, size, order)
+    model = keras.Sequential([keras.Input((1, 1)), keras.layers.Flatten()])
+    model.add(keras.layers.Dense(1))
+    model.compile("sgd", "mse")
+    model.fit(batches, epochs=4, initial_epoch=1, shuffle=False, verbose=0,
+              callbacks=[feed.FollowEpochs(order)])  # fmt: skip
+    expected = [feed.epoch_order(count, 7, epoch) for epoch in (1, 2, 3)]
+    np.testing.assert_array_equal(order.seen[-3:], expected)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import (
+    RUN_FILES,
     assert_same_weights,
     explain,
     importable,
@@ -25,18 +26,6 @@ from helpers import (
 SMALL = ["--dataset", "mnist-sample", "--limit", "307", "--epochs", "2", "--units", "8"]
 SMALL += ["--num-layers", "1", "--learning-rate", "0.005"]
 TWO_DEVICES = {"RNN_SCRIPTS_CPU_DEVICES": "2"}
-EXPECTED_FILES = {
-    "training-state",
-    "args.json",
-    "preprocessing.json",
-    "model.keras",
-    "best.keras",
-    "history.csv",
-    "metrics.json",
-    "curves.png",
-    "confusion.png",
-    "samples.png",
-}
 RUNS = {"tensorflow": ("train_gru.py", "train_bilstm.py"), "jax": ("train_lstm.py",)}
 
 
@@ -120,7 +109,7 @@ def test_a_mirrored_run_trains_what_one_device_trains(mirrored, backend, script)
     (result, out, one_device) = mirrored(backend)[0][script]
     assert result.returncode == 0, explain(result)
     assert "2 replicas" in result.stdout and result.stdout.count("test accuracy") == 1
-    assert {p.name for p in out.iterdir()} == EXPECTED_FILES  # no partial file, no lock
+    assert {p.name for p in out.iterdir()} == RUN_FILES  # no partial file, no lock
     metrics = read_metrics(out)
     assert metrics["replicas"] == 2 and metrics["backend"] == backend
     assert metrics["test_examples"] == 50  # 51 does not split evenly over 2 replicas

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from helpers import (
+    RUN_FILES,
     explain,
     importable,
     load_model,
@@ -37,18 +38,6 @@ SMALL = [
     "8",
 ]
 SMALL += ["--num-layers", "1", "--batch-size", "32", "--seed", "3"]
-OUTPUTS = {
-    "training-state",
-    "args.json",
-    "preprocessing.json",
-    "model.keras",
-    "best.keras",
-    "history.csv",
-    "metrics.json",
-    "curves.png",
-    "confusion.png",
-    "samples.png",
-}
 
 
 def free_port():
@@ -101,7 +90,7 @@ def test_two_processes_train_as_one_process_on_two_devices_and_one_writes(tmp_pa
     )
     (code0, stdout0, stderr0), (code1, stdout1, stderr1) = finish(first), finish(second)
     assert code0 == 0 and code1 == 0, stderr0[-2000:] + stderr1[-2000:]
-    assert {p.name for p in out.iterdir()} == OUTPUTS
+    assert {p.name for p in out.iterdir()} == RUN_FILES
     assert (
         list((tmp_path / "cwd0").iterdir()) == list((tmp_path / "cwd1").iterdir()) == []
     )

@@ -541,19 +541,33 @@ def test_the_python_api_refuses_an_input_of_another_shape_in_one_line(finished):
 
 def test_one_output_accuracy_is_the_accuracy_of_its_predictions(finished, tmp_path):
     """A one-logit model's accuracy counts a logit above 0 as the second class: the same
-    as predictions.csv, whose probabilities are the sigmoid's."""
+    as predictions.csv, whose probabilities are the sigmoid's. The model is barely
+    trained, so that logits lie between 0 and 0.5, where 0.5 taken as a logit's threshold
+    would count another class."""
     import csv
 
-    from helpers import read_metrics
+    from helpers import copy_script, read_metrics, run_here
 
-    run = tmp_path / "run"
-    shutil.copytree(finished("two classes"), run)
-    data = finished("two classes").parent / "two.npz"  # its test split is the run's
-    result = predict_here(run, data, "--labels", cwd=tmp_path)
+    def near_zero(script):  # one logit, about 0.25 before training
+        return script.replace(
+            'Dense(outputs, dtype="float32")',
+            'Dense(1, dtype="float32", bias_initializer=keras.initializers.Constant(0.25))',
+        )
+
+    script = copy_script("train_lstm.py", tmp_path, near_zero, "train_one_logit.py")
+    folder, run = finished("two classes").parent, tmp_path / "run"
+    args = ["--data", folder / "two.npz", "--epochs", "1", "--units", "8"]
+    args += ["--num-layers", "1", "--learning-rate", "1e-5", "--output-dir", run]
+    trained = run_here(script, *args, cwd=tmp_path)
+    assert trained.returncode == 0, explain(trained)
+    # its test split is the run's
+    result = predict_here(run, folder / "two.npz", "--labels", cwd=tmp_path)
     assert result.returncode == 0, explain(result)
     with open(run / "predictions.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 80 and {r["prediction"] for r in rows} <= {"no", "yes"}
+    yes = [float(r["probability"]) for r in rows if r["prediction"] == "yes"]
+    assert any(0.5 < p < 1 / (1 + np.exp(-0.5)) for p in yes)  # logits in (0, 0.5)
     accuracy = np.mean([r["prediction"] == r["true"] for r in rows])
     assert accuracy == pytest.approx(read_metrics(run)["test_accuracy"], abs=1e-6)
 

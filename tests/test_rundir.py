@@ -304,12 +304,27 @@ def test_hardware_flags_take_effect_as_the_libraries_report(tmp_path):
 
 def test_run_puts_back_the_dtype_policy_and_keras_own_functions(tmp_path):
     """A notebook that calls run() and then builds its own model gets Keras as it was:
-    no mixed-precision policy and no speed-up left installed."""
+    no mixed-precision policy and no speed-up left installed; and its own signal
+    handlers back."""
+    import signal
+
     import keras
     from keras.src.layers.rnn.gru import GRUCell
 
-    args = ["--mixed-precision", "bfloat16", "--output-dir", tmp_path / "r"]
-    result = run_here("train_gru.py", *SECONDS, *args)
+    def notebooks_own(signum, frame):
+        pass
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {s: signal.signal(s, notebooks_own) for s in signals}
+    try:
+        args = ["--mixed-precision", "bfloat16", "--output-dir", tmp_path / "r"]
+        result = run_here("train_gru.py", *SECONDS, *args)
+        assert {s: signal.getsignal(s) for s in signals} == dict.fromkeys(
+            signals, notebooks_own
+        )
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
     assert result.returncode == 0, explain(result)
     assert (
         read_metrics(tmp_path / "r")["settings_in_effect"]["compute_dtype"] == "bfloat16"

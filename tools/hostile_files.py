@@ -1,7 +1,6 @@
 """Write a corpus of hostile files: inputs that broke earlier versions (tracebacks, wrong
-diagnoses, gigabytes of memory for a few bytes of file). tests/test_hostile.py runs
-every script and predict.py against each and expects one line naming the file and exit
-code 1.
+diagnoses, gigabytes of memory for a few bytes of file). tests/test_hostile.py runs every
+script and predict.py against each and expects one line naming the file and exit code 1.
 
     python tools/hostile_files.py DIR      # write them into DIR (made if missing)
 

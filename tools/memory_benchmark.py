@@ -11,10 +11,10 @@ round after round, so that each ratio compares the same minutes of this machine.
     python tools/memory_benchmark.py --rows 20000 --rounds 1 --sources csv
 
 Sources (the 1x size is --rows examples; 10x is ten times as many):
-  csv      labelled texts in a .csv, read record by record (streamed) folder   one .txt
-  file per text in a folder per class (streamed) series   a .csv of series columns,
-  forecast with --target (windows cut batch by batch) ids      the same texts as a .npz
-  of word ids, held in memory: the in-memory path that
+  csv      labelled texts in a .csv, read record by record (streamed)
+  folder   one .txt file per text in a folder per class (streamed)
+  series   a .csv of series columns, forecast with --target (windows cut batch by batch)
+  ids      the same texts as a .npz of word ids, held in memory: the in-memory path that
            csv's samples/s is compared with, on data that fits
 """
 
